@@ -1,0 +1,21 @@
+//! Pure saga definitions: state machines with no I/O, no clock and no randomness.
+//!
+//! # Layout
+//!
+//! - [`saga`]: the vocabulary every saga speaks — the [`Saga`] trait, its inputs
+//!   ([`Input`], [`Reply`]), what it asks the outside world to do ([`Command`]) and
+//!   why it may refuse an input ([`Rejection`]).
+//! - [`order`]: the shipped order-fulfilment saga (reserve inventory → charge
+//!   payment → confirm, compensated in reverse).
+//!
+//! The orchestrator passes the current time and every id in through the input, so
+//! the same events always rebuild the same state.
+
+mod ids;
+pub mod order;
+pub mod saga;
+
+pub use ids::SagaId;
+pub use saga::{
+    Command, FieldError, Input, Outcome, Policy, Rejection, Reply, RetryPolicy, Saga, Status, View,
+};

@@ -1,0 +1,215 @@
+//! The order-fulfilment saga.
+//!
+//! ```text
+//! start ─► reserve-inventory ─► charge-payment ─► confirm-order ─► completed
+//! ```
+//! A refusal, or a transient failure or timeout past the step's retry budget,
+//! starts compensation: the completed steps are undone in reverse order (refund,
+//! release), preceded by the failed step's own undo when its outcome is unknown
+//! (it timed out), and followed by cancel-order; the saga then ends
+//! `compensated`. A compensation step that keeps failing past its budget leaves
+//! the saga `suspended` for an operator.
+
+mod currency;
+mod events;
+mod input;
+mod state;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+
+pub use events::{EventKind, FailureCause, OrderEvent, Then};
+pub use input::{LineItem, OrderInput};
+pub use state::{OrderSaga, Pending, Wait};
+pub use steps::Step;
+
+use crate::{Command, FieldError, Input, Outcome, Rejection, Reply, Saga, SagaId, View};
+
+impl Saga for OrderSaga {
+    const TYPE: &'static str = "order";
+    type Start = OrderInput;
+    type Event = OrderEvent;
+
+    fn new(id: SagaId) -> Self {
+        OrderSaga::empty(id)
+    }
+
+    fn decide(&self, input: Input<OrderInput>) -> Result<Vec<OrderEvent>, Rejection> {
+        let input = match input {
+            Input::Start { start, policy, now } => {
+                if self.started.is_some() {
+                    return Err(Rejection::AlreadyStarted);
+                }
+                start.validate().map_err(Rejection::Invalid)?;
+                return Ok(vec![event(
+                    now,
+                    EventKind::SagaStarted {
+                        order: start,
+                        policy,
+                    },
+                )]);
+            }
+            other => other,
+        };
+        if self.started.is_none() {
+            return Err(Rejection::NotStarted);
+        }
+        if self.status.is_terminal() {
+            return Err(Rejection::Terminal(self.status));
+        }
+        match input {
+            Input::Reply(reply) => self.on_reply(reply),
+            Input::Wake { now } => Ok(self.on_wake(now)),
+            Input::Start { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn evolve(self, event: &OrderEvent) -> Self {
+        self.apply(event)
+    }
+
+    fn commands(&self, event: &OrderEvent) -> Vec<Command> {
+        let starts_attempt = match &event.kind {
+            EventKind::StepFailed { then, .. } => matches!(then, Then::Compensate { .. }),
+            _ => true,
+        };
+        match (&self.pending, self.order()) {
+            (Some(p), Some(order)) if starts_attempt && matches!(p.wait, Wait::Reply { .. }) => {
+                vec![p.step.command(self.id, p.attempt, order)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn view(&self) -> View {
+        let pending = self.pending.filter(|_| !self.status.is_terminal());
+        View {
+            status: self.status,
+            step: pending.map(|p| p.step.name()),
+            attempt: pending.map(|p| p.attempt),
+            wake_at: pending.and_then(|p| match p.wait {
+                Wait::Reply { deadline } => Some(deadline),
+                Wait::Retry { at } => Some(at),
+                Wait::Operator => None,
+            }),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn event_type(event: &OrderEvent) -> &'static str {
+        event.kind.name()
+    }
+
+    fn validate(start: &OrderInput) -> Result<(), Vec<FieldError>> {
+        start.validate()
+    }
+}
+
+impl OrderSaga {
+    fn on_reply(&self, reply: Reply) -> Result<Vec<OrderEvent>, Rejection> {
+        let unexpected = || Rejection::UnexpectedReply {
+            step: reply.step.clone(),
+            attempt: reply.attempt,
+        };
+        let pending = self.pending.ok_or_else(unexpected)?;
+        let step = Step::parse(&reply.step)
+            .filter(|s| *s == pending.step)
+            .ok_or_else(unexpected)?;
+        if reply.attempt == 0 || reply.attempt > pending.attempt {
+            return Err(unexpected());
+        }
+        let (cause, reason) = match reply.outcome {
+            // Every attempt carries the same idempotency key, so a success from
+            // an earlier attempt is the step's success.
+            Outcome::Succeeded => return Ok(vec![event(reply.at, EventKind::succeeded(step))]),
+            Outcome::Refused { reason } => (FailureCause::Refused, reason),
+            Outcome::Failed { reason } => (FailureCause::Error, reason),
+        };
+        let awaiting = matches!(pending.wait, Wait::Reply { .. });
+        if reply.attempt != pending.attempt || !awaiting {
+            return Err(unexpected());
+        }
+        Ok(vec![self.failure(pending, cause, reason, reply.at)])
+    }
+
+    fn on_wake(&self, now: DateTime<Utc>) -> Vec<OrderEvent> {
+        let Some(p) = self.pending else {
+            return Vec::new();
+        };
+        match p.wait {
+            Wait::Reply { deadline } if now >= deadline => {
+                let reason = format!(
+                    "no reply within {} ms (attempt {})",
+                    self.policy().step_timeout_ms,
+                    p.attempt
+                );
+                vec![self.failure(p, FailureCause::TimedOut, reason, now)]
+            }
+            Wait::Retry { at } if now >= at => vec![event(
+                now,
+                EventKind::StepRetried {
+                    step: p.step,
+                    attempt: p.attempt + 1,
+                },
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn failure(
+        &self,
+        p: Pending,
+        cause: FailureCause,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> OrderEvent {
+        let policy = self.policy();
+        let retry = if p.step.is_forward() {
+            policy.forward
+        } else {
+            policy.compensation
+        };
+        let retryable = cause != FailureCause::Refused || !p.step.is_forward();
+        let then = if retryable && p.attempt < retry.max_attempts {
+            let seed =
+                self.id.as_uuid().as_u64_pair().0 ^ ((p.step as u64) << 40) ^ p.attempt as u64;
+            Then::Retry {
+                at: now + retry.backoff(p.attempt, seed),
+            }
+        } else if p.step.is_forward() {
+            let uncertain = p.uncertain || cause == FailureCause::TimedOut;
+            Then::Compensate {
+                plan: self.compensation_plan(p.step, uncertain),
+            }
+        } else {
+            Then::Suspend
+        };
+        event(
+            now,
+            EventKind::StepFailed {
+                step: p.step,
+                attempt: p.attempt,
+                cause,
+                reason,
+                then,
+            },
+        )
+    }
+
+    /// Undo the completed steps in reverse order — the failed step first when it
+    /// may have been applied — then cancel the order.
+    fn compensation_plan(&self, failed: Step, uncertain: bool) -> Vec<Step> {
+        let failed_undo = uncertain.then(|| failed.undo()).flatten();
+        failed_undo
+            .into_iter()
+            .chain(self.done.iter().rev().filter_map(|s| s.undo()))
+            .chain([Step::CancelOrder])
+            .collect()
+    }
+}
+
+fn event(at: DateTime<Utc>, kind: EventKind) -> OrderEvent {
+    OrderEvent { at, kind }
+}

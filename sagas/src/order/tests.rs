@@ -1,0 +1,483 @@
+//! Given events, when an input, then events and commands.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::{Policy, RetryPolicy, Status};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+fn policy() -> Policy {
+    Policy {
+        step_timeout_ms: 1_000,
+        forward: RetryPolicy {
+            max_attempts: 2,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+        },
+        compensation: RetryPolicy {
+            max_attempts: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+        },
+    }
+}
+
+fn order() -> OrderInput {
+    OrderInput {
+        order_id: "o-1".into(),
+        customer_id: "c-1".into(),
+        items: vec![LineItem {
+            sku: "SKU-1".into(),
+            qty: 1,
+        }],
+        amount_cents: 500,
+        currency: "EUR".into(),
+    }
+}
+
+/// A saga under test: its history so far and every command it sent.
+struct Harness {
+    state: OrderSaga,
+    history: Vec<OrderEvent>,
+    commands: Vec<Command>,
+    now: DateTime<Utc>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let id = SagaId::from_uuid(Uuid::from_u128(7));
+        Self {
+            state: OrderSaga::new(id),
+            history: Vec::new(),
+            commands: Vec::new(),
+            now: t0(),
+        }
+    }
+
+    fn started() -> Self {
+        let mut h = Self::new();
+        h.when(Input::Start {
+            start: order(),
+            policy: policy(),
+            now: t0(),
+        })
+        .unwrap();
+        h
+    }
+
+    /// Feeds one input; returns the events it produced.
+    fn when(&mut self, input: Input<OrderInput>) -> Result<Vec<OrderEvent>, Rejection> {
+        let events = self.state.decide(input)?;
+        for e in &events {
+            self.state = self.state.clone().evolve(e);
+            self.commands.extend(self.state.commands(e));
+            self.history.push(e.clone());
+        }
+        Ok(events)
+    }
+
+    fn reply(
+        &mut self,
+        step: Step,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<Vec<OrderEvent>, Rejection> {
+        self.now += Duration::milliseconds(10);
+        self.when(Input::Reply(Reply {
+            step: step.name().into(),
+            attempt,
+            outcome,
+            at: self.now,
+        }))
+    }
+
+    fn ok(&mut self, step: Step) {
+        let attempt = self.state.pending().unwrap().attempt;
+        self.reply(step, attempt, Outcome::Succeeded).unwrap();
+    }
+
+    fn wake_after(&mut self, ms: i64) -> Vec<OrderEvent> {
+        self.now += Duration::milliseconds(ms);
+        self.when(Input::Wake { now: self.now }).unwrap()
+    }
+
+    fn event_names(&self) -> Vec<&'static str> {
+        self.history.iter().map(|e| e.kind.name()).collect()
+    }
+
+    fn command_steps(&self) -> Vec<&'static str> {
+        self.commands.iter().map(|c| c.step).collect()
+    }
+}
+
+fn refused(reason: &str) -> Outcome {
+    Outcome::Refused {
+        reason: reason.into(),
+    }
+}
+
+fn failed(reason: &str) -> Outcome {
+    Outcome::Failed {
+        reason: reason.into(),
+    }
+}
+
+#[test]
+fn happy_path_runs_the_three_steps_and_completes() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.ok(Step::ChargePayment);
+    h.ok(Step::ConfirmOrder);
+    assert_eq!(h.state.status(), Status::Completed);
+    assert_eq!(
+        h.event_names(),
+        [
+            "SagaStarted",
+            "InventoryReserved",
+            "PaymentCharged",
+            "OrderConfirmed"
+        ]
+    );
+    assert_eq!(
+        h.command_steps(),
+        ["reserve-inventory", "charge-payment", "confirm-order"]
+    );
+    let key = &h.commands[1].idempotency_key;
+    assert_eq!(key, &format!("{}:charge-payment", h.state.id()));
+    assert_eq!(h.state.view().step, None);
+}
+
+#[test]
+fn start_is_refused_when_the_order_is_invalid_or_already_started() {
+    let mut bad = order();
+    bad.items.clear();
+    let rejection = OrderSaga::new(SagaId::from_uuid(Uuid::nil()))
+        .decide(Input::Start {
+            start: bad,
+            policy: policy(),
+            now: t0(),
+        })
+        .unwrap_err();
+    assert!(matches!(rejection, Rejection::Invalid(ref e) if e[0].field == "input.items"));
+
+    let mut h = Harness::started();
+    let again = h.when(Input::Start {
+        start: order(),
+        policy: policy(),
+        now: t0(),
+    });
+    assert_eq!(again, Err(Rejection::AlreadyStarted));
+}
+
+#[test]
+fn inputs_before_start_are_refused() {
+    let saga = OrderSaga::new(SagaId::from_uuid(Uuid::nil()));
+    assert_eq!(
+        saga.decide(Input::Wake { now: t0() }),
+        Err(Rejection::NotStarted)
+    );
+}
+
+#[test]
+fn refused_reservation_cancels_the_order_without_payment() {
+    let mut h = Harness::started();
+    h.reply(Step::ReserveInventory, 1, refused("out of stock"))
+        .unwrap();
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+    assert_eq!(h.command_steps(), ["reserve-inventory", "cancel-order"]);
+    assert_eq!(
+        h.event_names(),
+        ["SagaStarted", "StepFailed", "OrderCancelled"]
+    );
+}
+
+#[test]
+fn declined_payment_releases_inventory_then_cancels() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.reply(Step::ChargePayment, 1, refused("card declined"))
+        .unwrap();
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+    assert_eq!(
+        h.command_steps(),
+        [
+            "reserve-inventory",
+            "charge-payment",
+            "release-inventory",
+            "cancel-order"
+        ]
+    );
+    assert_eq!(
+        h.state.view().last_error.as_deref(),
+        Some("charge-payment: card declined")
+    );
+}
+
+#[test]
+fn failed_confirmation_refunds_releases_and_cancels_in_that_order() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.ok(Step::ChargePayment);
+    h.reply(Step::ConfirmOrder, 1, refused("no")).unwrap();
+    h.ok(Step::RefundPayment);
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+    assert_eq!(
+        &h.command_steps()[3..],
+        ["refund-payment", "release-inventory", "cancel-order"]
+    );
+    assert_eq!(
+        h.state.undone(),
+        [
+            Step::RefundPayment,
+            Step::ReleaseInventory,
+            Step::CancelOrder
+        ]
+    );
+}
+
+#[test]
+fn transient_failure_is_retried_after_backoff_with_the_same_key() {
+    let mut h = Harness::started();
+    let events = h
+        .reply(Step::ReserveInventory, 1, failed("db busy"))
+        .unwrap();
+    let Then::Retry { at } = (match &events[0].kind {
+        EventKind::StepFailed { then, .. } => then.clone(),
+        other => panic!("{other:?}"),
+    }) else {
+        panic!("expected a retry")
+    };
+    assert!(at > h.now && at <= h.now + Duration::milliseconds(100));
+    assert_eq!(h.state.view().wake_at, Some(at));
+    assert!(
+        h.wake_after(1).is_empty(),
+        "nothing is due before the back-off"
+    );
+    h.wake_after(200);
+    assert_eq!(h.commands.len(), 2);
+    assert_eq!(h.commands[1].attempt, 2);
+    assert_eq!(h.commands[0].idempotency_key, h.commands[1].idempotency_key);
+    h.ok(Step::ReserveInventory);
+    assert_eq!(h.state.pending().unwrap().step, Step::ChargePayment);
+}
+
+#[test]
+fn payment_timeout_past_its_budget_refunds_then_releases_then_cancels() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    assert!(h.wake_after(500).is_empty(), "deadline not reached");
+    h.wake_after(600); // attempt 1 times out
+    h.wake_after(2_000); // back-off over: attempt 2
+    h.wake_after(1_100); // attempt 2 times out: budget of 2 spent
+    assert_eq!(h.state.status(), Status::Compensating);
+    h.ok(Step::RefundPayment);
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    assert_eq!(
+        h.command_steps(),
+        [
+            "reserve-inventory",
+            "charge-payment",
+            "charge-payment",
+            "refund-payment",
+            "release-inventory",
+            "cancel-order"
+        ]
+    );
+    assert_eq!(h.state.status(), Status::Compensated);
+}
+
+#[test]
+fn reservation_timeout_releases_what_may_have_been_reserved() {
+    let mut policy = policy();
+    policy.forward.max_attempts = 1;
+    let mut h = Harness::new();
+    h.when(Input::Start {
+        start: order(),
+        policy,
+        now: t0(),
+    })
+    .unwrap();
+    h.wake_after(1_000);
+    assert_eq!(
+        h.command_steps(),
+        ["reserve-inventory", "release-inventory"]
+    );
+}
+
+#[test]
+fn compensation_out_of_budget_suspends_and_a_late_success_resumes() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.reply(Step::ChargePayment, 1, refused("declined"))
+        .unwrap();
+    for attempt in 1..=3 {
+        h.reply(Step::ReleaseInventory, attempt, failed("locked"))
+            .unwrap();
+        if attempt < 3 {
+            h.wake_after(2_000);
+        }
+    }
+    assert_eq!(h.state.status(), Status::Suspended);
+    let view = h.state.view();
+    assert_eq!(view.step, Some("release-inventory"));
+    assert_eq!(
+        view.wake_at, None,
+        "a suspended saga waits for a person, not a timer"
+    );
+    assert!(h.wake_after(60_000).is_empty());
+    let sent = h.commands.len();
+    h.reply(Step::ReleaseInventory, 3, Outcome::Succeeded)
+        .unwrap();
+    assert_eq!(h.state.status(), Status::Compensating);
+    assert_eq!(h.commands.len(), sent + 1);
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+}
+
+#[test]
+fn duplicate_late_and_foreign_replies_change_nothing() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    let before = h.state.clone();
+    assert!(matches!(
+        h.reply(Step::ReserveInventory, 1, Outcome::Succeeded),
+        Err(Rejection::UnexpectedReply { .. })
+    ));
+    assert!(h.reply(Step::ConfirmOrder, 1, Outcome::Succeeded).is_err());
+    assert!(
+        h.reply(Step::ChargePayment, 2, Outcome::Succeeded).is_err(),
+        "attempt never sent"
+    );
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn a_terminal_saga_refuses_every_input() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.ok(Step::ChargePayment);
+    h.ok(Step::ConfirmOrder);
+    assert_eq!(
+        h.state.decide(Input::Wake { now: t0() }),
+        Err(Rejection::Terminal(Status::Completed))
+    );
+}
+
+#[test]
+fn events_round_trip_through_json() {
+    let mut h = Harness::started();
+    h.reply(Step::ReserveInventory, 1, failed("x")).unwrap();
+    for e in &h.history {
+        let json = serde_json::to_value(e).unwrap();
+        assert_eq!(json["type"], e.kind.name());
+        let back: OrderEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(&back, e);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Reply(usize, u32, u8),
+    Wake(i64),
+    Repeat(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..Step::ALL.len(), 1u32..4, 0u8..4).prop_map(|(s, a, o)| Op::Reply(s, a, o)),
+        2 => (0i64..3_000).prop_map(Op::Wake),
+        1 => (0usize..64).prop_map(Op::Repeat),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Any sequence of replies (duplicates, late, out of order, for the wrong
+    /// step) and timer firings keeps the saga's invariants.
+    #[test]
+    fn any_input_sequence_keeps_the_invariants(ops in proptest::collection::vec(op(), 0..60)) {
+        let mut h = Harness::started();
+        let mut inputs: Vec<Input<OrderInput>> = Vec::new();
+        let mut terminal_at: Option<usize> = None;
+        for op in ops {
+            let input = match op {
+                Op::Reply(s, attempt, o) => {
+                    h.now += Duration::milliseconds(5);
+                    let outcome = match o {
+                        0 | 1 => Outcome::Succeeded,
+                        2 => refused("no"),
+                        _ => failed("flaky"),
+                    };
+                    Input::Reply(Reply { step: Step::ALL[s].name().into(), attempt, outcome, at: h.now })
+                }
+                Op::Wake(ms) => {
+                    h.now += Duration::milliseconds(ms);
+                    Input::Wake { now: h.now }
+                }
+                Op::Repeat(i) if !inputs.is_empty() => inputs[i % inputs.len()].clone(),
+                Op::Repeat(_) => continue,
+            };
+            inputs.push(input.clone());
+            let sent_before = h.commands.len();
+            let result = h.when(input);
+            if let Some(at) = terminal_at {
+                prop_assert!(matches!(result, Err(Rejection::Terminal(_))), "input accepted after terminal at {at}");
+                prop_assert_eq!(h.commands.len(), sent_before);
+            }
+            if h.state.status().is_terminal() && terminal_at.is_none() {
+                terminal_at = Some(h.history.len());
+            }
+        }
+
+        // Folding the history rebuilds the same state.
+        let rebuilt = h.history.iter().fold(OrderSaga::new(h.state.id()), |s, e| s.evolve(e));
+        prop_assert_eq!(&rebuilt, &h.state);
+
+        // No compensation step succeeds twice, and compensation happens once.
+        let undone = h.state.undone();
+        for s in undone {
+            prop_assert_eq!(undone.iter().filter(|x| *x == s).count(), 1);
+        }
+        let plans = h.history.iter().filter(|e| matches!(&e.kind, EventKind::StepFailed { then: Then::Compensate { .. }, .. })).count();
+        prop_assert!(plans <= 1);
+
+        // Compensation undoes completed forward steps in reverse order (after the
+        // failed step's own undo when it may have been applied), then cancels; the
+        // steps are undone in the plan's order.
+        let plan = h.history.iter().find_map(|e| match &e.kind {
+            EventKind::StepFailed { then: Then::Compensate { plan }, .. } => Some(plan.clone()),
+            _ => None,
+        });
+        if let Some(plan) = plan {
+            let reversed: Vec<Step> = h.state.done().iter().rev().filter_map(|s| s.undo()).collect();
+            prop_assert_eq!(plan.last(), Some(&Step::CancelOrder));
+            let undos = &plan[..plan.len() - 1];
+            prop_assert!(undos.ends_with(&reversed), "{:?} vs {:?}", undos, reversed);
+            prop_assert!(undos.len() <= reversed.len() + 1);
+            prop_assert!(plan.starts_with(undone), "{:?} not a prefix of {:?}", undone, plan);
+            if h.state.status() == Status::Compensated {
+                prop_assert_eq!(undone, &plan[..]);
+            }
+        } else {
+            prop_assert!(undone.is_empty());
+        }
+
+        // Commands of one step are attempts 1, 2, … sharing one key.
+        for step in Step::ALL {
+            let attempts: Vec<u32> = h.commands.iter().filter(|c| c.step == step.name()).map(|c| c.attempt).collect();
+            prop_assert!(attempts.iter().enumerate().all(|(i, a)| *a == i as u32 + 1), "{:?}: {:?}", step, attempts);
+        }
+    }
+}

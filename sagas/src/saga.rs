@@ -1,0 +1,276 @@
+//! What every saga definition is made of.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::SagaId;
+
+/// A saga definition: a pure state machine.
+///
+/// `decide` turns an input into events (or refuses it), `evolve` folds one event
+/// into the state, `commands` says what to send because of an event that was just
+/// folded. None of them may do I/O, read a clock or draw random numbers.
+pub trait Saga: Clone + Send + Sized + 'static {
+    /// The saga type's name in the API and the store, e.g. `order`.
+    const TYPE: &'static str;
+    /// What a client supplies to start one.
+    type Start: Serialize + DeserializeOwned + Clone + PartialEq + Send + fmt::Debug;
+    /// What is appended to the saga's history.
+    type Event: Serialize + DeserializeOwned + Clone + Send + fmt::Debug;
+
+    /// The state before any event.
+    fn new(id: SagaId) -> Self;
+    fn decide(&self, input: Input<Self::Start>) -> Result<Vec<Self::Event>, Rejection>;
+    fn evolve(self, event: &Self::Event) -> Self;
+    /// Commands to send because `event` was folded into `self` (the new state).
+    fn commands(&self, event: &Self::Event) -> Vec<Command>;
+    /// The summary kept in the read model.
+    fn view(&self) -> View;
+    /// The stable name of an event, stored beside it.
+    fn event_type(event: &Self::Event) -> &'static str;
+    /// Checks a start request without touching any state.
+    fn validate(start: &Self::Start) -> Result<(), Vec<FieldError>>;
+}
+
+/// Something that happened to a saga from the outside.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<S> {
+    Start {
+        start: S,
+        policy: Policy,
+        now: DateTime<Utc>,
+    },
+    Reply(Reply),
+    /// A timer fired: deadlines and retry back-offs that are due at `now` act.
+    Wake {
+        now: DateTime<Utc>,
+    },
+}
+
+/// A participant's answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The step name the command carried, e.g. `reserve-inventory`.
+    pub step: String,
+    /// The attempt the command carried.
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The step was applied.
+    Succeeded,
+    /// A business refusal (out of stock, card declined): not retried.
+    Refused { reason: String },
+    /// A transient failure: retried within the step's budget.
+    Failed { reason: String },
+}
+
+/// A command the saga wants delivered to a participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Step name, e.g. `charge-payment`.
+    pub step: &'static str,
+    /// Versioned message type, e.g. `order.payment.charge.v1`.
+    pub command_type: &'static str,
+    /// Which participant handles it, e.g. `payment`.
+    pub participant: &'static str,
+    pub attempt: u32,
+    /// Same for every attempt of one step of one saga, so participants de-duplicate.
+    pub idempotency_key: String,
+    pub data: serde_json::Value,
+}
+
+/// Why an input was not turned into events.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the saga has already started")]
+    AlreadyStarted,
+    #[error("the saga has not started")]
+    NotStarted,
+    #[error("the saga is {0} and accepts no further input")]
+    Terminal(Status),
+    #[error(
+        "the reply for step `{step}` (attempt {attempt}) does not match what the saga waits for"
+    )]
+    UnexpectedReply { step: String, attempt: u32 },
+    #[error("the start request is invalid")]
+    Invalid(Vec<FieldError>),
+}
+
+/// One invalid field of a request, with a JSON-pointer-like path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Compensating,
+    Completed,
+    Compensated,
+    /// Needs an operator; not terminal.
+    Suspended,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Running,
+        Status::Compensating,
+        Status::Completed,
+        Status::Compensated,
+        Status::Suspended,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Compensating => "compensating",
+            Status::Completed => "completed",
+            Status::Compensated => "compensated",
+            Status::Suspended => "suspended",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Completed, compensated or cancelled: nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Compensated | Status::Cancelled
+        )
+    }
+
+    /// Terminal, or suspended: the saga will not move without an operator.
+    pub fn is_settled(self) -> bool {
+        self.is_terminal() || self == Status::Suspended
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The read-model summary of a saga.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub status: Status,
+    pub step: Option<&'static str>,
+    pub attempt: Option<u32>,
+    /// When the saga next wants a `Wake` input (a deadline or a retry).
+    pub wake_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// Retry budget and back-off of one kind of step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `failed_attempt + 1`: exponential, capped, with a jitter
+    /// in [50 %, 100 %] drawn from `seed` so that replays agree.
+    pub fn backoff(&self, failed_attempt: u32, seed: u64) -> Duration {
+        let exp = self
+            .backoff_initial_ms
+            .saturating_mul(1u64 << failed_attempt.saturating_sub(1).min(32));
+        let capped = exp.min(self.backoff_max_ms);
+        let jitter_permille = 500 + mix(seed) % 501;
+        Duration::milliseconds((capped * jitter_permille / 1000) as i64)
+    }
+}
+
+/// How long steps may take and how often they are retried; fixed when a saga
+/// starts and recorded in its first event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub step_timeout_ms: u64,
+    pub forward: RetryPolicy,
+    pub compensation: RetryPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            step_timeout_ms: 30_000,
+            forward: RetryPolicy {
+                max_attempts: 3,
+                backoff_initial_ms: 200,
+                backoff_max_ms: 10_000,
+            },
+            compensation: RetryPolicy {
+                max_attempts: 5,
+                backoff_initial_ms: 200,
+                backoff_max_ms: 10_000,
+            },
+        }
+    }
+}
+
+/// SplitMix64 finaliser: spreads a seed over 64 bits.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_within_jitter_and_cap() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+        };
+        for seed in 0..50 {
+            let first = p.backoff(1, seed).num_milliseconds();
+            assert!((50..=100).contains(&first), "{first}");
+            let third = p.backoff(3, seed).num_milliseconds();
+            assert!((200..=400).contains(&third), "{third}");
+            let capped = p.backoff(9, seed).num_milliseconds();
+            assert!((500..=1_000).contains(&capped), "{capped}");
+        }
+    }
+
+    #[test]
+    fn status_round_trips_through_its_name() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("bogus"), None);
+    }
+}
