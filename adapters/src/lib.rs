@@ -1,1 +1,14 @@
-//! placeholder
+//! Driven-side adapters: implementations of the orchestrator's ports.
+//!
+//! # Layout
+//!
+//! - [`postgres`]: [`PgEventStore`], the event store, read model, outbox, inbox,
+//!   timers and dead letters on PostgreSQL (sqlx), with embedded migrations.
+//! - [`in_process`]: [`InProcessTransport`] and [`SimulatedParticipants`], the
+//!   default set-up for local runs, demos, tests and benchmarks.
+
+pub mod in_process;
+pub mod postgres;
+
+pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
+pub use postgres::PgEventStore;

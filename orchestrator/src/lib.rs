@@ -1,1 +1,29 @@
-//! placeholder
+//! The application core: one actix actor per live saga, the supervisor that
+//! creates and routes to them, the outbox relay and the timer service.
+//!
+//! # Layout
+//!
+//! - [`ports`]: what the core needs from the outside — [`EventStore`] (durable
+//!   history, read model, outbox, inbox, timers) and [`Transport`] (delivery of
+//!   commands). Adapters implement them.
+//! - `actor`: [`SagaActor`] handles one input at a time; each input is one
+//!   store transaction, and commands leave only after it committed.
+//! - `supervisor`: creates saga actors on demand, passivates idle ones.
+//! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
+//! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
+//! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
+
+mod actor;
+mod handle;
+mod notifier;
+pub mod ports;
+mod relay;
+mod supervisor;
+mod timers;
+
+pub use actor::{ActorError, Handled, SagaActor, SagaInput};
+pub use handle::{
+    Inbound, Orchestrator, OrchestratorBuilder, OrchestratorConfig, StartError, StartOutcome,
+};
+pub use notifier::SettledNotifier;
+pub use ports::{EventStore, StoreError, Transport, TransportError};

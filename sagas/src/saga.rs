@@ -13,7 +13,7 @@ use crate::SagaId;
 /// `decide` turns an input into events (or refuses it), `evolve` folds one event
 /// into the state, `commands` says what to send because of an event that was just
 /// folded. None of them may do I/O, read a clock or draw random numbers.
-pub trait Saga: Clone + Send + Sized + 'static {
+pub trait Saga: Clone + Send + Unpin + Sized + 'static {
     /// The saga type's name in the API and the store, e.g. `order`.
     const TYPE: &'static str;
     /// What a client supplies to start one.

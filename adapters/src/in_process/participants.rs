@@ -1,0 +1,198 @@
+//! Simulated inventory, payment and order services with deterministic rules,
+//! so that every path of the order saga can be driven from the outside.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use sagaplane_orchestrator::ports::OutboxMessage;
+use sagaplane_orchestrator::{Inbound, Orchestrator};
+use sagaplane_sagas::{Outcome, Reply};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::CHANNEL;
+
+/// How the simulated participants behave; every rule is a prefix or a bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Delay before each reply.
+    pub latency_ms: u64,
+    /// Share of commands (0.0–1.0) answered with a transient failure.
+    pub failure_rate: f64,
+    /// Inventory refuses an order with a SKU starting with this.
+    pub out_of_stock_prefix: String,
+    /// Inventory never answers for a SKU starting with this.
+    pub hang_sku_prefix: String,
+    /// Inventory fails to release (compensation) a SKU starting with this.
+    pub stuck_sku_prefix: String,
+    /// Payment declines amounts above this.
+    pub decline_above_cents: i64,
+    /// Payment never answers for a customer id starting with this.
+    pub hang_customer_prefix: String,
+    /// Order service fails to confirm an order id starting with this.
+    pub no_confirm_prefix: String,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            failure_rate: 0.0,
+            out_of_stock_prefix: "OOS-".into(),
+            hang_sku_prefix: "HANG-".into(),
+            stuck_sku_prefix: "STUCK-".into(),
+            decline_above_cents: 1_000_000,
+            hang_customer_prefix: "HANG-".into(),
+            no_confirm_prefix: "NOCONFIRM-".into(),
+        }
+    }
+}
+
+/// The participants' memory: the outcome applied for each idempotency key.
+#[derive(Clone)]
+pub struct SimulatedParticipants {
+    settings: Arc<SimulatorSettings>,
+    applied: Arc<Mutex<HashMap<String, Outcome>>>,
+    effects: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl SimulatedParticipants {
+    pub fn new(settings: SimulatorSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            applied: Arc::default(),
+            effects: Arc::default(),
+        }
+    }
+
+    /// Answers every command from `commands` through `orchestrator`.
+    pub fn spawn(
+        &self,
+        mut commands: mpsc::UnboundedReceiver<OutboxMessage>,
+        orchestrator: Orchestrator,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(command) = commands.recv().await {
+                let this = this.clone();
+                let orchestrator = orchestrator.clone();
+                tokio::spawn(async move { this.handle(command, &orchestrator).await });
+            }
+        })
+    }
+
+    /// How many times the effect of an idempotency key was applied (0 or 1,
+    /// unless something is badly wrong).
+    pub fn effects(&self, idempotency_key: &str) -> u32 {
+        let effects = self.effects.lock().expect("effects lock poisoned");
+        effects.get(idempotency_key).copied().unwrap_or(0)
+    }
+
+    async fn handle(&self, command: OutboxMessage, orchestrator: &Orchestrator) {
+        if self.settings.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
+        }
+        let Some(outcome) = self.outcome(&command) else {
+            tracing::debug!(saga_id = %command.saga_id, step = %command.step, "simulated participant stays silent");
+            return;
+        };
+        let reply = Reply {
+            step: command.step.clone(),
+            attempt: command.attempt,
+            outcome,
+            at: Utc::now(),
+        };
+        let inbound = Inbound {
+            channel: CHANNEL.into(),
+            // The same command redelivered yields the same reply id.
+            message_id: format!("{}:reply", command.message_id),
+            saga_id: command.saga_id,
+            raw: serde_json::to_vec(&reply).expect("a reply serialises"),
+            reply,
+        };
+        // Like a broker, redeliver a few times when the orchestrator fails.
+        for attempt in 1..=5u64 {
+            match orchestrator.receive(inbound.clone()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, attempt, "simulated reply not accepted");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies the command once per idempotency key; `None` means no answer.
+    fn outcome(&self, command: &OutboxMessage) -> Option<Outcome> {
+        let mut applied = self.applied.lock().expect("applied lock poisoned");
+        if let Some(previous) = applied.get(&command.idempotency_key) {
+            return Some(previous.clone());
+        }
+        if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
+            return Some(Outcome::Failed {
+                reason: "simulated transient failure".into(),
+            });
+        }
+        let outcome = self.rule(command.step.as_str(), &command.data)?;
+        if let Outcome::Failed { .. } = outcome {
+            return Some(outcome);
+        }
+        if outcome == Outcome::Succeeded {
+            let mut effects = self.effects.lock().expect("effects lock poisoned");
+            *effects.entry(command.idempotency_key.clone()).or_default() += 1;
+        }
+        applied.insert(command.idempotency_key.clone(), outcome.clone());
+        Some(outcome)
+    }
+
+    fn rule(&self, step: &str, data: &Value) -> Option<Outcome> {
+        let s = &self.settings;
+        let text = |field: &str| data[field].as_str().unwrap_or_default().to_owned();
+        let skus: Vec<String> = data["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["sku"].as_str().map(str::to_owned))
+            .collect();
+        let sku_with = |prefix: &str| skus.iter().find(|sku| sku.starts_with(prefix)).cloned();
+        let refused = |reason: String| Some(Outcome::Refused { reason });
+        match step {
+            "reserve-inventory" => {
+                if sku_with(&s.hang_sku_prefix).is_some() {
+                    return None;
+                }
+                if let Some(sku) = sku_with(&s.out_of_stock_prefix) {
+                    return refused(format!("out of stock: {sku}"));
+                }
+            }
+            "release-inventory" => {
+                if let Some(sku) = sku_with(&s.stuck_sku_prefix) {
+                    return Some(Outcome::Failed {
+                        reason: format!("cannot release {sku}"),
+                    });
+                }
+            }
+            "charge-payment" => {
+                if text("customer_id").starts_with(&s.hang_customer_prefix) {
+                    return None;
+                }
+                let amount = data["amount_cents"].as_i64().unwrap_or_default();
+                if amount > s.decline_above_cents {
+                    return refused(format!(
+                        "declined: {amount} cents is above the limit of {}",
+                        s.decline_above_cents
+                    ));
+                }
+            }
+            "confirm-order" if text("order_id").starts_with(&s.no_confirm_prefix) => {
+                return refused("the order cannot be confirmed".into());
+            }
+            _ => {}
+        }
+        Some(Outcome::Succeeded)
+    }
+}

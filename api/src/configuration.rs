@@ -1,0 +1,203 @@
+//! Settings: defaults, overridden by an optional TOML file, overridden by the
+//! environment (`SAGAPLANE_LISTEN`, `DATABASE_URL`, and `SAGAPLANE_<SECTION>__<KEY>`
+//! for every other key). Every key is documented in README.md.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use sagaplane_adapters::SimulatorSettings;
+use sagaplane_orchestrator::OrchestratorConfig;
+use sagaplane_sagas::{Policy, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP API listens on; port 0 picks a free one.
+    pub listen: String,
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub saga: SagaSettings,
+    pub orchestrator: RuntimeSettings,
+    pub simulator: SimulatorSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Created and migrated at start-up if missing.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest `?wait=` a client may ask for.
+    pub max_wait_seconds: u64,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+/// Timeouts and retry budgets, fixed into each saga when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SagaSettings {
+    pub step_timeout_ms: u64,
+    pub step_max_attempts: u32,
+    pub compensation_max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// A saga actor with no input for this long is stopped (rebuilt on demand).
+    pub idle_timeout_ms: u64,
+    /// How often due timers are polled.
+    pub timer_interval_ms: u64,
+    /// How often the outbox is swept for rows left unsent.
+    pub outbox_sweep_interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database: DatabaseSettings::default(),
+            http: HttpSettings::default(),
+            saga: SagaSettings::default(),
+            orchestrator: RuntimeSettings::default(),
+            simulator: SimulatorSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/sagaplane".into(),
+            max_connections: 16,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_wait_seconds: 60,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        let p = Policy::default();
+        Self {
+            step_timeout_ms: p.step_timeout_ms,
+            step_max_attempts: p.forward.max_attempts,
+            compensation_max_attempts: p.compensation.max_attempts,
+            backoff_initial_ms: p.forward.backoff_initial_ms,
+            backoff_max_ms: p.forward.backoff_max_ms,
+        }
+    }
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let c = OrchestratorConfig::default();
+        Self {
+            idle_timeout_ms: c.idle_timeout.as_millis() as u64,
+            timer_interval_ms: c.timer_interval.as_millis() as u64,
+            outbox_sweep_interval_ms: c.outbox_sweep_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("SAGAPLANE_").split("__"))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
+            .extract()
+    }
+
+    pub fn orchestrator_config(&self) -> OrchestratorConfig {
+        let s = &self.saga;
+        let retry = |max_attempts| RetryPolicy {
+            max_attempts,
+            backoff_initial_ms: s.backoff_initial_ms,
+            backoff_max_ms: s.backoff_max_ms,
+        };
+        let o = &self.orchestrator;
+        OrchestratorConfig {
+            policy: Policy {
+                step_timeout_ms: s.step_timeout_ms,
+                forward: retry(s.step_max_attempts.max(1)),
+                compensation: retry(s.compensation_max_attempts.max(1)),
+            },
+            idle_timeout: Duration::from_millis(o.idle_timeout_ms),
+            timer_interval: Duration::from_millis(o.timer_interval_ms.max(1)),
+            outbox_sweep_interval: Duration::from_millis(o.outbox_sweep_interval_ms.max(1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sagaplane.toml",
+                "listen = \"127.0.0.1:9000\"\n[simulator]\nlatency_ms = 5\n",
+            )?;
+            jail.set_env("DATABASE_URL", "postgres://db/x");
+            jail.set_env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1500");
+            let s = Settings::load(Some(Path::new("sagaplane.toml")))?;
+            assert_eq!(s.listen, "127.0.0.1:9000");
+            assert_eq!(s.simulator.latency_ms, 5);
+            assert_eq!(s.database.url, "postgres://db/x");
+            assert_eq!(s.saga.step_timeout_ms, 1500);
+            assert_eq!(s.http, HttpSettings::default());
+            jail.set_env("SAGAPLANE_LISTEN", "0.0.0.0:1");
+            assert_eq!(Settings::load(None)?.listen, "0.0.0.0:1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[saga]\nstep_timout_ms = 1\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("step_timout_ms"), "{err}");
+            assert!(Settings::load(Some(Path::new("nope.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per resource.
+
+mod health;
+mod sagas;
+
+use actix_web::web;
+
+use crate::problem::ApiError;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::configure).configure(sagas::configure);
+}
+
+/// Any path or method the API does not have.
+pub(crate) async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such resource".into()))
+}

@@ -1,0 +1,123 @@
+//! The composition root: store, transport, orchestrator and HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use sagaplane_adapters::{InProcessTransport, PgEventStore, SimulatedParticipants};
+use sagaplane_orchestrator::Orchestrator;
+use sagaplane_sagas::order::OrderSaga;
+use sagaplane_sagas::Saga;
+
+use crate::configuration::{HttpSettings, Settings};
+use crate::problem::ApiError;
+use crate::routes;
+
+/// What every request handler can reach.
+pub(crate) struct AppState {
+    pub orchestrator: Orchestrator,
+    pub http: HttpSettings,
+    pub saga_types: Vec<&'static str>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    orchestrator: Orchestrator,
+    participants: SimulatedParticipants,
+}
+
+impl Application {
+    /// Opens (creating and migrating) the database, starts the orchestrator and
+    /// the simulated participants, and binds the HTTP listener. Must run inside
+    /// an actix system; the server runs once [`Application::run_until_stopped`]
+    /// is awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store =
+            PgEventStore::connect(&settings.database.url, settings.database.max_connections)
+                .await
+                .context("Failed to open the database")?;
+        let (transport, commands) = InProcessTransport::new();
+        let orchestrator = Orchestrator::builder(
+            Arc::new(store),
+            Arc::new(transport),
+            settings.orchestrator_config(),
+        )
+        .register::<OrderSaga>()
+        .start();
+        let participants = SimulatedParticipants::new(settings.simulator.clone());
+        participants.spawn(commands, orchestrator.clone());
+
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            orchestrator: orchestrator.clone(),
+            http: settings.http.clone(),
+            saga_types: vec![OrderSaga::TYPE],
+        });
+        let max_body = settings.http.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(move |e, _req| json_error(e, max_body).into()),
+                )
+                .app_data(
+                    web::QueryConfig::default().error_handler(|e, _req| query_error(e).into()),
+                )
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        });
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(%address, "sagaplane listening");
+        tracing::warn!(%address, "no access tokens are configured: the API is open to anyone who can reach it");
+        Ok(Self {
+            port: address.port(),
+            server,
+            orchestrator,
+            participants,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn orchestrator(&self) -> Orchestrator {
+        self.orchestrator.clone()
+    }
+
+    pub fn participants(&self) -> SimulatedParticipants {
+        self.participants.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn json_error(e: JsonPayloadError, limit: usize) -> ApiError {
+    match e {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
+        }
+        other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
+    }
+}
+
+fn query_error(e: QueryPayloadError) -> ApiError {
+    ApiError::BadRequest(format!("invalid query string: {e}"))
+}

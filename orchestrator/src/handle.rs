@@ -1,0 +1,270 @@
+//! The handle the driving side uses to start sagas and feed them inputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use sagaplane_sagas::{FieldError, Policy, Reply, Saga, SagaId, Status};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
+use crate::notifier::SettledNotifier;
+use crate::ports::{DeadLetter, EventStore, SagaRecord, StoreError, Transport};
+use crate::relay::OutboxRelay;
+use crate::supervisor::{Gone, Kind, Route, RouteError, SagaKind, Supervisor};
+use crate::timers::TimerService;
+
+/// How often a long poll re-reads the store, for changes made by other nodes.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// Step timeouts and retry budgets given to every new saga.
+    pub policy: Policy,
+    /// A saga actor stops after this long without input.
+    pub idle_timeout: Duration,
+    /// How often due timers are looked for.
+    pub timer_interval: Duration,
+    /// How often the outbox is swept for rows left unsent.
+    pub outbox_sweep_interval: Duration,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            idle_timeout: Duration::from_secs(30),
+            timer_interval: Duration::from_millis(100),
+            outbox_sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Created(SagaId),
+    /// The business key was known with the same input: that saga.
+    Existing(SagaId),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("there is no saga type `{0}`")]
+    UnknownType(String),
+    #[error("the input is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("saga {0} has this business key with a different input")]
+    KeyConflict(SagaId),
+    #[error(transparent)]
+    Failed(ActorError),
+}
+
+/// An inbound reply from some channel, with its raw bytes for dead-lettering.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub channel: String,
+    pub message_id: String,
+    pub saga_id: SagaId,
+    pub reply: Reply,
+    pub raw: Vec<u8>,
+}
+
+/// Cheap to clone; every clone drives the same actors.
+#[derive(Clone)]
+pub struct Orchestrator {
+    supervisor: Addr<Supervisor>,
+    store: Arc<dyn EventStore>,
+    notifier: Arc<SettledNotifier>,
+}
+
+/// Registers saga types, then starts the actors.
+pub struct OrchestratorBuilder {
+    store: Arc<dyn EventStore>,
+    transport: Arc<dyn Transport>,
+    config: OrchestratorConfig,
+    kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+}
+
+impl OrchestratorBuilder {
+    pub fn register<S: Saga>(mut self) -> Self {
+        self.kinds.insert(S::TYPE, Box::new(Kind::<S>::new()));
+        self
+    }
+
+    /// Starts the supervisor, outbox relay and timer service on the current
+    /// arbiter. The relay publishes whatever was left unsent at once, and the
+    /// timer service fires deadlines that fell due while the process was down.
+    pub fn start(self) -> Orchestrator {
+        let config = self.config;
+        let relay = OutboxRelay::new(
+            self.store.clone(),
+            self.transport,
+            config.outbox_sweep_interval,
+        )
+        .start();
+        let notifier = Arc::new(SettledNotifier::default());
+        let store = self.store.clone();
+        let kinds = self.kinds;
+        let deps_notifier = notifier.clone();
+        let supervisor = Supervisor::create(move |ctx| {
+            let deps = Arc::new(Deps {
+                store,
+                relay,
+                notifier: deps_notifier,
+                supervisor: ctx.address().recipient(),
+                policy: config.policy,
+                idle_timeout: config.idle_timeout,
+            });
+            Supervisor::new(kinds, deps)
+        });
+        let orchestrator = Orchestrator {
+            supervisor,
+            store: self.store.clone(),
+            notifier,
+        };
+        TimerService::new(self.store, orchestrator.clone(), config.timer_interval).start();
+        orchestrator
+    }
+}
+
+impl Orchestrator {
+    pub fn builder(
+        store: Arc<dyn EventStore>,
+        transport: Arc<dyn Transport>,
+        config: OrchestratorConfig,
+    ) -> OrchestratorBuilder {
+        OrchestratorBuilder {
+            store,
+            transport,
+            config,
+            kinds: HashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Starts a saga; `(saga_type, business_key)` is its idempotency key.
+    pub async fn start(
+        &self,
+        saga_type: &str,
+        business_key: &str,
+        input: Value,
+    ) -> Result<StartOutcome, StartError> {
+        let id = SagaId::from_uuid(Uuid::now_v7());
+        let start = SagaInput::Start {
+            business_key: business_key.to_owned(),
+            input,
+            now: Utc::now(),
+        };
+        match self.dispatch(id, Some(saga_type.to_owned()), start).await {
+            Ok(_) => Ok(StartOutcome::Created(id)),
+            Err(ActorError::BusinessKeyTaken { input }) => {
+                let existing = self
+                    .store
+                    .find_by_key(saga_type, business_key)
+                    .await
+                    .map_err(|e| StartError::Failed(e.into()))?
+                    .ok_or(StartError::Failed(ActorError::Contended))?;
+                if existing.input == input {
+                    Ok(StartOutcome::Existing(existing.id))
+                } else {
+                    Err(StartError::KeyConflict(existing.id))
+                }
+            }
+            Err(ActorError::UnknownType(t)) => Err(StartError::UnknownType(t)),
+            Err(ActorError::Invalid(errors)) => Err(StartError::Invalid(errors)),
+            Err(e) => Err(StartError::Failed(e)),
+        }
+    }
+
+    /// Applies a participant's reply once; a reply for no known saga is kept
+    /// as a dead letter with its raw bytes.
+    pub async fn receive(&self, inbound: Inbound) -> Result<Handled, ActorError> {
+        let input = SagaInput::Reply {
+            message_id: inbound.message_id.clone(),
+            reply: inbound.reply,
+        };
+        match self.dispatch(inbound.saga_id, None, input).await {
+            Err(ActorError::UnknownSaga(id)) => {
+                self.store
+                    .dead_letter(DeadLetter {
+                        channel: inbound.channel,
+                        reason: format!("no saga {id}"),
+                        raw: inbound.raw,
+                        headers: json!({ "message_id": inbound.message_id }),
+                    })
+                    .await?;
+                tracing::warn!(saga_id = %id, "reply for an unknown saga dead-lettered");
+                Ok(Handled::DeadLettered)
+            }
+            other => other,
+        }
+    }
+
+    /// Lets a saga act on deadlines and back-offs that are due.
+    pub async fn wake(&self, saga_id: SagaId, saga_type: String) -> Result<Handled, ActorError> {
+        let input = SagaInput::Wake { now: Utc::now() };
+        self.dispatch(saga_id, Some(saga_type), input).await
+    }
+
+    /// The saga's row once it is settled (terminal or suspended), or as it is
+    /// when `timeout` runs out; `None` if there is no such saga.
+    pub async fn wait_settled(
+        &self,
+        saga_id: SagaId,
+        timeout: Duration,
+    ) -> Result<Option<SagaRecord>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let settled = self.notifier.subscribe(saga_id);
+            let record = self.store.get(saga_id).await?;
+            let Some(r) = &record else { return Ok(None) };
+            let done = Status::parse(&r.status).is_none_or(Status::is_settled);
+            let now = tokio::time::Instant::now();
+            if done || now >= deadline {
+                return Ok(record);
+            }
+            let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), settled).await;
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        saga_id: SagaId,
+        mut saga_type: Option<String>,
+        input: SagaInput,
+    ) -> Result<Handled, ActorError> {
+        // A few rounds: an actor may stop (idle, finished) between routing and sending.
+        for _ in 0..5 {
+            let route = Route {
+                saga_id,
+                saga_type: saga_type.clone(),
+            };
+            let routed = match self.supervisor.send(route).await {
+                Ok(Ok(routed)) => routed,
+                Ok(Err(RouteError::TypeNeeded)) => match self.store.saga_type(saga_id).await? {
+                    Some(t) => {
+                        saga_type = Some(t);
+                        continue;
+                    }
+                    None => return Err(ActorError::UnknownSaga(saga_id)),
+                },
+                Ok(Err(RouteError::UnknownType(t))) => return Err(ActorError::UnknownType(t)),
+                Err(_) => return Err(ActorError::Unavailable),
+            };
+            match routed.recipient.send(Handle(input.clone())).await {
+                Ok(result) => return result,
+                Err(_) => self.supervisor.do_send(Gone {
+                    saga_id,
+                    generation: routed.generation,
+                }),
+            }
+        }
+        Err(ActorError::Unavailable)
+    }
+}

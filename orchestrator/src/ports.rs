@@ -1,0 +1,166 @@
+//! The ports the core drives; adapters implement them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sagaplane_sagas::{SagaId, View};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Everything one saga step writes, committed atomically.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub saga_id: SagaId,
+    pub saga_type: &'static str,
+    /// The version the step was decided on; 0 for a new saga.
+    pub expected_version: u64,
+    /// Present when this step creates the saga.
+    pub new_saga: Option<NewSaga>,
+    pub events: Vec<NewEvent>,
+    /// The read-model summary after the step.
+    pub view: View,
+    pub outbox: Vec<OutboxMessage>,
+    /// The inbound message this step consumed, recorded for de-duplication.
+    pub inbox: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSaga {
+    pub business_key: String,
+    pub input: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub data: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A command waiting in, or read back from, the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub message_id: Uuid,
+    pub saga_id: SagaId,
+    pub saga_type: String,
+    pub step: String,
+    pub attempt: u32,
+    pub participant: String,
+    pub command_type: String,
+    pub idempotency_key: String,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a successful call to [`EventStore::commit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The inbox already held the message: nothing was written.
+    DuplicateInbox,
+    /// Another saga of this type already has the business key: nothing was written.
+    BusinessKeyTaken,
+}
+
+/// A saga's stored history.
+#[derive(Debug, Clone)]
+pub struct StoredHistory {
+    pub saga_type: String,
+    pub events: Vec<serde_json::Value>,
+    pub version: u64,
+}
+
+/// The read-model row of a saga.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SagaRecord {
+    pub id: SagaId,
+    pub saga_type: String,
+    pub business_key: String,
+    pub status: String,
+    pub current_step: Option<String>,
+    pub attempt: Option<i32>,
+    pub version: i64,
+    pub input: serde_json::Value,
+    pub last_error: Option<String>,
+    pub wake_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An inbound message that could not be used, kept with its raw bytes.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub channel: String,
+    pub reason: String,
+    pub raw: Vec<u8>,
+    pub headers: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else appended first: decide again on fresh state.
+    #[error("the saga's version moved on; the step must be decided again")]
+    Conflict,
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("the database failed")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Durable history, read model, outbox, inbox and timers.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The saga's history, or `None` when there is no such saga.
+    async fn load(&self, saga: SagaId) -> Result<Option<StoredHistory>, StoreError>;
+    /// Writes one step in one transaction (see [`StepCommit`]).
+    async fn commit(&self, step: &StepCommit) -> Result<CommitOutcome, StoreError>;
+    /// Records an inbound message that was not applied; `false` when it had
+    /// already been recorded (a duplicate).
+    async fn record_ignored(
+        &self,
+        message_id: &str,
+        saga: SagaId,
+        detail: &str,
+    ) -> Result<bool, StoreError>;
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError>;
+    /// Outbox rows not yet marked sent and created before `before`, oldest first.
+    async fn unsent(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError>;
+    /// Sagas whose wake-up time is at or before `now`: (id, type).
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(SagaId, String)>, StoreError>;
+    async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError>;
+    async fn get(&self, saga: SagaId) -> Result<Option<SagaRecord>, StoreError>;
+    async fn find_by_key(
+        &self,
+        saga_type: &str,
+        business_key: &str,
+    ) -> Result<Option<SagaRecord>, StoreError>;
+    async fn events(&self, saga: SagaId) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("transport failed: {0}")]
+pub struct TransportError(pub String);
+
+/// Delivers committed commands to participants.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), TransportError>;
+}

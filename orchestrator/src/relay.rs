@@ -1,0 +1,127 @@
+//! Publishes committed outbox rows and sweeps up rows left unsent (after a
+//! crash, or a transport failure).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::ports::{EventStore, OutboxMessage, Transport};
+
+const BATCH: usize = 256;
+const SWEEP_LIMIT: i64 = 1_000;
+
+/// Newly committed outbox rows to publish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Publish(pub Vec<OutboxMessage>);
+
+pub(crate) struct OutboxRelay {
+    store: Arc<dyn EventStore>,
+    transport: Arc<dyn Transport>,
+    queue: VecDeque<OutboxMessage>,
+    queued: HashSet<Uuid>,
+    flushing: bool,
+    sweep_interval: Duration,
+    /// Rows younger than this are left to the live path by the periodic sweep.
+    grace: chrono::Duration,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        transport: Arc<dyn Transport>,
+        sweep_interval: Duration,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            flushing: false,
+            sweep_interval,
+            grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    fn enqueue(&mut self, messages: Vec<OutboxMessage>) {
+        for m in messages {
+            if self.queued.insert(m.message_id) {
+                self.queue.push_back(m);
+            }
+        }
+    }
+
+    /// Publishes queued rows one batch at a time, in commit order.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.queue.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let n = self.queue.len().min(BATCH);
+        let batch: Vec<OutboxMessage> = self.queue.drain(..n).collect();
+        let store = self.store.clone();
+        let transport = self.transport.clone();
+        let fut = async move {
+            let ids: Vec<Uuid> = batch.iter().map(|m| m.message_id).collect();
+            let result = match transport.publish(&batch).await {
+                Ok(()) => store.mark_sent(&ids).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (ids, result)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(ids, result), act, ctx| {
+            act.flushing = false;
+            for id in &ids {
+                act.queued.remove(id);
+            }
+            if let Err(error) = result {
+                // The rows stay unsent in the store; the sweep publishes them again.
+                tracing::warn!(error, count = ids.len(), "outbox batch not published");
+            }
+            act.flush(ctx);
+        }));
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>, everything: bool) {
+        let before = if everything {
+            Utc::now()
+        } else {
+            Utc::now() - self.grace
+        };
+        let store = self.store.clone();
+        let fut = async move { store.unsent(before, SWEEP_LIMIT).await };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(rows) => {
+                if !rows.is_empty() {
+                    tracing::info!(count = rows.len(), "unsent outbox rows found");
+                }
+                act.enqueue(rows);
+                act.flush(ctx);
+            }
+            Err(e) => tracing::warn!(error.message = %e, "outbox sweep failed"),
+        }));
+    }
+}
+
+impl Actor for OutboxRelay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Recovery: whatever was committed but not sent before a restart goes now.
+        self.sweep(ctx, true);
+        ctx.run_interval(self.sweep_interval, |act, ctx| act.sweep(ctx, false));
+    }
+}
+
+impl Handler<Publish> for OutboxRelay {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        self.enqueue(msg.0);
+        self.flush(ctx);
+    }
+}

@@ -1,0 +1,135 @@
+//! Creates saga actors on demand and forgets them when they stop.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use sagaplane_sagas::{Saga, SagaId};
+
+use crate::actor::{Deps, Handle, SagaActor};
+
+/// Starts actors of one saga type.
+pub(crate) trait SagaKind: Send {
+    fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle>;
+}
+
+pub(crate) struct Kind<S>(PhantomData<fn() -> S>);
+
+impl<S> Kind<S> {
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<S: Saga> SagaKind for Kind<S> {
+    fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle> {
+        SagaActor::<S>::new(id, generation, deps)
+            .start()
+            .recipient()
+    }
+}
+
+struct Live {
+    generation: u64,
+    recipient: Recipient<Handle>,
+}
+
+/// Owns the live saga actors, at most one per saga.
+pub(crate) struct Supervisor {
+    kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+    live: HashMap<SagaId, Live>,
+    next_generation: u64,
+    deps: Arc<Deps>,
+}
+
+impl Supervisor {
+    pub fn new(kinds: HashMap<&'static str, Box<dyn SagaKind>>, deps: Arc<Deps>) -> Self {
+        Self {
+            kinds,
+            live: HashMap::new(),
+            next_generation: 0,
+            deps,
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+/// Asks for the actor of a saga, starting it when it is not live.
+#[derive(Message)]
+#[rtype(result = "Result<Routed, RouteError>")]
+pub(crate) struct Route {
+    pub saga_id: SagaId,
+    /// Needed only to start an actor; `None` when the caller does not know it.
+    pub saga_type: Option<String>,
+}
+
+pub(crate) struct Routed {
+    pub recipient: Recipient<Handle>,
+    pub generation: u64,
+}
+
+pub(crate) enum RouteError {
+    UnknownType(String),
+    /// No actor is live and no type was given.
+    TypeNeeded,
+}
+
+impl Handler<Route> for Supervisor {
+    type Result = Result<Routed, RouteError>;
+
+    fn handle(&mut self, msg: Route, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(live) = self.live.get(&msg.saga_id) {
+            if live.recipient.connected() {
+                return Ok(Routed {
+                    recipient: live.recipient.clone(),
+                    generation: live.generation,
+                });
+            }
+        }
+        let saga_type = msg.saga_type.ok_or(RouteError::TypeNeeded)?;
+        let kind = self
+            .kinds
+            .get(saga_type.as_str())
+            .ok_or(RouteError::UnknownType(saga_type))?;
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let recipient = kind.spawn(msg.saga_id, generation, self.deps.clone());
+        self.live.insert(
+            msg.saga_id,
+            Live {
+                generation,
+                recipient: recipient.clone(),
+            },
+        );
+        Ok(Routed {
+            recipient,
+            generation,
+        })
+    }
+}
+
+/// A saga actor stopped (idle, finished or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Gone {
+    pub saga_id: SagaId,
+    pub generation: u64,
+}
+
+impl Handler<Gone> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Gone, _ctx: &mut Context<Self>) {
+        if self
+            .live
+            .get(&msg.saga_id)
+            .is_some_and(|l| l.generation == msg.generation)
+        {
+            self.live.remove(&msg.saga_id);
+        }
+    }
+}

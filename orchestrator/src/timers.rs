@@ -1,0 +1,71 @@
+//! Durable timers: each saga's next deadline is a column of its read-model row,
+//! written in the step's transaction; this service polls for due ones and turns
+//! them into `Wake` inputs — after a restart too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::future::join_all;
+
+use crate::handle::Orchestrator;
+use crate::ports::EventStore;
+
+const BATCH: i64 = 256;
+
+pub(crate) struct TimerService {
+    store: Arc<dyn EventStore>,
+    orchestrator: Orchestrator,
+    interval: Duration,
+    busy: bool,
+}
+
+impl TimerService {
+    pub fn new(store: Arc<dyn EventStore>, orchestrator: Orchestrator, interval: Duration) -> Self {
+        Self {
+            store,
+            orchestrator,
+            interval,
+            busy: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let store = self.store.clone();
+        let orchestrator = self.orchestrator.clone();
+        let fut = async move {
+            let due = store.due(Utc::now(), BATCH).await?;
+            let fired = due.len();
+            let wakes = due
+                .into_iter()
+                .map(|(id, saga_type)| orchestrator.wake(id, saga_type));
+            for result in join_all(wakes).await {
+                if let Err(e) = result {
+                    tracing::warn!(error.message = %e, "timer not handled");
+                }
+            }
+            Ok::<_, crate::ports::StoreError>(fired)
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
+            act.busy = false;
+            match result {
+                Ok(0) => {}
+                Ok(fired) => tracing::debug!(fired, "timers fired"),
+                Err(e) => tracing::warn!(error.message = %e, "timer poll failed"),
+            }
+        }));
+    }
+}
+
+impl Actor for TimerService {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |act, ctx| act.tick(ctx));
+    }
+}
