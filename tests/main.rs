@@ -1,1 +1,10 @@
-fn main() {}
+//! Black-box tests of the orchestrator: the HTTP API against a real PostgreSQL,
+//! each test on a fresh database, and the real binary killed and restarted.
+
+mod bad_input;
+mod helpers;
+mod idempotency;
+mod replies;
+mod restart;
+mod sagas;
+mod timeouts;

@@ -123,14 +123,14 @@ impl Default for RuntimeSettings {
 
 impl Settings {
     /// Defaults, then `file` if given, then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Settings, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "configuration file {} does not exist",
                     file.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -142,6 +142,7 @@ impl Settings {
                     .map(|_| "database.url".into()),
             )
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {
@@ -166,6 +167,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -178,14 +181,14 @@ mod tests {
             )?;
             jail.set_env("DATABASE_URL", "postgres://db/x");
             jail.set_env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1500");
-            let s = Settings::load(Some(Path::new("sagaplane.toml")))?;
+            let s = Settings::load(Some(Path::new("sagaplane.toml"))).map_err(|e| *e)?;
             assert_eq!(s.listen, "127.0.0.1:9000");
             assert_eq!(s.simulator.latency_ms, 5);
             assert_eq!(s.database.url, "postgres://db/x");
             assert_eq!(s.saga.step_timeout_ms, 1500);
             assert_eq!(s.http, HttpSettings::default());
             jail.set_env("SAGAPLANE_LISTEN", "0.0.0.0:1");
-            assert_eq!(Settings::load(None)?.listen, "0.0.0.0:1");
+            assert_eq!(Settings::load(None).map_err(|e| *e)?.listen, "0.0.0.0:1");
             Ok(())
         });
     }

@@ -292,12 +292,19 @@ impl<S: Saga> Parsed<S> {
                 input,
                 now,
             } => {
+                if !input.is_object() {
+                    // serde would also accept a struct as a positional array.
+                    return Err(ActorError::Invalid(vec![FieldError::new(
+                        "input",
+                        "must be a JSON object",
+                    )]));
+                }
                 let start: S::Start = serde_path_to_error::deserialize(&input).map_err(|e| {
                     let path = e.path().to_string();
-                    let field = if path == "." {
-                        "input".to_owned()
-                    } else {
-                        format!("input.{path}")
+                    let field = match path.as_str() {
+                        "." => "input".to_owned(),
+                        p if p.starts_with('[') => format!("input{p}"),
+                        p => format!("input.{p}"),
                     };
                     ActorError::Invalid(vec![FieldError::new(field, e.inner().to_string())])
                 })?;

@@ -1,0 +1,205 @@
+//! Every bad request gets a problem+json answer, and nothing is stored.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, order, order_request, spawn_app, TestApp};
+
+async fn post_raw(
+    app: &TestApp,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v1/sagas", app.address))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_nothing_stored(app: &TestApp) {
+    assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM saga_events").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
+}
+
+#[actix_web::test]
+async fn malformed_json_is_a_bad_request() {
+    let app = spawn_app().await;
+    let response = post_raw(&app, "application/json", r#"{"saga_type": "order", "#).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{problem}"
+    );
+    assert_nothing_stored(&app).await;
+}
+
+#[actix_web::test]
+async fn a_body_that_is_not_json_is_unsupported() {
+    let app = spawn_app().await;
+    let body = order_request("k", order("o", "c", "S", 1)).to_string();
+    let response = post_raw(&app, "text/plain", body).await;
+    assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_nothing_stored(&app).await;
+}
+
+#[actix_web::test]
+async fn an_oversized_body_is_refused() {
+    let app = spawn_app_small_body().await;
+    let mut input = order("o", "c", "S", 1);
+    input["items"] = json!((0..100)
+        .map(|i| json!({"sku": format!("SKU-{i:04}"), "qty": 1}))
+        .collect::<Vec<_>>());
+    let response = app.post_saga(&order_request("k", input)).await;
+    let problem = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1024 bytes"),
+        "{problem}"
+    );
+    assert_nothing_stored(&app).await;
+}
+
+async fn spawn_app_small_body() -> TestApp {
+    crate::helpers::spawn_app_with(|s| s.http.max_body_bytes = 1024).await
+}
+
+/// A named change to a valid request, the field the answer must name, and a
+/// phrase its message must hold.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Value)>,
+    &'static str,
+    &'static str,
+);
+
+#[actix_web::test]
+async fn each_invalid_field_is_named_in_a_422() {
+    let app = spawn_app().await;
+    let cases: Vec<Case> = vec![
+        (
+            "unknown saga type",
+            Box::new(|b| b["saga_type"] = json!("shipment")),
+            "saga_type",
+            "unknown saga type `shipment`",
+        ),
+        (
+            "saga type not a string",
+            Box::new(|b| b["saga_type"] = json!(5)),
+            "saga_type",
+            "invalid type",
+        ),
+        (
+            "missing business key",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("business_key");
+            }),
+            "body",
+            "business_key",
+        ),
+        (
+            "blank business key",
+            Box::new(|b| b["business_key"] = json!("  ")),
+            "business_key",
+            "not blank",
+        ),
+        (
+            "unknown top-level field",
+            Box::new(|b| b["priority"] = json!(1)),
+            "priority",
+            "unknown field",
+        ),
+        (
+            "missing currency",
+            Box::new(|b| {
+                b["input"].as_object_mut().unwrap().remove("currency");
+            }),
+            "input",
+            "currency",
+        ),
+        (
+            "empty items",
+            Box::new(|b| b["input"]["items"] = json!([])),
+            "input.items",
+            "at least one",
+        ),
+        (
+            "quantity zero",
+            Box::new(|b| b["input"]["items"][0]["qty"] = json!(0)),
+            "input.items[0].qty",
+            "at least 1",
+        ),
+        (
+            "negative amount",
+            Box::new(|b| b["input"]["amount_cents"] = json!(-5)),
+            "input.amount_cents",
+            "greater than 0",
+        ),
+        (
+            "amount not a number",
+            Box::new(|b| b["input"]["amount_cents"] = json!("12")),
+            "input.amount_cents",
+            "invalid type",
+        ),
+        (
+            "bad currency",
+            Box::new(|b| b["input"]["currency"] = json!("EURO")),
+            "input.currency",
+            "ISO 4217",
+        ),
+        (
+            "unknown input field",
+            Box::new(|b| b["input"]["colour"] = json!("red")),
+            "input.colour",
+            "unknown field",
+        ),
+        (
+            "input not an object",
+            Box::new(|b| b["input"] = json!(["o", "c", [], 1, "EUR"])),
+            "input",
+            "JSON object",
+        ),
+    ];
+    for (name, change, field, message) in cases {
+        let mut body = order_request("k-bad", order("o", "c", "SKU-1", 100));
+        change(&mut body);
+        let response = app.post_saga(&body).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let error = &problem["errors"][0];
+        assert_eq!(error["field"], field, "{name}: {problem}");
+        let text = error["message"].as_str().unwrap();
+        assert!(text.contains(message), "{name}: {text:?} lacks {message:?}");
+    }
+    assert_nothing_stored(&app).await;
+}
+
+#[actix_web::test]
+async fn unknown_and_malformed_saga_ids_are_not_found() {
+    let app = spawn_app().await;
+    let unknown = uuid::Uuid::new_v4();
+    for path in [
+        format!("/v1/sagas/{unknown}"),
+        format!("/v1/sagas/{unknown}?wait=1"),
+        format!("/v1/sagas/{unknown}/events"),
+        "/v1/sagas/not-a-uuid".to_owned(),
+        "/v1/sagas/not-a-uuid/events".to_owned(),
+        "/v1/nothing-here".to_owned(),
+    ] {
+        assert_problem(app.get(&path).await, StatusCode::NOT_FOUND).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_bad_wait_is_a_bad_request() {
+    let app = spawn_app().await;
+    let id = app.start_order("k-w", order("o", "c", "SKU-1", 100)).await;
+    for query in ["wait=61", "wait=soon", "wait=-1", "colour=red"] {
+        let response = app.get(&format!("/v1/sagas/{id}?{query}")).await;
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+}

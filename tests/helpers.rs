@@ -1,0 +1,191 @@
+//! `spawn_app()` and a client with one method per endpoint.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sagaplane_adapters::SimulatedParticipants;
+use sagaplane_api::{telemetry, Application, Settings};
+use sagaplane_orchestrator::Orchestrator;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        telemetry::init("info,sagaplane=debug", false);
+    }
+});
+
+/// The PostgreSQL server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A URL for a database no other test uses (created on first connect).
+pub fn fresh_database_url() -> String {
+    format!(
+        "{}/sagaplane_test_{}",
+        server_url(),
+        Uuid::new_v4().simple()
+    )
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub orchestrator: Orchestrator,
+    pub participants: SimulatedParticipants,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the application in this test's actix system on a random port.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        ..Settings::default()
+    };
+    settings.database.url = fresh_database_url();
+    settings.database.max_connections = 8;
+    settings.http.workers = 1;
+    configure(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let orchestrator = app.orchestrator();
+    let participants = app.participants();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let pool = PgPool::connect(&settings.database.url)
+        .await
+        .expect("the test database accepts connections");
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pool,
+        orchestrator,
+        participants,
+    }
+}
+
+/// An order-saga start request body.
+pub fn order_request(key: &str, order: Value) -> Value {
+    json!({ "saga_type": "order", "business_key": key, "input": order })
+}
+
+/// A valid order; tests change the fields that drive the simulated participants.
+pub fn order(order_id: &str, customer_id: &str, sku: &str, amount_cents: i64) -> Value {
+    json!({
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "items": [{ "sku": sku, "qty": 2 }],
+        "amount_cents": amount_cents,
+        "currency": "EUR"
+    })
+}
+
+impl TestApp {
+    pub async fn post_saga(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/sagas", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/sagas answers")
+    }
+
+    /// Starts an order saga and returns its id; panics unless it was created.
+    pub async fn start_order(&self, key: &str, order: Value) -> String {
+        let response = self.post_saga(&order_request(key, order)).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("GET answers")
+    }
+
+    /// The saga once settled; panics if it does not settle within 10 s.
+    pub async fn settled(&self, id: &str) -> Value {
+        let response = self.get(&format!("/v1/sagas/{id}?wait=10")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let saga: Value = response.json().await.unwrap();
+        let status = saga["status"].as_str().unwrap();
+        assert!(
+            ["completed", "compensated", "cancelled", "suspended"].contains(&status),
+            "saga {id} did not settle: {saga}"
+        );
+        saga
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let response = self.get(&format!("/v1/sagas/{id}/events")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        self.events(id)
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The steps commanded for a saga, in the order they were committed.
+    pub async fn commanded_steps(&self, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT step FROM outbox WHERE saga_id = $1::uuid ORDER BY message_id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Polls `check` every 20 ms for up to `limit`; true once it holds.
+    pub async fn eventually<F, Fut>(&self, limit: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// Asserts an RFC 9457 body with `status`; returns it.
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,123 @@
+//! Participant replies are applied once; the rest is recorded, never dropped.
+
+use chrono::Utc;
+use sagaplane_orchestrator::{Handled, Inbound};
+use sagaplane_sagas::{Outcome, Reply, SagaId};
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::helpers::{order, spawn_app, TestApp};
+
+fn inbound(saga: &str, message_id: &str, step: &str) -> Inbound {
+    let reply = Reply {
+        step: step.into(),
+        attempt: 1,
+        outcome: Outcome::Succeeded,
+        at: Utc::now(),
+    };
+    Inbound {
+        channel: "test".into(),
+        message_id: message_id.into(),
+        saga_id: saga.parse().unwrap(),
+        raw: serde_json::to_vec(&reply).unwrap(),
+        reply,
+    }
+}
+
+async fn saga(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/sagas/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_duplicate_reply_changes_nothing() {
+    let app = spawn_app().await;
+    // Payment never answers a HANG- customer: the saga waits at charge-payment.
+    let id = app
+        .start_order("r-1", order("o", "HANG-c", "SKU-1", 100))
+        .await;
+    let waiting = app
+        .eventually(Duration::from_secs(5), || async {
+            saga(&app, &id).await["current_step"] == "charge-payment"
+        })
+        .await;
+    assert!(waiting, "the saga reaches charge-payment");
+
+    let first = app
+        .orchestrator
+        .receive(inbound(&id, "m-1", "charge-payment"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Handled::Applied { version: 3, .. }),
+        "{first:?}"
+    );
+    let done = app.settled(&id).await;
+    assert_eq!(done["status"], "completed");
+    let events = app.events(&id).await;
+
+    let again = app
+        .orchestrator
+        .receive(inbound(&id, "m-1", "charge-payment"))
+        .await
+        .unwrap();
+    assert_eq!(again, Handled::Duplicate);
+    assert_eq!(saga(&app, &id).await["version"], done["version"]);
+    assert_eq!(app.events(&id).await, events);
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM inbox WHERE message_id = 'm-1'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "applied");
+}
+
+#[actix_web::test]
+async fn a_late_reply_is_recorded_but_not_applied() {
+    let app = spawn_app().await;
+    let id = app.start_order("r-2", order("o", "c", "SKU-1", 100)).await;
+    let done = app.settled(&id).await;
+
+    let late = app
+        .orchestrator
+        .receive(inbound(&id, "m-late", "reserve-inventory"))
+        .await
+        .unwrap();
+    assert!(matches!(late, Handled::Ignored(_)), "{late:?}");
+    let (outcome, detail): (String, String) =
+        sqlx::query_as("SELECT outcome, detail FROM inbox WHERE message_id = 'm-late'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "ignored");
+    assert!(detail.contains("completed"), "{detail}");
+    assert_eq!(saga(&app, &id).await["version"], done["version"]);
+
+    let again = app
+        .orchestrator
+        .receive(inbound(&id, "m-late", "reserve-inventory"))
+        .await
+        .unwrap();
+    assert_eq!(again, Handled::Duplicate);
+}
+
+#[actix_web::test]
+async fn a_reply_for_an_unknown_saga_is_dead_lettered_with_its_bytes() {
+    let app = spawn_app().await;
+    let stranger = SagaId::from_uuid(uuid::Uuid::new_v4()).to_string();
+    let message = inbound(&stranger, "m-x", "charge-payment");
+    let raw = message.raw.clone();
+    let handled = app.orchestrator.receive(message).await.unwrap();
+    assert_eq!(handled, Handled::DeadLettered);
+    let (channel, reason, stored): (String, String, Vec<u8>) =
+        sqlx::query_as("SELECT channel, reason, raw FROM dead_letters")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(channel, "test");
+    assert!(reason.contains(&stranger), "{reason}");
+    assert_eq!(stored, raw);
+    assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
+}

@@ -1,0 +1,86 @@
+//! Deadlines and retry budgets, driven by the durable timers.
+
+use crate::helpers::{order, spawn_app_with, TestApp};
+
+async fn fast_timers_app(compensation_attempts: u32) -> TestApp {
+    spawn_app_with(|s| {
+        s.saga.step_timeout_ms = 300;
+        s.saga.step_max_attempts = 2;
+        s.saga.compensation_max_attempts = compensation_attempts;
+        s.saga.backoff_initial_ms = 50;
+        s.saga.backoff_max_ms = 50;
+        s.orchestrator.timer_interval_ms = 20;
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn an_unanswered_step_is_retried_then_compensated_including_its_own_undo() {
+    let app = fast_timers_app(3).await;
+    // Inventory never answers for a HANG- SKU.
+    let id = app.start_order("t-1", order("o", "c", "HANG-1", 100)).await;
+    let saga = app.settled(&id).await;
+    assert_eq!(saga["status"], "compensated");
+    assert_eq!(
+        app.event_types(&id).await,
+        [
+            "SagaStarted",
+            "StepFailed",
+            "StepRetried",
+            "StepFailed",
+            "InventoryReleased",
+            "OrderCancelled"
+        ]
+    );
+    let events = app.events(&id).await;
+    assert_eq!(events[1]["data"]["cause"], "timed_out");
+    assert_eq!(events[1]["data"]["then"]["action"], "retry");
+    assert_eq!(events[2]["data"]["attempt"], 2);
+    assert_eq!(events[3]["data"]["then"]["action"], "compensate");
+    assert_eq!(
+        app.commanded_steps(&id).await,
+        [
+            "reserve-inventory",
+            "reserve-inventory",
+            "release-inventory",
+            "cancel-order"
+        ]
+    );
+    let keys = app
+        .count(&format!(
+            "SELECT count(DISTINCT idempotency_key) FROM outbox WHERE saga_id = '{id}' AND step = 'reserve-inventory'"
+        ))
+        .await;
+    assert_eq!(keys, 1, "both attempts carry one idempotency key");
+}
+
+#[actix_web::test]
+async fn a_compensation_that_keeps_failing_suspends_the_saga() {
+    let app = fast_timers_app(2).await;
+    // Declined payment (amount above the limit), then the release of a STUCK- SKU fails.
+    let id = app
+        .start_order("t-2", order("o", "c", "STUCK-1", 2_000_000))
+        .await;
+    let saga = app.settled(&id).await;
+    assert_eq!(saga["status"], "suspended");
+    assert_eq!(saga["current_step"], "release-inventory");
+    assert_eq!(saga["attempt"], 2);
+    assert_eq!(saga["next_wake_at"], serde_json::Value::Null);
+    assert!(
+        saga["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot release STUCK-1"),
+        "{saga}"
+    );
+    let last = app.events(&id).await.pop().unwrap();
+    assert_eq!(last["data"]["then"]["action"], "suspend");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM outbox WHERE saga_id = '{id}' AND step = 'cancel-order'"
+        ))
+        .await,
+        0,
+        "a suspended saga sends nothing more"
+    );
+}
