@@ -17,5 +17,6 @@ pub mod saga;
 
 pub use ids::SagaId;
 pub use saga::{
-    Command, FieldError, Input, Outcome, Policy, Rejection, Reply, RetryPolicy, Saga, Status, View,
+    Action, ActionKind, Assume, Command, FieldError, Input, Outcome, Policy, Rejection, Reply,
+    RetryPolicy, Saga, Status, View,
 };

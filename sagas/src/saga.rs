@@ -33,6 +33,8 @@ pub trait Saga: Clone + Send + Unpin + Sized + 'static {
     fn event_type(event: &Self::Event) -> &'static str;
     /// Checks a start request without touching any state.
     fn validate(start: &Self::Start) -> Result<(), Vec<FieldError>>;
+    /// The operator actions that make sense in the current state.
+    fn allowed_actions(&self) -> Vec<&'static str>;
 }
 
 /// Something that happened to a saga from the outside.
@@ -48,6 +50,54 @@ pub enum Input<S> {
     Wake {
         now: DateTime<Utc>,
     },
+    /// A person intervenes.
+    Operator {
+        action: Action,
+        now: DateTime<Utc>,
+    },
+}
+
+/// An operator's intervention, with who asked and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub operator: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Send the current step again now, as one more attempt.
+    Retry,
+    /// Take the current step as done with the given result, without its participant.
+    Skip { assume: Assume },
+    /// Stop going forward and compensate now.
+    Compensate,
+    /// Continue a suspended saga: send its failed compensation step once more.
+    Resume,
+    /// Stop the saga where it is, without compensation.
+    Cancel,
+}
+
+/// The result an operator supplies for a skipped step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assume {
+    Succeeded,
+    Failed,
+}
+
+impl ActionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Retry => "retry",
+            ActionKind::Skip { .. } => "skip",
+            ActionKind::Compensate => "compensate",
+            ActionKind::Resume => "resume",
+            ActionKind::Cancel => "cancel",
+        }
+    }
 }
 
 /// A participant's answer to a command.
@@ -100,8 +150,25 @@ pub enum Rejection {
         "the reply for step `{step}` (attempt {attempt}) does not match what the saga waits for"
     )]
     UnexpectedReply { step: String, attempt: u32 },
-    #[error("the start request is invalid")]
+    #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
+    #[error(
+        "`{action}` is not allowed while the saga is {status}; allowed now: {}",
+        allowed_list(allowed)
+    )]
+    NotAllowed {
+        action: &'static str,
+        status: Status,
+        allowed: Vec<&'static str>,
+    },
+}
+
+fn allowed_list(allowed: &[&str]) -> String {
+    if allowed.is_empty() {
+        "none".to_owned()
+    } else {
+        allowed.join(", ")
+    }
 }
 
 /// One invalid field of a request, with a JSON-pointer-like path.

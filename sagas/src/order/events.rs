@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::OrderInput;
 use super::steps::Step;
-use crate::Policy;
+use crate::{ActionKind, Policy};
 
 /// One fact in an order saga's history, with the time it was decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,11 +36,20 @@ pub enum EventKind {
         reason: String,
         then: Then,
     },
-    /// A new attempt of the current step was sent after its back-off.
+    /// A new attempt of the current step was sent (after its back-off, or
+    /// because an operator asked).
     StepRetried {
         step: Step,
         attempt: u32,
     },
+    /// An operator intervened; the event after it is the intervention's effect.
+    OperatorIntervened {
+        action: ActionKind,
+        operator: String,
+        reason: String,
+    },
+    /// Stopped by an operator without compensation.
+    SagaCancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +61,8 @@ pub enum FailureCause {
     Error,
     /// No reply before the step's deadline: the outcome is unknown.
     TimedOut,
+    /// An operator declared the step failed or asked to compensate.
+    Operator,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +91,8 @@ impl EventKind {
             EventKind::OrderCancelled => "OrderCancelled",
             EventKind::StepFailed { .. } => "StepFailed",
             EventKind::StepRetried { .. } => "StepRetried",
+            EventKind::OperatorIntervened { .. } => "OperatorIntervened",
+            EventKind::SagaCancelled => "SagaCancelled",
         }
     }
 

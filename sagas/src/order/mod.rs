@@ -25,7 +25,10 @@ pub use input::{LineItem, OrderInput};
 pub use state::{OrderSaga, Pending, Wait};
 pub use steps::Step;
 
-use crate::{Command, FieldError, Input, Outcome, Rejection, Reply, Saga, SagaId, View};
+use crate::{
+    Action, ActionKind, Assume, Command, FieldError, Input, Outcome, Rejection, Reply, Saga,
+    SagaId, Status, View,
+};
 
 impl Saga for OrderSaga {
     const TYPE: &'static str = "order";
@@ -56,10 +59,9 @@ impl Saga for OrderSaga {
         if self.started.is_none() {
             return Err(Rejection::NotStarted);
         }
-        if self.status.is_terminal() {
-            return Err(Rejection::Terminal(self.status));
-        }
         match input {
+            Input::Operator { action, now } => self.on_operator(action, now),
+            _ if self.status.is_terminal() => Err(Rejection::Terminal(self.status)),
             Input::Reply(reply) => self.on_reply(reply),
             Input::Wake { now } => Ok(self.on_wake(now)),
             Input::Start { .. } => unreachable!("handled above"),
@@ -72,8 +74,9 @@ impl Saga for OrderSaga {
 
     fn commands(&self, event: &OrderEvent) -> Vec<Command> {
         let starts_attempt = match &event.kind {
+            EventKind::SagaStarted { .. } | EventKind::StepRetried { .. } => true,
             EventKind::StepFailed { then, .. } => matches!(then, Then::Compensate { .. }),
-            _ => true,
+            kind => kind.succeeded_step().is_some(),
         };
         match (&self.pending, self.order()) {
             (Some(p), Some(order)) if starts_attempt && matches!(p.wait, Wait::Reply { .. }) => {
@@ -105,6 +108,18 @@ impl Saga for OrderSaga {
     fn validate(start: &OrderInput) -> Result<(), Vec<FieldError>> {
         start.validate()
     }
+
+    fn allowed_actions(&self) -> Vec<&'static str> {
+        if self.started.is_none() {
+            return Vec::new();
+        }
+        match self.status {
+            Status::Running => vec!["retry", "skip", "compensate", "cancel"],
+            Status::Compensating => vec!["retry", "skip", "cancel"],
+            Status::Suspended => vec!["retry", "skip", "resume", "cancel"],
+            Status::Completed | Status::Compensated | Status::Cancelled => Vec::new(),
+        }
+    }
 }
 
 impl OrderSaga {
@@ -132,6 +147,79 @@ impl OrderSaga {
             return Err(unexpected());
         }
         Ok(vec![self.failure(pending, cause, reason, reply.at)])
+    }
+
+    /// An intervention: the audit event, then its effect.
+    fn on_operator(
+        &self,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OrderEvent>, Rejection> {
+        let mut invalid = Vec::new();
+        if action.operator.trim().is_empty() {
+            invalid.push(FieldError::new("operator", "must not be empty"));
+        }
+        if action.reason.trim().is_empty() {
+            invalid.push(FieldError::new("reason", "must say why"));
+        }
+        if !invalid.is_empty() {
+            return Err(Rejection::Invalid(invalid));
+        }
+        let allowed = self.allowed_actions();
+        let name = action.kind.name();
+        // Every status that allows an action has a step in hand.
+        let Some(p) = self.pending.filter(|_| allowed.contains(&name)) else {
+            return Err(Rejection::NotAllowed {
+                action: name,
+                status: self.status,
+                allowed,
+            });
+        };
+        let reason = format!("operator {}: {}", action.operator, action.reason);
+        let effect = match action.kind {
+            ActionKind::Retry | ActionKind::Resume => EventKind::StepRetried {
+                step: p.step,
+                attempt: p.attempt + 1,
+            },
+            ActionKind::Skip {
+                assume: Assume::Succeeded,
+            } => EventKind::succeeded(p.step),
+            ActionKind::Skip {
+                assume: Assume::Failed,
+            } => {
+                if !p.step.is_forward() {
+                    return Err(Rejection::Invalid(vec![FieldError::new(
+                        "assume",
+                        "a compensation step can only be skipped as succeeded",
+                    )]));
+                }
+                self.operator_failure(p, reason, false)
+            }
+            ActionKind::Compensate => {
+                // A command is out or its failure was transient: it may have been applied.
+                let in_doubt = p.uncertain || matches!(p.wait, Wait::Reply { .. });
+                self.operator_failure(p, reason, in_doubt)
+            }
+            ActionKind::Cancel => EventKind::SagaCancelled,
+        };
+        let audit = EventKind::OperatorIntervened {
+            action: action.kind,
+            operator: action.operator,
+            reason: action.reason,
+        };
+        Ok(vec![event(now, audit), event(now, effect)])
+    }
+
+    fn operator_failure(&self, p: Pending, reason: String, in_doubt: bool) -> EventKind {
+        EventKind::StepFailed {
+            step: p.step,
+            attempt: p.attempt,
+            cause: FailureCause::Operator,
+            reason,
+            then: Then::Compensate {
+                plan: self.compensation_plan(p.step, in_doubt),
+            },
+        }
     }
 
     fn on_wake(&self, now: DateTime<Utc>) -> Vec<OrderEvent> {

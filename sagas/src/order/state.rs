@@ -127,8 +127,14 @@ impl OrderSaga {
             }
             EventKind::StepRetried { step, attempt } => {
                 let uncertain = self.pending.is_some_and(|p| p.uncertain);
+                if self.status == Status::Suspended {
+                    self.status = Status::Compensating;
+                }
                 self.begin(*step, *attempt, at, uncertain);
             }
+            // The audit record; its effect is the event that follows it.
+            EventKind::OperatorIntervened { .. } => {}
+            EventKind::SagaCancelled => self.finish(Status::Cancelled),
             kind => {
                 if let Some(step) = kind.succeeded_step() {
                     self.succeed(step, at);

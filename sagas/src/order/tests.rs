@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::{Policy, RetryPolicy, Status};
+use crate::{Action, ActionKind, Assume, Policy, RetryPolicy, Status};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -99,6 +99,18 @@ impl Harness {
     fn ok(&mut self, step: Step) {
         let attempt = self.state.pending().unwrap().attempt;
         self.reply(step, attempt, Outcome::Succeeded).unwrap();
+    }
+
+    fn act(&mut self, kind: ActionKind) -> Result<Vec<OrderEvent>, Rejection> {
+        self.now += Duration::milliseconds(10);
+        self.when(Input::Operator {
+            action: Action {
+                kind,
+                operator: "ops@example.com".into(),
+                reason: "incident 42".into(),
+            },
+            now: self.now,
+        })
     }
 
     fn wake_after(&mut self, ms: i64) -> Vec<OrderEvent> {
@@ -386,11 +398,195 @@ fn events_round_trip_through_json() {
     }
 }
 
+fn suspended() -> Harness {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.reply(Step::ChargePayment, 1, refused("declined"))
+        .unwrap();
+    for attempt in 1..=3 {
+        h.reply(Step::ReleaseInventory, attempt, failed("locked"))
+            .unwrap();
+        if attempt < 3 {
+            h.wake_after(2_000);
+        }
+    }
+    assert_eq!(h.state.status(), Status::Suspended);
+    h
+}
+
+#[test]
+fn resume_sends_the_failed_compensation_again_and_records_who_and_why() {
+    let mut h = suspended();
+    let events = h.act(ActionKind::Resume).unwrap();
+    let EventKind::OperatorIntervened {
+        action,
+        operator,
+        reason,
+    } = &events[0].kind
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (*action, operator.as_str(), reason.as_str()),
+        (ActionKind::Resume, "ops@example.com", "incident 42")
+    );
+    assert_eq!(
+        events[1].kind,
+        EventKind::StepRetried {
+            step: Step::ReleaseInventory,
+            attempt: 4
+        }
+    );
+    assert_eq!(h.state.status(), Status::Compensating);
+    let last = h.commands.last().unwrap();
+    assert_eq!((last.step, last.attempt), ("release-inventory", 4));
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+}
+
+#[test]
+fn an_operator_retry_that_fails_again_suspends_again() {
+    let mut h = suspended();
+    h.act(ActionKind::Retry).unwrap();
+    h.reply(Step::ReleaseInventory, 4, failed("still locked"))
+        .unwrap();
+    assert_eq!(h.state.status(), Status::Suspended);
+}
+
+#[test]
+fn skipping_a_suspended_compensation_as_done_moves_on() {
+    let mut h = suspended();
+    let sent = h.commands.len();
+    h.act(ActionKind::Skip {
+        assume: Assume::Succeeded,
+    })
+    .unwrap();
+    assert_eq!(h.state.undone(), [Step::ReleaseInventory]);
+    assert_eq!(h.commands.len(), sent + 1);
+    assert_eq!(h.commands.last().unwrap().step, "cancel-order");
+    assert!(matches!(
+        h.act(ActionKind::Skip { assume: Assume::Failed }),
+        Err(Rejection::Invalid(ref e)) if e[0].field == "assume"
+    ));
+}
+
+#[test]
+fn skipping_a_forward_step_as_succeeded_continues_without_its_participant() {
+    let mut h = Harness::started();
+    h.act(ActionKind::Skip {
+        assume: Assume::Succeeded,
+    })
+    .unwrap();
+    assert_eq!(h.state.done(), [Step::ReserveInventory]);
+    assert_eq!(h.command_steps(), ["reserve-inventory", "charge-payment"]);
+    assert_eq!(
+        h.event_names(),
+        ["SagaStarted", "OperatorIntervened", "InventoryReserved"]
+    );
+}
+
+#[test]
+fn skipping_a_forward_step_as_failed_compensates_without_its_undo() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.act(ActionKind::Skip {
+        assume: Assume::Failed,
+    })
+    .unwrap();
+    assert_eq!(h.state.status(), Status::Compensating);
+    assert_eq!(&h.command_steps()[2..], ["release-inventory"]);
+}
+
+#[test]
+fn compensate_now_also_undoes_the_step_in_flight() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    h.act(ActionKind::Compensate).unwrap();
+    h.ok(Step::RefundPayment);
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    assert_eq!(
+        h.state.undone(),
+        [
+            Step::RefundPayment,
+            Step::ReleaseInventory,
+            Step::CancelOrder
+        ]
+    );
+    assert_eq!(h.state.status(), Status::Compensated);
+}
+
+#[test]
+fn cancel_stops_the_saga_without_compensation() {
+    let mut h = Harness::started();
+    h.ok(Step::ReserveInventory);
+    let sent = h.commands.len();
+    h.act(ActionKind::Cancel).unwrap();
+    assert_eq!(h.state.status(), Status::Cancelled);
+    assert_eq!(h.commands.len(), sent, "nothing is sent on cancel");
+    assert_eq!(h.state.view().step, None);
+    assert!(matches!(
+        h.reply(Step::ChargePayment, 1, Outcome::Succeeded),
+        Err(Rejection::Terminal(Status::Cancelled))
+    ));
+}
+
+#[test]
+fn actions_that_make_no_sense_are_refused_with_what_is_allowed() {
+    let mut h = Harness::started();
+    assert_eq!(
+        h.act(ActionKind::Resume),
+        Err(Rejection::NotAllowed {
+            action: "resume",
+            status: Status::Running,
+            allowed: vec!["retry", "skip", "compensate", "cancel"],
+        })
+    );
+    h.reply(Step::ReserveInventory, 1, refused("no stock"))
+        .unwrap();
+    assert!(matches!(
+        h.act(ActionKind::Compensate),
+        Err(Rejection::NotAllowed {
+            status: Status::Compensating,
+            ..
+        })
+    ));
+    h.ok(Step::CancelOrder);
+    let refused = h.act(ActionKind::Cancel).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "`cancel` is not allowed while the saga is compensated; allowed now: none"
+    );
+}
+
+#[test]
+fn an_intervention_needs_an_operator_and_a_reason() {
+    let h = Harness::started();
+    let rejection = h
+        .state
+        .decide(Input::Operator {
+            action: Action {
+                kind: ActionKind::Cancel,
+                operator: " ".into(),
+                reason: String::new(),
+            },
+            now: t0(),
+        })
+        .unwrap_err();
+    let Rejection::Invalid(errors) = rejection else {
+        panic!()
+    };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["operator", "reason"]);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Reply(usize, u32, u8),
     Wake(i64),
     Repeat(usize),
+    Act(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -398,6 +594,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..Step::ALL.len(), 1u32..4, 0u8..4).prop_map(|(s, a, o)| Op::Reply(s, a, o)),
         2 => (0i64..3_000).prop_map(Op::Wake),
         1 => (0usize..64).prop_map(Op::Repeat),
+        1 => (0u8..6).prop_map(Op::Act),
     ]
 }
 
@@ -426,6 +623,19 @@ proptest! {
                     h.now += Duration::milliseconds(ms);
                     Input::Wake { now: h.now }
                 }
+                Op::Act(a) => {
+                    h.now += Duration::milliseconds(5);
+                    let kind = match a {
+                        0 => ActionKind::Retry,
+                        1 => ActionKind::Skip { assume: Assume::Succeeded },
+                        2 => ActionKind::Skip { assume: Assume::Failed },
+                        3 => ActionKind::Compensate,
+                        4 => ActionKind::Resume,
+                        _ => ActionKind::Cancel,
+                    };
+                    let action = Action { kind, operator: "op".into(), reason: "test".into() };
+                    Input::Operator { action, now: h.now }
+                }
                 Op::Repeat(i) if !inputs.is_empty() => inputs[i % inputs.len()].clone(),
                 Op::Repeat(_) => continue,
             };
@@ -433,7 +643,10 @@ proptest! {
             let sent_before = h.commands.len();
             let result = h.when(input);
             if let Some(at) = terminal_at {
-                prop_assert!(matches!(result, Err(Rejection::Terminal(_))), "input accepted after terminal at {at}");
+                prop_assert!(
+                    matches!(result, Err(Rejection::Terminal(_) | Rejection::NotAllowed { .. })),
+                    "input accepted after terminal at {at}"
+                );
                 prop_assert_eq!(h.commands.len(), sent_before);
             }
             if h.state.status().is_terminal() && terminal_at.is_none() {
