@@ -34,6 +34,7 @@ pub fn fresh_database_url() -> String {
 
 pub struct TestApp {
     pub address: String,
+    pub database_url: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub orchestrator: Orchestrator,
@@ -67,6 +68,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("the test database accepts connections");
     TestApp {
         address,
+        database_url: settings.database.url,
         client: reqwest::Client::new(),
         pool,
         orchestrator,

@@ -2,11 +2,11 @@
 
 use chrono::Utc;
 use sagaplane_orchestrator::{Handled, Inbound};
-use sagaplane_sagas::{Outcome, Reply, SagaId};
+use sagaplane_sagas::{Outcome, Rejection, Reply, SagaId, Status};
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::helpers::{order, spawn_app, TestApp};
+use crate::helpers::{order, spawn_app, spawn_app_with, TestApp};
 
 fn inbound(saga: &str, message_id: &str, step: &str) -> Inbound {
     let reply = Reply {
@@ -120,4 +120,58 @@ async fn a_reply_for_an_unknown_saga_is_dead_lettered_with_its_bytes() {
     assert!(reason.contains(&stranger), "{reason}");
     assert_eq!(stored, raw);
     assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
+}
+
+#[actix_web::test]
+async fn a_step_decided_on_stale_state_is_decided_again_never_written_over() {
+    let a = spawn_app().await;
+    // A second orchestrator on the same database, as a second process would be.
+    let b = spawn_app_with(|s| s.database.url = a.database_url.clone()).await;
+    let id = a
+        .start_order("s-1", order("o", "HANG-c", "SKU-1", 100))
+        .await;
+    let waiting = a
+        .eventually(Duration::from_secs(5), || async {
+            saga(&a, &id).await["current_step"] == "charge-payment"
+        })
+        .await;
+    assert!(waiting);
+    // b's actor loads the saga at version 2 and keeps that state.
+    let woken = b
+        .orchestrator
+        .wake(id.parse().unwrap(), "order".into())
+        .await
+        .unwrap();
+    assert_eq!(woken, Handled::NothingDue);
+
+    // a moves the saga on to completed.
+    a.orchestrator
+        .receive(inbound(&id, "m-a", "charge-payment"))
+        .await
+        .unwrap();
+    assert_eq!(a.settled(&id).await["status"], "completed");
+
+    // b decides on its stale state, loses the version race, reloads and ignores.
+    let handled = b
+        .orchestrator
+        .receive(inbound(&id, "m-b", "charge-payment"))
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        Handled::Ignored(Rejection::Terminal(Status::Completed))
+    );
+    let types = a.event_types(&id).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "PaymentCharged").count(),
+        1,
+        "{types:?}"
+    );
+    let seqs: Vec<i64> = a
+        .events(&id)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }

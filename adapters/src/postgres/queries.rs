@@ -379,11 +379,13 @@ async fn insert_outbox(
     let types: Vec<&str> = o.iter().map(|m| m.command_type.as_str()).collect();
     let keys: Vec<&str> = o.iter().map(|m| m.idempotency_key.as_str()).collect();
     let data: Vec<&serde_json::Value> = o.iter().map(|m| &m.data).collect();
+    let created: Vec<DateTime<Utc>> = o.iter().map(|m| m.created_at).collect();
     sqlx::query(
         "INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant, \
                              command_type, idempotency_key, data, created_at) \
-         SELECT m, $2, $3, s, a, p, t, k, d, $10 FROM UNNEST($1::uuid[], $4::text[], \
-                $5::int[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) AS x(m, s, a, p, t, k, d)",
+         SELECT m, $2, $3, s, a, p, t, k, d, c FROM UNNEST($1::uuid[], $4::text[], $5::int[], \
+                $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[]) \
+                AS x(m, s, a, p, t, k, d, c)",
     )
     .bind(&ids)
     .bind(step.saga_id.as_uuid())
@@ -394,7 +396,7 @@ async fn insert_outbox(
     .bind(&types)
     .bind(&keys)
     .bind(&data)
-    .bind(step.at)
+    .bind(&created)
     .execute(&mut **tx)
     .await
     .map_err(db)?;

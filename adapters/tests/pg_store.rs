@@ -1,0 +1,195 @@
+//! The PostgreSQL event store against a real server, a fresh database per test.
+
+use chrono::{Duration, DurationRound, Utc};
+use sagaplane_adapters::PgEventStore;
+use sagaplane_orchestrator::ports::{
+    CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
+};
+use sagaplane_sagas::{SagaId, Status, View};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn store() -> PgEventStore {
+    let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
+    PgEventStore::connect(&url, 4)
+        .await
+        .expect("the store opens")
+}
+
+fn view(status: Status, wake_in_ms: Option<i64>) -> View {
+    View {
+        status,
+        step: Some("step"),
+        attempt: Some(1),
+        wake_at: wake_in_ms.map(|ms| Utc::now() + Duration::milliseconds(ms)),
+        last_error: None,
+    }
+}
+
+/// A step appending `n` events on top of `expected_version`.
+fn step(saga: SagaId, expected_version: u64, n: usize, key: Option<&str>) -> StepCommit {
+    let now = Utc::now();
+    StepCommit {
+        saga_id: saga,
+        saga_type: "order",
+        expected_version,
+        new_saga: key.map(|k| NewSaga {
+            business_key: k.into(),
+            input: json!({ "k": k }),
+        }),
+        events: (0..n)
+            .map(|i| NewEvent {
+                event_type: "Tested",
+                data: json!({ "n": expected_version as usize + i + 1 }),
+                at: now,
+            })
+            .collect(),
+        view: view(Status::Running, None),
+        outbox: Vec::new(),
+        inbox: None,
+        at: now,
+    }
+}
+
+fn saga() -> SagaId {
+    SagaId::from_uuid(Uuid::now_v7())
+}
+
+#[tokio::test]
+async fn a_stale_append_fails_and_overwrites_nothing() {
+    let store = store().await;
+    let id = saga();
+    assert_eq!(
+        store.commit(&step(id, 0, 1, Some("a"))).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.commit(&step(id, 1, 2, None)).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let stale = store.commit(&step(id, 1, 1, None)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+
+    let history = store.load(id).await.unwrap().unwrap();
+    assert_eq!(history.version, 3);
+    let ns: Vec<i64> = history
+        .events
+        .iter()
+        .map(|e| e["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [1, 2, 3]);
+    assert_eq!(store.get(id).await.unwrap().unwrap().version, 3);
+}
+
+#[tokio::test]
+async fn of_two_racing_appends_on_one_version_exactly_one_wins() {
+    let store = store().await;
+    let id = saga();
+    store.commit(&step(id, 0, 1, Some("race"))).await.unwrap();
+    for round in 1..=20u64 {
+        let (a, b) = (step(id, round, 1, None), step(id, round, 1, None));
+        let (a, b) = tokio::join!(store.commit(&a), store.commit(&b));
+        let wins = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
+            .count();
+        let conflicts = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict)))
+            .count();
+        assert_eq!((wins, conflicts), (1, 1), "round {round}: {a:?} {b:?}");
+    }
+    assert_eq!(store.load(id).await.unwrap().unwrap().version, 21);
+}
+
+#[tokio::test]
+async fn a_message_already_in_the_inbox_writes_nothing() {
+    let store = store().await;
+    let id = saga();
+    store.commit(&step(id, 0, 1, Some("inbox"))).await.unwrap();
+    let mut first = step(id, 1, 1, None);
+    first.inbox = Some("msg-1".into());
+    assert_eq!(
+        store.commit(&first).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let mut again = step(id, 2, 1, None);
+    again.inbox = Some("msg-1".into());
+    assert_eq!(
+        store.commit(&again).await.unwrap(),
+        CommitOutcome::DuplicateInbox
+    );
+    assert_eq!(store.load(id).await.unwrap().unwrap().version, 2);
+    assert!(!store.record_ignored("msg-1", id, "late").await.unwrap());
+    assert!(store.record_ignored("msg-2", id, "late").await.unwrap());
+    assert!(!store.record_ignored("msg-2", id, "late").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_business_key_is_taken_once() {
+    let store = store().await;
+    let (a, b) = (saga(), saga());
+    let (sa, sb) = (step(a, 0, 1, Some("same")), step(b, 0, 1, Some("same")));
+    let (ra, rb) = tokio::join!(store.commit(&sa), store.commit(&sb));
+    let mut outcomes = [ra.unwrap(), rb.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [CommitOutcome::BusinessKeyTaken, CommitOutcome::Committed]
+    );
+    let found = store.find_by_key("order", "same").await.unwrap().unwrap();
+    assert!(found.id == a || found.id == b);
+    assert!(store.find_by_key("order", "other").await.unwrap().is_none());
+    assert!(store.load(saga()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
+    let store = store().await;
+    let id = saga();
+    let mut first = step(id, 0, 1, Some("outbox"));
+    first.view = view(Status::Running, Some(-10));
+    first.outbox = (1..=2)
+        .map(|attempt| OutboxMessage {
+            message_id: Uuid::now_v7(),
+            saga_id: id,
+            saga_type: "order".into(),
+            step: "reserve-inventory".into(),
+            attempt,
+            participant: "inventory".into(),
+            command_type: "order.inventory.reserve.v1".into(),
+            idempotency_key: format!("{id}:reserve-inventory"),
+            data: json!({ "attempt": attempt }),
+            // PostgreSQL keeps microseconds.
+            created_at: (Utc::now() - Duration::seconds(1))
+                .duration_trunc(Duration::microseconds(1))
+                .unwrap(),
+        })
+        .collect();
+    store.commit(&first).await.unwrap();
+    let later = Utc::now() + Duration::seconds(1);
+    let unsent = store.unsent(later, 10).await.unwrap();
+    assert_eq!(unsent, first.outbox, "read back whole, in commit order");
+    assert!(store
+        .unsent(Utc::now() - Duration::minutes(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .mark_sent(&[first.outbox[0].message_id])
+        .await
+        .unwrap();
+    let unsent = store.unsent(later, 10).await.unwrap();
+    assert_eq!(unsent, first.outbox[1..]);
+
+    assert_eq!(
+        store.due(Utc::now(), 10).await.unwrap(),
+        [(id, "order".to_owned())]
+    );
+    let mut next = step(id, 1, 1, None);
+    next.view = view(Status::Running, Some(60_000));
+    store.commit(&next).await.unwrap();
+    assert!(store.due(Utc::now(), 10).await.unwrap().is_empty());
+}
