@@ -11,4 +11,4 @@ pub mod in_process;
 pub mod postgres;
 
 pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
-pub use postgres::PgEventStore;
+pub use postgres::{GroupCommit, PgEventStore};

@@ -1,7 +1,9 @@
 //! The PostgreSQL event store against a real server, a fresh database per test.
 
 use chrono::{Duration, DurationRound, Utc};
-use sagaplane_adapters::PgEventStore;
+use std::sync::Arc;
+
+use sagaplane_adapters::{GroupCommit, PgEventStore};
 use sagaplane_orchestrator::ports::{
     CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
 };
@@ -13,7 +15,7 @@ async fn store() -> PgEventStore {
     let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    PgEventStore::connect(&url, 4)
+    PgEventStore::connect(&url, 4, GroupCommit::default())
         .await
         .expect("the store opens")
 }
@@ -62,14 +64,17 @@ async fn a_stale_append_fails_and_overwrites_nothing() {
     let store = store().await;
     let id = saga();
     assert_eq!(
-        store.commit(&step(id, 0, 1, Some("a"))).await.unwrap(),
+        store
+            .commit(Arc::new(step(id, 0, 1, Some("a"))))
+            .await
+            .unwrap(),
         CommitOutcome::Committed
     );
     assert_eq!(
-        store.commit(&step(id, 1, 2, None)).await.unwrap(),
+        store.commit(Arc::new(step(id, 1, 2, None))).await.unwrap(),
         CommitOutcome::Committed
     );
-    let stale = store.commit(&step(id, 1, 1, None)).await;
+    let stale = store.commit(Arc::new(step(id, 1, 1, None))).await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
 
     let history = store.load(id).await.unwrap().unwrap();
@@ -87,10 +92,16 @@ async fn a_stale_append_fails_and_overwrites_nothing() {
 async fn of_two_racing_appends_on_one_version_exactly_one_wins() {
     let store = store().await;
     let id = saga();
-    store.commit(&step(id, 0, 1, Some("race"))).await.unwrap();
+    store
+        .commit(Arc::new(step(id, 0, 1, Some("race"))))
+        .await
+        .unwrap();
     for round in 1..=20u64 {
         let (a, b) = (step(id, round, 1, None), step(id, round, 1, None));
-        let (a, b) = tokio::join!(store.commit(&a), store.commit(&b));
+        let (a, b) = tokio::join!(
+            store.commit(Arc::new(a.clone())),
+            store.commit(Arc::new(b.clone()))
+        );
         let wins = [&a, &b]
             .iter()
             .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
@@ -108,17 +119,20 @@ async fn of_two_racing_appends_on_one_version_exactly_one_wins() {
 async fn a_message_already_in_the_inbox_writes_nothing() {
     let store = store().await;
     let id = saga();
-    store.commit(&step(id, 0, 1, Some("inbox"))).await.unwrap();
+    store
+        .commit(Arc::new(step(id, 0, 1, Some("inbox"))))
+        .await
+        .unwrap();
     let mut first = step(id, 1, 1, None);
     first.inbox = Some("msg-1".into());
     assert_eq!(
-        store.commit(&first).await.unwrap(),
+        store.commit(Arc::new(first.clone())).await.unwrap(),
         CommitOutcome::Committed
     );
     let mut again = step(id, 2, 1, None);
     again.inbox = Some("msg-1".into());
     assert_eq!(
-        store.commit(&again).await.unwrap(),
+        store.commit(Arc::new(again.clone())).await.unwrap(),
         CommitOutcome::DuplicateInbox
     );
     assert_eq!(store.load(id).await.unwrap().unwrap().version, 2);
@@ -132,7 +146,10 @@ async fn a_business_key_is_taken_once() {
     let store = store().await;
     let (a, b) = (saga(), saga());
     let (sa, sb) = (step(a, 0, 1, Some("same")), step(b, 0, 1, Some("same")));
-    let (ra, rb) = tokio::join!(store.commit(&sa), store.commit(&sb));
+    let (ra, rb) = tokio::join!(
+        store.commit(Arc::new(sa.clone())),
+        store.commit(Arc::new(sb.clone()))
+    );
     let mut outcomes = [ra.unwrap(), rb.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(
@@ -168,7 +185,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
                 .unwrap(),
         })
         .collect();
-    store.commit(&first).await.unwrap();
+    store.commit(Arc::new(first.clone())).await.unwrap();
     let later = Utc::now() + Duration::seconds(1);
     let unsent = store.unsent(later, 10).await.unwrap();
     assert_eq!(unsent, first.outbox, "read back whole, in commit order");
@@ -190,6 +207,6 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
     );
     let mut next = step(id, 1, 1, None);
     next.view = view(Status::Running, Some(60_000));
-    store.commit(&next).await.unwrap();
+    store.commit(Arc::new(next.clone())).await.unwrap();
     assert!(store.due(Utc::now(), 10).await.unwrap().is_empty());
 }

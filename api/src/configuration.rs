@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use sagaplane_adapters::SimulatorSettings;
+use sagaplane_adapters::{GroupCommit, SimulatorSettings};
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,10 @@ pub struct DatabaseSettings {
     /// Created and migrated at start-up if missing.
     pub url: String,
     pub max_connections: u32,
+    /// Group commit: batches of saga steps written at the same time.
+    pub commit_concurrency: usize,
+    /// Group commit: saga steps in one transaction at most.
+    pub commit_max_batch: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +87,8 @@ impl Default for DatabaseSettings {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/sagaplane".into(),
             max_connections: 16,
+            commit_concurrency: GroupCommit::default().concurrency,
+            commit_max_batch: GroupCommit::default().max_batch,
         }
     }
 }
@@ -143,6 +149,13 @@ impl Settings {
             )
             .extract()
             .map_err(Box::new)
+    }
+
+    pub fn group_commit(&self) -> GroupCommit {
+        GroupCommit {
+            concurrency: self.database.commit_concurrency.max(1),
+            max_batch: self.database.commit_max_batch.max(1),
+        }
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {

@@ -9,7 +9,9 @@
 //! - [`startup`]: [`Application::build`] binds the listener and starts everything.
 //! - `routes`: one module per resource; `problem`: RFC 9457 error bodies.
 //! - [`telemetry`]: the tracing subscriber.
+//! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP.
 
+pub mod bench;
 pub mod configuration;
 mod problem;
 mod routes;

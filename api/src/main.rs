@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sagaplane_api::{telemetry, Application, Settings};
+use sagaplane_api::{bench, telemetry, Application, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,8 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Measure throughput and latency of the order saga over HTTP.
+    Bench(bench::BenchArgs),
 }
 
 #[actix_web::main]
@@ -39,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             app.run_until_stopped().await.context("HTTP server failed")
         }
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -36,10 +36,10 @@ impl Application {
     /// an actix system; the server runs once [`Application::run_until_stopped`]
     /// is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store =
-            PgEventStore::connect(&settings.database.url, settings.database.max_connections)
-                .await
-                .context("Failed to open the database")?;
+        let db = &settings.database;
+        let store = PgEventStore::connect(&db.url, db.max_connections, settings.group_commit())
+            .await
+            .context("Failed to open the database")?;
         let (transport, commands) = InProcessTransport::new();
         let orchestrator = Orchestrator::builder(
             Arc::new(store),

@@ -237,7 +237,7 @@ async fn step<S: Saga>(
         let version = current.version + events.len() as u64;
         let view = state.view();
         let status = view.status;
-        let commit = StepCommit {
+        let commit = Arc::new(StepCommit {
             saga_id: id,
             saga_type: S::TYPE,
             expected_version: current.version,
@@ -247,12 +247,14 @@ async fn step<S: Saga>(
             outbox,
             inbox: parsed.message_id.clone(),
             at: now,
-        };
-        match deps.store.commit(&commit).await {
+        });
+        match deps.store.commit(commit.clone()).await {
             Ok(CommitOutcome::Committed) => {
                 tracing::debug!(version, status = %status, "saga step committed");
-                if !commit.outbox.is_empty() {
-                    deps.relay.do_send(Publish(commit.outbox));
+                let outbox =
+                    Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
+                if !outbox.is_empty() {
+                    deps.relay.do_send(Publish(outbox));
                 }
                 if status.is_settled() {
                     deps.notifier.notify(id);
@@ -262,7 +264,11 @@ async fn step<S: Saga>(
             }
             Ok(CommitOutcome::DuplicateInbox) => return (Ok(Handled::Duplicate), None),
             Ok(CommitOutcome::BusinessKeyTaken) => {
-                let input = commit.new_saga.map(|n| n.input).unwrap_or_default();
+                let input = commit
+                    .new_saga
+                    .as_ref()
+                    .map(|n| n.input.clone())
+                    .unwrap_or_default();
                 return (Err(ActorError::BusinessKeyTaken { input }), None);
             }
             Err(StoreError::Conflict) => {

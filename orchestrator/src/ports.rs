@@ -1,5 +1,7 @@
 //! The ports the core drives; adapters implement them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_sagas::{SagaId, View};
@@ -121,8 +123,9 @@ pub enum StoreError {
 pub trait EventStore: Send + Sync + 'static {
     /// The saga's history, or `None` when there is no such saga.
     async fn load(&self, saga: SagaId) -> Result<Option<StoredHistory>, StoreError>;
-    /// Writes one step in one transaction (see [`StepCommit`]).
-    async fn commit(&self, step: &StepCommit) -> Result<CommitOutcome, StoreError>;
+    /// Writes one step atomically (see [`StepCommit`]); a store may commit the
+    /// steps of many sagas in one transaction, each still all or nothing.
+    async fn commit(&self, step: Arc<StepCommit>) -> Result<CommitOutcome, StoreError>;
     /// Records an inbound message that was not applied; `false` when it had
     /// already been recorded (a duplicate).
     async fn record_ignored(

@@ -1,5 +1,7 @@
 //! The PostgreSQL store.
 
+mod batch;
+mod committer;
 mod queries;
 
 use std::time::Duration;
@@ -8,6 +10,7 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
+pub use committer::GroupCommit;
 pub use queries::PgEventStore;
 
 /// The schema, embedded in the binary.
@@ -26,7 +29,11 @@ pub enum ConnectError {
 impl PgEventStore {
     /// Connects to `url`, creating the database if it is missing and applying
     /// any migration not yet applied.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        group_commit: GroupCommit,
+    ) -> Result<Self, ConnectError> {
         if !Postgres::database_exists(url)
             .await
             .map_err(ConnectError::Create)?
@@ -49,6 +56,6 @@ impl PgEventStore {
             .await
             .map_err(ConnectError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool, group_commit))
     }
 }

@@ -1,5 +1,7 @@
 //! [`EventStore`] on PostgreSQL: each step is one transaction.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
@@ -7,19 +9,26 @@ use sagaplane_orchestrator::ports::{
     StoreError, StoredHistory,
 };
 use sagaplane_sagas::SagaId;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+use super::committer::{self, GroupCommit, Job};
 
 /// SQLSTATE unique_violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
 pub struct PgEventStore {
     pool: PgPool,
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl PgEventStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A store on `pool`; starts its committer on the current tokio runtime.
+    pub fn new(pool: PgPool, group_commit: GroupCommit) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(committer::run(pool.clone(), queue, group_commit));
+        Self { pool, jobs }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -27,7 +36,7 @@ impl PgEventStore {
     }
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(super) fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.code().as_deref() == Some(UNIQUE_VIOLATION) => {
             StoreError::Conflict
@@ -130,34 +139,11 @@ impl EventStore for PgEventStore {
         }))
     }
 
-    async fn commit(&self, step: &StepCommit) -> Result<CommitOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if let Some(message_id) = &step.inbox {
-            let inserted = sqlx::query(
-                "INSERT INTO inbox (message_id, saga_id, outcome, received_at) \
-                 VALUES ($1, $2, 'applied', $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(message_id)
-            .bind(step.saga_id.as_uuid())
-            .bind(step.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            if inserted == 0 {
-                return Ok(CommitOutcome::DuplicateInbox);
-            }
-        }
-        if !write_saga_row(&mut tx, step).await? {
-            return match step.new_saga {
-                Some(_) => Ok(CommitOutcome::BusinessKeyTaken),
-                None => Err(StoreError::Conflict),
-            };
-        }
-        append_events(&mut tx, step).await?;
-        insert_outbox(&mut tx, step).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(CommitOutcome::Committed)
+    async fn commit(&self, step: Arc<StepCommit>) -> Result<CommitOutcome, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let closed = || StoreError::Database("the store's committer has stopped".into());
+        self.jobs.send(Job { step, done }).map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
     }
 
     async fn record_ignored(
@@ -296,109 +282,4 @@ impl EventStore for PgEventStore {
             })
             .collect())
     }
-}
-
-/// Inserts a new saga's row or moves an existing one on from the expected
-/// version; `false` when the business key is taken or the version moved.
-async fn write_saga_row(
-    tx: &mut Transaction<'_, Postgres>,
-    step: &StepCommit,
-) -> Result<bool, StoreError> {
-    let v = &step.view;
-    let version = (step.expected_version + step.events.len() as u64) as i64;
-    let query = match &step.new_saga {
-        Some(new) => sqlx::query(
-            "INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt, \
-                                version, last_error, wake_at, created_at, updated_at, input) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
-             ON CONFLICT (saga_type, business_key) DO NOTHING",
-        )
-        .bind(step.saga_id.as_uuid())
-        .bind(step.saga_type)
-        .bind(&new.business_key),
-        None => sqlx::query(
-            "UPDATE sagas SET status = $4, current_step = $5, attempt = $6, version = $7, \
-                    last_error = $8, wake_at = $9, updated_at = $10 \
-             WHERE id = $1 AND saga_type = $2 AND version = $3",
-        )
-        .bind(step.saga_id.as_uuid())
-        .bind(step.saga_type)
-        .bind(step.expected_version as i64),
-    };
-    let mut query = query
-        .bind(v.status.as_str())
-        .bind(v.step)
-        .bind(v.attempt.map(|a| a as i32))
-        .bind(version)
-        .bind(v.last_error.as_deref())
-        .bind(v.wake_at)
-        .bind(step.at);
-    if let Some(new) = &step.new_saga {
-        query = query.bind(&new.input);
-    }
-    let written = query.execute(&mut **tx).await.map_err(db)?.rows_affected();
-    Ok(written == 1)
-}
-
-async fn append_events(
-    tx: &mut Transaction<'_, Postgres>,
-    step: &StepCommit,
-) -> Result<(), StoreError> {
-    let first = step.expected_version as i64 + 1;
-    let seqs: Vec<i64> = (first..first + step.events.len() as i64).collect();
-    let types: Vec<&str> = step.events.iter().map(|e| e.event_type).collect();
-    let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
-    let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
-    sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[])",
-    )
-    .bind(step.saga_id.as_uuid())
-    .bind(&seqs)
-    .bind(&types)
-    .bind(&data)
-    .bind(&times)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-async fn insert_outbox(
-    tx: &mut Transaction<'_, Postgres>,
-    step: &StepCommit,
-) -> Result<(), StoreError> {
-    if step.outbox.is_empty() {
-        return Ok(());
-    }
-    let o = &step.outbox;
-    let ids: Vec<Uuid> = o.iter().map(|m| m.message_id).collect();
-    let steps: Vec<&str> = o.iter().map(|m| m.step.as_str()).collect();
-    let attempts: Vec<i32> = o.iter().map(|m| m.attempt as i32).collect();
-    let participants: Vec<&str> = o.iter().map(|m| m.participant.as_str()).collect();
-    let types: Vec<&str> = o.iter().map(|m| m.command_type.as_str()).collect();
-    let keys: Vec<&str> = o.iter().map(|m| m.idempotency_key.as_str()).collect();
-    let data: Vec<&serde_json::Value> = o.iter().map(|m| &m.data).collect();
-    let created: Vec<DateTime<Utc>> = o.iter().map(|m| m.created_at).collect();
-    sqlx::query(
-        "INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant, \
-                             command_type, idempotency_key, data, created_at) \
-         SELECT m, $2, $3, s, a, p, t, k, d, c FROM UNNEST($1::uuid[], $4::text[], $5::int[], \
-                $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[]) \
-                AS x(m, s, a, p, t, k, d, c)",
-    )
-    .bind(&ids)
-    .bind(step.saga_id.as_uuid())
-    .bind(step.saga_type)
-    .bind(&steps)
-    .bind(&attempts)
-    .bind(&participants)
-    .bind(&types)
-    .bind(&keys)
-    .bind(&data)
-    .bind(&created)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(())
 }

@@ -1,0 +1,521 @@
+//! Writes the steps of many sagas in one transaction (group commit).
+//!
+//! Each kind of row is written for the whole batch with one set-based statement,
+//! and each statement says, through `RETURNING`, which steps it could apply: a
+//! message already in the inbox, a business key already taken, or a saga whose
+//! version moved on leaves only that step out. The inbox rows of steps left out
+//! are removed again before commit, so every step is all or nothing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::queries::db;
+
+/// What became of one step of a batch.
+pub(super) type StepOutcome = Result<CommitOutcome, StoreError>;
+
+/// Commits `steps` together. `Err` means the whole transaction failed and
+/// nothing was written; the caller may then try the steps one by one.
+pub(super) async fn commit_batch(
+    pool: &PgPool,
+    steps: &[Arc<StepCommit>],
+) -> Result<Vec<StepOutcome>, StoreError> {
+    let mut outcomes: Vec<Option<StepOutcome>> = steps.iter().map(|_| None).collect();
+    let mut tx = pool.begin().await.map_err(db)?;
+
+    // 1. Inbox: a message seen before (or twice in this batch) is a duplicate.
+    let mut seen = HashSet::new();
+    let mut inbox: Vec<(usize, &str)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(id) = step.inbox.as_deref() {
+            if seen.insert(id) {
+                inbox.push((i, id));
+            } else {
+                outcomes[i] = Some(Ok(CommitOutcome::DuplicateInbox));
+            }
+        }
+    }
+    let recorded = insert_inbox(&mut tx, steps, &inbox).await?;
+    for (i, id) in &inbox {
+        if !recorded.contains(*id) {
+            outcomes[*i] = Some(Ok(CommitOutcome::DuplicateInbox));
+        }
+    }
+
+    // 2. New sagas: a business key already taken leaves the step out.
+    let created = insert_sagas(&mut tx, steps, &outcomes).await?;
+    // 3. Existing sagas: only from the version the step was decided on.
+    let updated = update_sagas(&mut tx, steps, &outcomes).await?;
+    for (i, step) in steps.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let id = step.saga_id.as_uuid();
+        outcomes[i] = match &step.new_saga {
+            Some(_) if !created.contains(&id) => Some(Ok(CommitOutcome::BusinessKeyTaken)),
+            None if !updated.contains(&id) => Some(Err(StoreError::Conflict)),
+            _ => None,
+        };
+    }
+
+    // 4. Steps left out keep no inbox row.
+    let undo: Vec<&str> = inbox
+        .iter()
+        .filter(|(i, id)| recorded.contains(*id) && outcomes[*i].is_some())
+        .map(|(_, id)| *id)
+        .collect();
+    if !undo.is_empty() {
+        sqlx::query("DELETE FROM inbox WHERE message_id = ANY($1)")
+            .bind(&undo)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+
+    // 5. Events and commands of the steps that stay.
+    let kept: Vec<&StepCommit> = steps
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| o.is_none())
+        .map(|(s, _)| s.as_ref())
+        .collect();
+    append_events(&mut tx, &kept).await?;
+    insert_outbox(&mut tx, &kept).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Ok(CommitOutcome::Committed)))
+        .collect())
+}
+
+/// Returns the message ids actually inserted. Sorted, so that concurrent
+/// batches take the rows' locks in one order.
+async fn insert_inbox(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[Arc<StepCommit>],
+    inbox: &[(usize, &str)],
+) -> Result<HashSet<String>, StoreError> {
+    if inbox.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut rows: Vec<(&str, Uuid, DateTime<Utc>)> = inbox
+        .iter()
+        .map(|(i, id)| (*id, steps[*i].saga_id.as_uuid(), steps[*i].at))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let sagas: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO inbox (message_id, saga_id, outcome, received_at) \
+         SELECT m, s, 'applied', t FROM UNNEST($1::text[], $2::uuid[], $3::timestamptz[]) \
+                AS x(m, s, t) \
+         ON CONFLICT DO NOTHING RETURNING message_id",
+    )
+    .bind(&ids)
+    .bind(&sagas)
+    .bind(&times)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// The read-model columns of the steps still undecided, split by whether they
+/// create their saga.
+struct SagaRows<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    steps: Vec<Option<&'a str>>,
+    attempts: Vec<Option<i32>>,
+    versions: Vec<i64>,
+    errors: Vec<Option<&'a str>>,
+    wakes: Vec<Option<DateTime<Utc>>>,
+    times: Vec<DateTime<Utc>>,
+}
+
+impl<'a> SagaRows<'a> {
+    fn collect(steps: impl Iterator<Item = &'a StepCommit>) -> Self {
+        let steps: Vec<&StepCommit> = steps.collect();
+        Self {
+            ids: steps.iter().map(|s| s.saga_id.as_uuid()).collect(),
+            types: steps.iter().map(|s| s.saga_type).collect(),
+            statuses: steps.iter().map(|s| s.view.status.as_str()).collect(),
+            steps: steps.iter().map(|s| s.view.step).collect(),
+            attempts: steps
+                .iter()
+                .map(|s| s.view.attempt.map(|a| a as i32))
+                .collect(),
+            versions: steps
+                .iter()
+                .map(|s| (s.expected_version + s.events.len() as u64) as i64)
+                .collect(),
+            errors: steps.iter().map(|s| s.view.last_error.as_deref()).collect(),
+            wakes: steps.iter().map(|s| s.view.wake_at).collect(),
+            times: steps.iter().map(|s| s.at).collect(),
+        }
+    }
+}
+
+fn undecided<'a>(
+    steps: &'a [Arc<StepCommit>],
+    outcomes: &'a [Option<StepOutcome>],
+    creating: bool,
+) -> impl Iterator<Item = &'a StepCommit> {
+    steps
+        .iter()
+        .zip(outcomes)
+        .filter(move |(s, o)| o.is_none() && s.new_saga.is_some() == creating)
+        .map(|(s, _)| s.as_ref())
+}
+
+/// Returns the ids of the sagas created.
+async fn insert_sagas(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[Arc<StepCommit>],
+    outcomes: &[Option<StepOutcome>],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut new: Vec<&StepCommit> = undecided(steps, outcomes, true).collect();
+    if new.is_empty() {
+        return Ok(HashSet::new());
+    }
+    // One lock order on the business-key index for concurrent batches.
+    new.sort_by_key(|s| {
+        (
+            s.saga_type,
+            s.new_saga.as_ref().map(|n| n.business_key.as_str()),
+        )
+    });
+    let keys: Vec<&str> = new
+        .iter()
+        .filter_map(|s| s.new_saga.as_ref().map(|n| n.business_key.as_str()))
+        .collect();
+    let inputs: Vec<&serde_json::Value> = new
+        .iter()
+        .filter_map(|s| s.new_saga.as_ref().map(|n| &n.input))
+        .collect();
+    let r = SagaRows::collect(new.into_iter());
+    let created: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt, version, \
+                            last_error, wake_at, created_at, updated_at, input) \
+         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
+                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[]) \
+              AS x(i, ty, k, st, sp, a, v, e, w, t, inp) \
+         ON CONFLICT (saga_type, business_key) DO NOTHING RETURNING id",
+    )
+    .bind(&r.ids)
+    .bind(&r.types)
+    .bind(&keys)
+    .bind(&r.statuses)
+    .bind(&r.steps)
+    .bind(&r.attempts)
+    .bind(&r.versions)
+    .bind(&r.errors)
+    .bind(&r.wakes)
+    .bind(&r.times)
+    .bind(&inputs)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(created.into_iter().collect())
+}
+
+/// Returns the ids of the sagas moved on from their expected version.
+async fn update_sagas(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[Arc<StepCommit>],
+    outcomes: &[Option<StepOutcome>],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let existing: Vec<&StepCommit> = undecided(steps, outcomes, false).collect();
+    if existing.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let expected: Vec<i64> = existing.iter().map(|s| s.expected_version as i64).collect();
+    let r = SagaRows::collect(existing.into_iter());
+    let updated: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sagas s SET status = x.st, current_step = x.sp, attempt = x.a, version = x.v, \
+                last_error = x.e, wake_at = x.w, updated_at = x.t \
+         FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], \
+                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
+              AS x(i, ty, ev, st, sp, a, v, e, w, t) \
+         WHERE s.id = x.i AND s.saga_type = x.ty AND s.version = x.ev \
+         RETURNING s.id",
+    )
+    .bind(&r.ids)
+    .bind(&r.types)
+    .bind(&expected)
+    .bind(&r.statuses)
+    .bind(&r.steps)
+    .bind(&r.attempts)
+    .bind(&r.versions)
+    .bind(&r.errors)
+    .bind(&r.wakes)
+    .bind(&r.times)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(updated.into_iter().collect())
+}
+
+async fn append_events(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[&StepCommit],
+) -> Result<(), StoreError> {
+    let mut sagas = Vec::new();
+    let mut seqs = Vec::new();
+    let mut types = Vec::new();
+    let mut data = Vec::new();
+    let mut times = Vec::new();
+    for step in steps {
+        for (n, event) in step.events.iter().enumerate() {
+            sagas.push(step.saga_id.as_uuid());
+            seqs.push(step.expected_version as i64 + n as i64 + 1);
+            types.push(event.event_type);
+            data.push(&event.data);
+            times.push(event.at);
+        }
+    }
+    if sagas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[])",
+    )
+    .bind(&sagas)
+    .bind(&seqs)
+    .bind(&types)
+    .bind(&data)
+    .bind(&times)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_outbox(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[&StepCommit],
+) -> Result<(), StoreError> {
+    let messages: Vec<_> = steps.iter().flat_map(|s| s.outbox.iter()).collect();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
+    let sagas: Vec<Uuid> = messages.iter().map(|m| m.saga_id.as_uuid()).collect();
+    let saga_types: Vec<&str> = messages.iter().map(|m| m.saga_type.as_str()).collect();
+    let step_names: Vec<&str> = messages.iter().map(|m| m.step.as_str()).collect();
+    let attempts: Vec<i32> = messages.iter().map(|m| m.attempt as i32).collect();
+    let participants: Vec<&str> = messages.iter().map(|m| m.participant.as_str()).collect();
+    let types: Vec<&str> = messages.iter().map(|m| m.command_type.as_str()).collect();
+    let keys: Vec<&str> = messages
+        .iter()
+        .map(|m| m.idempotency_key.as_str())
+        .collect();
+    let data: Vec<&serde_json::Value> = messages.iter().map(|m| &m.data).collect();
+    let created: Vec<DateTime<Utc>> = messages.iter().map(|m| m.created_at).collect();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant, \
+                             command_type, idempotency_key, data, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], \
+                $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&sagas)
+    .bind(&saga_types)
+    .bind(&step_names)
+    .bind(&attempts)
+    .bind(&participants)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&data)
+    .bind(&created)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sagaplane_orchestrator::ports::{NewEvent, NewSaga};
+    use sagaplane_sagas::{SagaId, Status, View};
+    use serde_json::json;
+
+    use super::*;
+    use crate::postgres::{GroupCommit, PgEventStore};
+
+    async fn pool() -> PgPool {
+        let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
+        let store = PgEventStore::connect(&url, 2, GroupCommit::default())
+            .await
+            .unwrap();
+        store.pool().clone()
+    }
+
+    fn step(
+        saga: SagaId,
+        expected: u64,
+        key: Option<&str>,
+        inbox: Option<&str>,
+    ) -> Arc<StepCommit> {
+        Arc::new(StepCommit {
+            saga_id: saga,
+            saga_type: "order",
+            expected_version: expected,
+            new_saga: key.map(|k| NewSaga {
+                business_key: k.into(),
+                input: json!({}),
+            }),
+            events: vec![NewEvent {
+                event_type: "Tested",
+                data: json!({ "seq": expected + 1 }),
+                at: Utc::now(),
+            }],
+            view: View {
+                status: Status::Running,
+                step: None,
+                attempt: None,
+                wake_at: None,
+                last_error: None,
+            },
+            outbox: Vec::new(),
+            inbox: inbox.map(str::to_owned),
+            at: Utc::now(),
+        })
+    }
+
+    async fn count(pool: &PgPool, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
+        let pool = pool().await;
+        let [a, b, c, d, e] = [(); 5].map(|_| SagaId::from_uuid(Uuid::now_v7()));
+        let setup = [
+            step(c, 0, Some("c"), None),
+            step(d, 0, Some("d"), None),
+            step(e, 0, Some("e"), None),
+            step(d, 1, None, Some("m-seen")),
+        ];
+        for s in &setup {
+            let outcome = commit_batch(&pool, std::slice::from_ref(s)).await.unwrap();
+            assert!(
+                matches!(outcome[..], [Ok(CommitOutcome::Committed)]),
+                "{outcome:?}"
+            );
+        }
+
+        let batch = [
+            step(a, 0, Some("a"), None),       // new: committed
+            step(b, 0, Some("c"), None),       // key of c: taken
+            step(c, 0, None, Some("m-stale")), // c is at version 1: conflict
+            step(d, 2, None, Some("m-seen")),  // inbox already has it: duplicate
+            step(e, 1, None, Some("m-new")),   // committed
+            step(e, 1, None, Some("m-new")),   // same message twice in the batch
+        ];
+        let outcomes = commit_batch(&pool, &batch).await.unwrap();
+        assert!(matches!(outcomes[0], Ok(CommitOutcome::Committed)));
+        assert!(matches!(outcomes[1], Ok(CommitOutcome::BusinessKeyTaken)));
+        assert!(matches!(outcomes[2], Err(StoreError::Conflict)));
+        assert!(matches!(outcomes[3], Ok(CommitOutcome::DuplicateInbox)));
+        assert!(matches!(outcomes[4], Ok(CommitOutcome::Committed)));
+        assert!(matches!(outcomes[5], Ok(CommitOutcome::DuplicateInbox)));
+
+        assert_eq!(
+            count(
+                &pool,
+                "SELECT count(*) FROM inbox WHERE message_id = 'm-stale'"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &pool,
+                "SELECT count(*) FROM inbox WHERE message_id = 'm-new'"
+            )
+            .await,
+            1
+        );
+        let id = b.as_uuid();
+        assert_eq!(
+            count(
+                &pool,
+                &format!("SELECT count(*) FROM sagas WHERE id = '{id}'")
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &pool,
+                &format!("SELECT count(*) FROM saga_events WHERE saga_id = '{id}'")
+            )
+            .await,
+            0
+        );
+        for (saga, version) in [(a, 1), (c, 1), (d, 2), (e, 2)] {
+            let id = saga.as_uuid();
+            let sql = format!("SELECT max(seq) FROM saga_events WHERE saga_id = '{id}'");
+            assert_eq!(count(&pool, &sql).await, version, "events of {saga}");
+            let sql = format!("SELECT version FROM sagas WHERE id = '{id}'");
+            assert_eq!(count(&pool, &sql).await, version, "row of {saga}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_the_database_refuses_fails_alone() {
+        let pool = pool().await;
+        let store = PgEventStore::new(
+            pool.clone(),
+            GroupCommit {
+                concurrency: 1,
+                max_batch: 64,
+            },
+        );
+        let good: Vec<Arc<StepCommit>> = (0..20)
+            .map(|i| {
+                step(
+                    SagaId::from_uuid(Uuid::now_v7()),
+                    0,
+                    Some(&format!("k{i}")),
+                    None,
+                )
+            })
+            .collect();
+        let mut poison = (*step(SagaId::from_uuid(Uuid::now_v7()), 0, Some("p"), None)).clone();
+        // PostgreSQL text cannot hold a NUL character.
+        poison.view.last_error = Some("bad\0byte".into());
+        let mut all = good.clone();
+        all.insert(7, Arc::new(poison));
+        let results = futures_util::future::join_all(all.into_iter().map(|s| {
+            use sagaplane_orchestrator::ports::EventStore;
+            let store = &store;
+            async move { store.commit(s).await }
+        }))
+        .await;
+        assert!(
+            matches!(results[7], Err(StoreError::Database(_))),
+            "{:?}",
+            results[7]
+        );
+        let committed = results
+            .iter()
+            .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
+            .count();
+        assert_eq!(committed, 20);
+        assert_eq!(count(&pool, "SELECT count(*) FROM sagas").await, 20);
+    }
+}

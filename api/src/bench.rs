@@ -1,0 +1,425 @@
+//! `sagaplane bench`: the fixed order-saga workload, driven over HTTP.
+//!
+//! N sagas are started by C concurrent clients; each client waits (`?wait=`) until
+//! its saga is terminal, then starts the next. `fail_pct` % of orders are declined
+//! by payment (then inventory is released and the order cancelled). Reports
+//! sagas/s, start-to-terminal latency percentiles, errors, and the database's
+//! committed transactions and written rows per saga (pg_stat deltas).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::future::join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// The database `bench` gives the server it starts; dropped and made anew each run.
+const BENCH_DATABASE: &str = "sagaplane_bench";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Sagas to measure.
+    #[arg(long, default_value_t = 2_000)]
+    sagas: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Share of orders (0–100) that payment declines.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    fail_pct: u8,
+    /// Sagas run first and left out of the figures.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Instead of the workload: start this many sagas whose payment never answers
+    /// and report the server's memory.
+    #[arg(long)]
+    park: Option<usize>,
+    /// A running server to drive; without it, bench starts `sagaplane serve` on a
+    /// fresh database `sagaplane_bench` and stops it afterwards.
+    #[arg(long)]
+    url: Option<String>,
+    /// The PostgreSQL server (without a database name) for the started server and
+    /// the statistics; with --url, the server's own database URL.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    database: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    sagas: usize,
+    concurrency: usize,
+    fail_pct: u8,
+    seconds: f64,
+    sagas_per_second: f64,
+    latency_ms: Percentiles,
+    errors: usize,
+    commits_per_saga: f64,
+    rows_written_per_saga: f64,
+    server_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ParkReport {
+    parked: usize,
+    seconds: f64,
+    server_rss_mib_all_live: Option<f64>,
+    server_rss_mib_after_idle: Option<f64>,
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Dropping `_server` stops the one bench started, whatever happens below.
+    let (base, database_url, _server) = match &args.url {
+        Some(url) => (
+            url.trim_end_matches('/').to_owned(),
+            args.database.clone(),
+            None,
+        ),
+        None => {
+            let url = format!("{}/{BENCH_DATABASE}", args.database.trim_end_matches('/'));
+            let server = Server::start(&args.database, &url, args.park.is_some()).await?;
+            (server.base.clone(), url, Some(server))
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1))
+        .build()?;
+    match args.park {
+        Some(n) => print(&park(&client, &base, n, &args).await?, args.json),
+        None => print(
+            &workload(&client, &base, &database_url, &args).await?,
+            args.json,
+        ),
+    }
+}
+
+fn print<T: Serialize + std::fmt::Debug>(report: &T, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        let value = serde_json::to_value(report)?;
+        for (key, v) in value.as_object().into_iter().flatten() {
+            println!("{key:>24}: {v}");
+        }
+    }
+    Ok(())
+}
+
+async fn workload(
+    client: &reqwest::Client,
+    base: &str,
+    database_url: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<Report> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    if args.warmup > 0 {
+        drive(client, base, &run_id, "warmup", args.warmup, args, None).await;
+    }
+    let stats_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .with_context(|| format!("Failed to connect to {database_url} for statistics"))?;
+    let before = db_stats(&stats_pool).await?;
+    let bar = progress(args.sagas as u64, args.json);
+    let started = Instant::now();
+    let outcomes = drive(client, base, &run_id, "run", args.sagas, args, bar.as_ref()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    // Backends publish their statistics about a second after going idle.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = db_stats(&stats_pool).await?;
+    let mut latencies: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().copied())
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let errors = outcomes.iter().filter(|o| o.is_err()).count();
+    if let Some(e) = outcomes.iter().find_map(|o| o.as_ref().err()) {
+        eprintln!("first error: {e:#}");
+    }
+    let n = args.sagas.max(1) as f64;
+    Ok(Report {
+        sagas: args.sagas,
+        concurrency: args.concurrency,
+        fail_pct: args.fail_pct,
+        seconds,
+        sagas_per_second: args.sagas as f64 / seconds,
+        latency_ms: Percentiles {
+            p50: percentile(&latencies, 0.50),
+            p95: percentile(&latencies, 0.95),
+            p99: percentile(&latencies, 0.99),
+            max: latencies.last().copied().unwrap_or(0.0),
+        },
+        errors,
+        commits_per_saga: (after.0 - before.0) as f64 / n,
+        rows_written_per_saga: (after.1 - before.1) as f64 / n,
+        server_rss_mib: server_rss_mib(client, base).await,
+    })
+}
+
+/// Starts `count` sagas over `concurrency` clients; each outcome is the
+/// start-to-terminal latency in ms, or why it failed.
+async fn drive(
+    client: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    phase: &str,
+    count: usize,
+    args: &BenchArgs,
+    bar: Option<&ProgressBar>,
+) -> Vec<anyhow::Result<f64>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients = (0..args.concurrency.max(1)).map(|_| {
+        let next = next.clone();
+        async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return outcomes;
+                }
+                let declined = (i % 100) < args.fail_pct as usize;
+                let key = format!("bench-{run_id}-{phase}-{i}");
+                outcomes.push(one_saga(client, base, &key, declined).await);
+                if let Some(bar) = bar {
+                    bar.inc(1);
+                }
+            }
+        }
+    });
+    join_all(clients).await.into_iter().flatten().collect()
+}
+
+async fn one_saga(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    declined: bool,
+) -> anyhow::Result<f64> {
+    let amount = if declined { 5_000_000 } else { 2_599 };
+    let body = json!({
+        "saga_type": "order",
+        "business_key": key,
+        "input": {
+            "order_id": key, "customer_id": "bench",
+            "items": [{"sku": "BENCH-1", "qty": 1}],
+            "amount_cents": amount, "currency": "EUR"
+        }
+    });
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/v1/sagas"))
+        .json(&body)
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        bail!(
+            "start answered {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    let created: Value = response.json().await?;
+    let id = created["id"].as_str().context("start answer without id")?;
+    let saga: Value = client
+        .get(format!("{base}/v1/sagas/{id}?wait=30"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64() * 1_000.0;
+    let expected = if declined { "compensated" } else { "completed" };
+    if saga["status"] != expected {
+        bail!("saga {id} ended {} instead of {expected}", saga["status"]);
+    }
+    Ok(elapsed)
+}
+
+async fn park(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<ParkReport> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let bar = progress(n as u64, args.json);
+    let started = Instant::now();
+    let clients = (0..args.concurrency.max(1)).map(|_| {
+        let next = next.clone();
+        let bar = bar.clone();
+        let run_id = run_id.clone();
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let key = format!("park-{run_id}-{i}");
+                let body = json!({
+                    "saga_type": "order", "business_key": key,
+                    "input": {"order_id": key, "customer_id": "HANG-park",
+                              "items": [{"sku": "PARK-1", "qty": 1}],
+                              "amount_cents": 100, "currency": "EUR"}
+                });
+                let response = client
+                    .post(format!("{base}/v1/sagas"))
+                    .json(&body)
+                    .send()
+                    .await?;
+                if response.status() != reqwest::StatusCode::CREATED {
+                    bail!("start answered {}", response.status());
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+        }
+    });
+    for result in join_all(clients).await {
+        result?;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let all_live = server_rss_mib(client, base).await;
+    // The started server passivates actors after 5 s idle.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    Ok(ParkReport {
+        parked: n,
+        seconds,
+        server_rss_mib_all_live: all_live,
+        server_rss_mib_after_idle: server_rss_mib(client, base).await,
+    })
+}
+
+fn progress(len: u64, quiet: bool) -> Option<ProgressBar> {
+    if quiet {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} sagas {per_sec} eta {eta}")
+            .expect("a valid progress template"),
+    );
+    Some(bar)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// (committed transactions, rows inserted + updated + deleted) of the database.
+async fn db_stats(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted \
+         FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .context("Failed to read pg_stat_database")?;
+    Ok(row)
+}
+
+/// The server's resident memory, from its `/metrics`.
+async fn server_rss_mib(client: &reqwest::Client, base: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|bytes| bytes / (1024.0 * 1024.0))
+}
+
+/// A `sagaplane serve` child process on a fresh database.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(server_url: &str, database_url: &str, park: bool) -> anyhow::Result<Server> {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/postgres", server_url.trim_end_matches('/')))
+            .await
+            .context("Failed to connect to PostgreSQL")?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("SAGAPLANE_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if park {
+            command
+                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "3600000")
+                .env("SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS", "5000");
+        }
+        let child = command.spawn().context("Failed to start sagaplane serve")?;
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let health = client.get(format!("{}/healthz", server.base)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the server did not become healthy within 30 s")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
