@@ -227,7 +227,9 @@ async fn insert_sagas(
     Ok(created.into_iter().collect())
 }
 
-/// Returns the ids of the sagas moved on from their expected version.
+/// Returns the ids of the sagas moved on from their expected version. The
+/// `id = ANY($1)` lets the (generic, cached) plan find the rows by primary key
+/// however large the table.
 async fn update_sagas(
     tx: &mut Transaction<'_, Postgres>,
     steps: &[Arc<StepCommit>],
@@ -245,7 +247,7 @@ async fn update_sagas(
          FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], \
                      $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
               AS x(i, ty, ev, st, sp, a, v, e, w, t) \
-         WHERE s.id = x.i AND s.saga_type = x.ty AND s.version = x.ev \
+         WHERE s.id = ANY($1) AND s.id = x.i AND s.saga_type = x.ty AND s.version = x.ev \
          RETURNING s.id",
     )
     .bind(&r.ids)

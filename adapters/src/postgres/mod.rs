@@ -49,9 +49,16 @@ impl PgEventStore {
             }
         }
         let options: PgConnectOptions = url.parse().map_err(ConnectError::Connect)?;
+        // Plan each statement once per connection instead of on every execution:
+        // the set-based statements take arrays, whose custom plans cost more to
+        // make than to run.
+        let options = options.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A broken connection fails its statement, and the step is retried;
+            // a ping before every transaction would cost a round trip each.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(ConnectError::Connect)?;
