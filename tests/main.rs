@@ -2,6 +2,7 @@
 //! each test on a fresh database, and the real binary killed and restarted.
 
 mod bad_input;
+mod bench;
 mod helpers;
 mod idempotency;
 mod replies;

@@ -19,9 +19,6 @@ use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-/// The database `bench` gives the server it starts; dropped and made anew each run.
-const BENCH_DATABASE: &str = "sagaplane_bench";
-
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Sagas to measure.
@@ -40,6 +37,10 @@ pub struct BenchArgs {
     /// and report the server's memory.
     #[arg(long)]
     park: Option<usize>,
+    /// With --park: the started server's idle timeout for saga actors; the
+    /// default keeps every parked saga's actor alive (the worst case).
+    #[arg(long, default_value_t = 3_600_000)]
+    park_idle_ms: u64,
     /// A running server to drive; without it, bench starts `sagaplane serve` on a
     /// fresh database `sagaplane_bench` and stops it afterwards.
     #[arg(long)]
@@ -48,6 +49,9 @@ pub struct BenchArgs {
     /// the statistics; with --url, the server's own database URL.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     database: String,
+    /// The database a started server gets; dropped and made anew each run.
+    #[arg(long, default_value = "sagaplane_bench")]
+    bench_database: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -79,55 +83,131 @@ struct Percentiles {
 struct ParkReport {
     parked: usize,
     seconds: f64,
-    server_rss_mib_all_live: Option<f64>,
-    server_rss_mib_after_idle: Option<f64>,
+    idle_timeout_ms: Option<u64>,
+    server_rss_mib: Option<f64>,
 }
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    // Dropping `_server` stops the one bench started, whatever happens below.
-    let (base, database_url, _server) = match &args.url {
+    // Dropping `server` stops the one bench started, whatever happens below.
+    let (base, database_url, server) = match &args.url {
         Some(url) => (
             url.trim_end_matches('/').to_owned(),
             args.database.clone(),
             None,
         ),
         None => {
-            let url = format!("{}/{BENCH_DATABASE}", args.database.trim_end_matches('/'));
-            let server = Server::start(&args.database, &url, args.park.is_some()).await?;
+            let url = format!(
+                "{}/{}",
+                args.database.trim_end_matches('/'),
+                args.bench_database
+            );
+            let server =
+                Server::start(&args.database, &url, args.park.map(|_| args.park_idle_ms)).await?;
             (server.base.clone(), url, Some(server))
         }
     };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(1))
         .build()?;
-    match args.park {
-        Some(n) => print(&park(&client, &base, n, &args).await?, args.json),
-        None => print(
-            &workload(&client, &base, &database_url, &args).await?,
-            args.json,
-        ),
+    let target = Target {
+        client,
+        base,
+        pid: server.as_ref().map(|s| s.child.id()),
+    };
+    let measure = async {
+        match args.park {
+            Some(n) => print(&park(&target, n, &args).await?, args.json),
+            None => print(&workload(&target, &database_url, &args).await?, args.json),
+        }
+    };
+    // On Ctrl-C, return (and so stop the started server) instead of dying.
+    tokio::select! {
+        result = measure => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
     }
 }
 
-fn print<T: Serialize + std::fmt::Debug>(report: &T, json: bool) -> anyhow::Result<()> {
+/// The server under test.
+struct Target {
+    client: reqwest::Client,
+    base: String,
+    /// Known when bench started the server itself.
+    pid: Option<u32>,
+}
+
+impl Target {
+    /// The server's resident memory: from /proc for a server bench started,
+    /// else from the server's `/metrics`.
+    async fn rss_mib(&self) -> Option<f64> {
+        let bytes = match self.pid {
+            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map(|kib| kib * 1024.0)?,
+            None => {
+                let url = format!("{}/metrics", self.base);
+                let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())?
+            }
+        };
+        Some(bytes / (1024.0 * 1024.0))
+    }
+}
+
+fn print<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(report)?);
     } else {
-        let value = serde_json::to_value(report)?;
-        for (key, v) in value.as_object().into_iter().flatten() {
-            println!("{key:>24}: {v}");
-        }
+        print!("{report}");
     }
     Ok(())
 }
 
-async fn workload(
-    client: &reqwest::Client,
-    base: &str,
-    database_url: &str,
-    args: &BenchArgs,
-) -> anyhow::Result<Report> {
+fn mib(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".into(), |m| format!("{m:.0} MiB"))
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "{} order sagas, {} clients, {} % declined, in {:.2} s",
+            self.sagas, self.concurrency, self.fail_pct, self.seconds
+        )?;
+        writeln!(f, "  throughput   {:.0} sagas/s", self.sagas_per_second)?;
+        writeln!(
+            f,
+            "  latency      p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            l.p50, l.p95, l.p99, l.max
+        )?;
+        writeln!(f, "  errors       {}", self.errors)?;
+        writeln!(
+            f,
+            "  database     {:.2} commits and {:.1} rows written per saga",
+            self.commits_per_saga, self.rows_written_per_saga
+        )?;
+        writeln!(f, "  server RSS   {}", mib(self.server_rss_mib))
+    }
+}
+
+impl std::fmt::Display for ParkReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} sagas parked in {:.1} s", self.parked, self.seconds)?;
+        if let Some(ms) = self.idle_timeout_ms {
+            writeln!(f, "  actor idle timeout  {ms} ms")?;
+        }
+        writeln!(f, "  server RSS          {}", mib(self.server_rss_mib))
+    }
+}
+
+async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
+    let (client, base) = (&target.client, target.base.as_str());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     if args.warmup > 0 {
         drive(client, base, &run_id, "warmup", args.warmup, args, None).await;
@@ -173,7 +253,7 @@ async fn workload(
         errors,
         commits_per_saga: (after.0 - before.0) as f64 / n,
         rows_written_per_saga: (after.1 - before.1) as f64 / n,
-        server_rss_mib: server_rss_mib(client, base).await,
+        server_rss_mib: target.rss_mib().await,
     })
 }
 
@@ -256,12 +336,8 @@ async fn one_saga(
     Ok(elapsed)
 }
 
-async fn park(
-    client: &reqwest::Client,
-    base: &str,
-    n: usize,
-    args: &BenchArgs,
-) -> anyhow::Result<ParkReport> {
+async fn park(target: &Target, n: usize, args: &BenchArgs) -> anyhow::Result<ParkReport> {
+    let (client, base) = (&target.client, target.base.as_str());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let next = Arc::new(AtomicUsize::new(0));
     let bar = progress(n as u64, args.json);
@@ -304,14 +380,13 @@ async fn park(
         bar.finish_and_clear();
     }
     let seconds = started.elapsed().as_secs_f64();
-    let all_live = server_rss_mib(client, base).await;
-    // The started server passivates actors after 5 s idle.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Let the last replies (inventory answers at once) land before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(ParkReport {
         parked: n,
         seconds,
-        server_rss_mib_all_live: all_live,
-        server_rss_mib_after_idle: server_rss_mib(client, base).await,
+        idle_timeout_ms: target.pid.map(|_| args.park_idle_ms),
+        server_rss_mib: target.rss_mib().await,
     })
 }
 
@@ -347,22 +422,6 @@ async fn db_stats(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
     Ok(row)
 }
 
-/// The server's resident memory, from its `/metrics`.
-async fn server_rss_mib(client: &reqwest::Client, base: &str) -> Option<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|bytes| bytes / (1024.0 * 1024.0))
-}
-
 /// A `sagaplane serve` child process on a fresh database.
 struct Server {
     child: Child,
@@ -370,17 +429,24 @@ struct Server {
 }
 
 impl Server {
-    async fn start(server_url: &str, database_url: &str, park: bool) -> anyhow::Result<Server> {
+    /// `park_idle_ms`: set for a --park run, the actors' idle timeout.
+    async fn start(
+        server_url: &str,
+        database_url: &str,
+        park_idle_ms: Option<u64>,
+    ) -> anyhow::Result<Server> {
         let admin = PgPoolOptions::new()
             .max_connections(1)
             .connect(&format!("{}/postgres", server_url.trim_end_matches('/')))
             .await
             .context("Failed to connect to PostgreSQL")?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"
-        ))
-        .execute(&admin)
-        .await?;
+        let name = database_url.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("--bench-database must be letters, digits and underscores");
+        }
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -395,10 +461,14 @@ impl Server {
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if park {
+        if let Some(idle_ms) = park_idle_ms {
+            // Parked sagas must neither time out nor (by default) be passivated.
             command
-                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "3600000")
-                .env("SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS", "5000");
+                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000")
+                .env(
+                    "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
+                    idle_ms.to_string(),
+                );
         }
         let child = command.spawn().context("Failed to start sagaplane serve")?;
         let server = Server {
