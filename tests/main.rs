@@ -5,6 +5,7 @@ mod bad_input;
 mod bench;
 mod helpers;
 mod idempotency;
+mod observability;
 mod replies;
 mod restart;
 mod sagas;

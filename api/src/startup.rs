@@ -21,6 +21,7 @@ pub(crate) struct AppState {
     pub orchestrator: Orchestrator,
     pub http: HttpSettings,
     pub saga_types: Vec<&'static str>,
+    pub exposition: routes::Exposition,
 }
 
 pub struct Application {
@@ -58,6 +59,7 @@ impl Application {
             orchestrator: orchestrator.clone(),
             http: settings.http.clone(),
             saga_types: vec![OrderSaga::TYPE],
+            exposition: routes::Exposition::new(orchestrator.metrics()),
         });
         let max_body = settings.http.max_body_bytes;
         let mut server = HttpServer::new(move || {

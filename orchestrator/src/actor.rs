@@ -11,6 +11,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{
     CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
@@ -27,6 +28,7 @@ pub(crate) struct Deps {
     pub relay: Addr<OutboxRelay>,
     pub notifier: Arc<SettledNotifier>,
     pub supervisor: Recipient<Gone>,
+    pub metrics: Metrics,
     pub policy: Policy,
     pub idle_timeout: Duration,
 }
@@ -211,6 +213,7 @@ async fn step<S: Saga>(
             return (Ok(Handled::NothingDue), Some(current));
         }
         let now = Utc::now();
+        let status_before = current.state.view().status;
         let mut state = current.state;
         let mut new_events = Vec::with_capacity(events.len());
         let mut outbox = Vec::new();
@@ -248,8 +251,19 @@ async fn step<S: Saga>(
             inbox: parsed.message_id.clone(),
             at: now,
         });
-        match deps.store.commit(commit.clone()).await {
+        let waited = std::time::Instant::now();
+        let committed = deps.store.commit(commit.clone()).await;
+        let m = &deps.metrics;
+        m.store_commit_seconds
+            .observe(waited.elapsed().as_secs_f64());
+        match committed {
             Ok(CommitOutcome::Committed) => {
+                if commit.new_saga.is_some() {
+                    m.started(S::TYPE);
+                }
+                if status.is_settled() && (status != status_before || commit.new_saga.is_some()) {
+                    m.settled(S::TYPE, status.as_str());
+                }
                 tracing::debug!(version, status = %status, "saga step committed");
                 let outbox =
                     Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
@@ -262,7 +276,10 @@ async fn step<S: Saga>(
                 let handled = Handled::Applied { version, status };
                 return (Ok(handled), Some(Loaded { state, version }));
             }
-            Ok(CommitOutcome::DuplicateInbox) => return (Ok(Handled::Duplicate), None),
+            Ok(CommitOutcome::DuplicateInbox) => {
+                m.inbox_duplicates.inc();
+                return (Ok(Handled::Duplicate), None);
+            }
             Ok(CommitOutcome::BusinessKeyTaken) => {
                 let input = commit
                     .new_saga
@@ -354,8 +371,10 @@ async fn rejected<S: Saga>(
             let detail = rejection.to_string();
             if deps.store.record_ignored(message_id, id, &detail).await? {
                 tracing::info!(message_id, reason = %detail, "inbound message ignored");
+                deps.metrics.inputs_ignored.inc();
                 Ok(Handled::Ignored(rejection))
             } else {
+                deps.metrics.inbox_duplicates.inc();
                 Ok(Handled::Duplicate)
             }
         }

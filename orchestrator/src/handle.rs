@@ -1,6 +1,7 @@
 //! The handle the driving side uses to start sagas and feed them inputs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
+use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{DeadLetter, EventStore, SagaRecord, StoreError, Transport};
 use crate::relay::OutboxRelay;
@@ -78,6 +80,8 @@ pub struct Orchestrator {
     supervisor: Addr<Supervisor>,
     store: Arc<dyn EventStore>,
     notifier: Arc<SettledNotifier>,
+    metrics: Metrics,
+    recovered: Arc<AtomicBool>,
 }
 
 /// Registers saga types, then starts the actors.
@@ -99,22 +103,28 @@ impl OrchestratorBuilder {
     /// timer service fires deadlines that fell due while the process was down.
     pub fn start(self) -> Orchestrator {
         let config = self.config;
+        let metrics = Metrics::default();
+        let recovered = Arc::new(AtomicBool::new(false));
         let relay = OutboxRelay::new(
             self.store.clone(),
             self.transport,
             config.outbox_sweep_interval,
+            metrics.clone(),
+            recovered.clone(),
         )
         .start();
         let notifier = Arc::new(SettledNotifier::default());
         let store = self.store.clone();
         let kinds = self.kinds;
         let deps_notifier = notifier.clone();
+        let deps_metrics = metrics.clone();
         let supervisor = Supervisor::create(move |ctx| {
             let deps = Arc::new(Deps {
                 store,
                 relay,
                 notifier: deps_notifier,
                 supervisor: ctx.address().recipient(),
+                metrics: deps_metrics,
                 policy: config.policy,
                 idle_timeout: config.idle_timeout,
             });
@@ -124,6 +134,8 @@ impl OrchestratorBuilder {
             supervisor,
             store: self.store.clone(),
             notifier,
+            metrics,
+            recovered,
         };
         TimerService::new(self.store, orchestrator.clone(), config.timer_interval).start();
         orchestrator
@@ -146,6 +158,16 @@ impl Orchestrator {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether the commands left unsent by an earlier run have been handed to
+    /// their transport (start-up recovery).
+    pub fn recovered(&self) -> bool {
+        self.recovered.load(Ordering::Acquire)
     }
 
     /// Starts a saga; `(saga_type, business_key)` is its idempotency key.
@@ -199,6 +221,7 @@ impl Orchestrator {
                         headers: json!({ "message_id": inbound.message_id }),
                     })
                     .await?;
+                self.metrics.dead_letters.inc();
                 tracing::warn!(saga_id = %id, "reply for an unknown saga dead-lettered");
                 Ok(Handled::DeadLettered)
             }

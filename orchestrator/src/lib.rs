@@ -11,10 +11,12 @@
 //! - `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
 //! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
+//! - [`Metrics`]: what all of them count, for Prometheus.
 //! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
 
 mod actor;
 mod handle;
+mod metrics;
 mod notifier;
 pub mod ports;
 mod relay;
@@ -25,5 +27,6 @@ pub use actor::{ActorError, Handled, SagaActor, SagaInput};
 pub use handle::{
     Inbound, Orchestrator, OrchestratorBuilder, OrchestratorConfig, StartError, StartOutcome,
 };
+pub use metrics::Metrics;
 pub use notifier::SettledNotifier;
 pub use ports::{EventStore, StoreError, Transport, TransportError};

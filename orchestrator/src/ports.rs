@@ -107,6 +107,14 @@ pub struct DeadLetter {
     pub headers: serde_json::Value,
 }
 
+/// Work waiting in the store, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub outbox_unsent: i64,
+    pub oldest_unsent_at: Option<DateTime<Utc>>,
+    pub dead_letters: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Someone else appended first: decide again on fresh state.
@@ -156,6 +164,9 @@ pub trait EventStore: Send + Sync + 'static {
         business_key: &str,
     ) -> Result<Option<SagaRecord>, StoreError>;
     async fn events(&self, saga: SagaId) -> Result<Vec<EventRecord>, StoreError>;
+    /// `Err` says why the store cannot serve (unreachable, schema not current).
+    async fn ready(&self) -> Result<(), String>;
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! crash, or a transport failure).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::ports::{EventStore, OutboxMessage, Transport};
 
 const BATCH: usize = 256;
@@ -22,9 +24,15 @@ pub(crate) struct Publish(pub Vec<OutboxMessage>);
 pub(crate) struct OutboxRelay {
     store: Arc<dyn EventStore>,
     transport: Arc<dyn Transport>,
+    metrics: Metrics,
+    /// Set once the rows found unsent at start-up have been handed over.
+    recovered: Arc<AtomicBool>,
     queue: VecDeque<OutboxMessage>,
     queued: HashSet<Uuid>,
     flushing: bool,
+    startup_swept: bool,
+    /// Rows found unsent at start-up and not yet published.
+    awaiting_recovery: HashSet<Uuid>,
     sweep_interval: Duration,
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
@@ -35,13 +43,19 @@ impl OutboxRelay {
         store: Arc<dyn EventStore>,
         transport: Arc<dyn Transport>,
         sweep_interval: Duration,
+        metrics: Metrics,
+        recovered: Arc<AtomicBool>,
     ) -> Self {
         Self {
             store,
             transport,
+            metrics,
+            recovered,
             queue: VecDeque::new(),
             queued: HashSet::new(),
             flushing: false,
+            startup_swept: false,
+            awaiting_recovery: HashSet::new(),
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
         }
@@ -78,12 +92,29 @@ impl OutboxRelay {
             for id in &ids {
                 act.queued.remove(id);
             }
-            if let Err(error) = result {
-                // The rows stay unsent in the store; the sweep publishes them again.
-                tracing::warn!(error, count = ids.len(), "outbox batch not published");
+            match result {
+                Ok(()) => {
+                    act.metrics.commands_published.inc_by(ids.len() as u64);
+                    for id in &ids {
+                        act.awaiting_recovery.remove(id);
+                    }
+                    act.check_recovered();
+                }
+                Err(error) => {
+                    // The rows stay unsent in the store; the sweep publishes them again.
+                    act.metrics.publish_failures.inc_by(ids.len() as u64);
+                    tracing::warn!(error, count = ids.len(), "outbox batch not published");
+                }
             }
             act.flush(ctx);
         }));
+    }
+
+    /// Start-up recovery is finished once every row found unsent then is published.
+    fn check_recovered(&self) {
+        if self.startup_swept && self.awaiting_recovery.is_empty() {
+            self.recovered.store(true, Ordering::Release);
+        }
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>, everything: bool) {
@@ -94,16 +125,31 @@ impl OutboxRelay {
         };
         let store = self.store.clone();
         let fut = async move { store.unsent(before, SWEEP_LIMIT).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(rows) => {
-                if !rows.is_empty() {
-                    tracing::info!(count = rows.len(), "unsent outbox rows found");
-                }
-                act.enqueue(rows);
-                act.flush(ctx);
-            }
-            Err(e) => tracing::warn!(error.message = %e, "outbox sweep failed"),
-        }));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(rows) => {
+                        if !rows.is_empty() {
+                            tracing::info!(count = rows.len(), "unsent outbox rows found");
+                        }
+                        if everything {
+                            act.startup_swept = true;
+                            act.awaiting_recovery = rows.iter().map(|m| m.message_id).collect();
+                            act.check_recovered();
+                        }
+                        act.enqueue(rows);
+                        act.flush(ctx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "outbox sweep failed");
+                        if everything {
+                            // Recovery is not finished until this sweep succeeds.
+                            let retry = Duration::from_secs(1);
+                            ctx.run_later(retry, |act, ctx| act.sweep(ctx, true));
+                        }
+                    }
+                }),
+        );
     }
 }
 

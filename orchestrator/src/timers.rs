@@ -38,9 +38,11 @@ impl TimerService {
         self.busy = true;
         let store = self.store.clone();
         let orchestrator = self.orchestrator.clone();
+        let metrics = self.orchestrator.metrics().clone();
         let fut = async move {
             let due = store.due(Utc::now(), BATCH).await?;
             let fired = due.len();
+            metrics.timers_fired.inc_by(fired as u64);
             let wakes = due
                 .into_iter()
                 .map(|(id, saga_type)| orchestrator.wake(id, saga_type));

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
-    CommitOutcome, DeadLetter, EventRecord, EventStore, OutboxMessage, SagaRecord, StepCommit,
-    StoreError, StoredHistory,
+    Backlog, CommitOutcome, DeadLetter, EventRecord, EventStore, OutboxMessage, SagaRecord,
+    StepCommit, StoreError, StoredHistory,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -281,5 +281,39 @@ impl EventStore for PgEventStore {
                 recorded_at,
             })
             .collect())
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| format!("the database cannot be queried: {e}"))?;
+        let missing: Vec<String> = super::MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| m.version.to_string())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("migrations not applied: {}", missing.join(", ")))
+        }
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), \
+                    (SELECT min(created_at) FROM outbox WHERE sent_at IS NULL), \
+                    (SELECT count(*) FROM dead_letters)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(Backlog {
+            outbox_unsent,
+            oldest_unsent_at,
+            dead_letters,
+        })
     }
 }

@@ -1,0 +1,137 @@
+//! `/metrics` moves with the work; `/healthz` and `/readyz` tell the truth.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use sagaplane_orchestrator::Inbound;
+use sagaplane_sagas::{Outcome, Reply, SagaId};
+
+use crate::helpers::{assert_problem, order, spawn_app, TestApp};
+
+/// The value of one sample (name with its labels, exactly), 0 when absent.
+async fn sample(app: &TestApp, series: &str) -> f64 {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[actix_web::test]
+async fn metrics_move_when_sagas_complete_and_compensate() {
+    let app = spawn_app().await;
+    let completed = r#"sagaplane_sagas_settled_total{saga_type="order",status="completed"}"#;
+    let compensated = r#"sagaplane_sagas_settled_total{saga_type="order",status="compensated"}"#;
+    let started = r#"sagaplane_sagas_started_total{saga_type="order"}"#;
+    assert_eq!(sample(&app, completed).await, 0.0);
+
+    let ok = app
+        .start_order("m-1", order("o-1", "c", "SKU-1", 100))
+        .await;
+    let oos = app
+        .start_order("m-2", order("o-2", "c", "OOS-1", 100))
+        .await;
+    app.settled(&ok).await;
+    app.settled(&oos).await;
+
+    assert_eq!(sample(&app, started).await, 2.0);
+    assert_eq!(sample(&app, completed).await, 1.0);
+    assert_eq!(sample(&app, compensated).await, 1.0);
+    // 3 commands for the completed saga, 2 for the compensated one.
+    let published = app
+        .eventually(Duration::from_secs(5), || async {
+            sample(&app, "sagaplane_commands_published_total").await == 5.0
+        })
+        .await;
+    assert!(published, "every command is counted once published");
+    // 4 steps + 3 steps were committed.
+    assert_eq!(
+        sample(&app, "sagaplane_store_commit_seconds_count").await,
+        7.0
+    );
+    assert_eq!(sample(&app, "sagaplane_outbox_unsent").await, 0.0);
+    assert!(sample(&app, "process_resident_memory_bytes").await > 1_000_000.0);
+}
+
+#[actix_web::test]
+async fn duplicates_and_dead_letters_are_counted() {
+    let app = spawn_app().await;
+    let id = app
+        .start_order("m-3", order("o-3", "c", "SKU-1", 100))
+        .await;
+    app.settled(&id).await;
+    let reply = Reply {
+        step: "reserve-inventory".into(),
+        attempt: 1,
+        outcome: Outcome::Succeeded,
+        at: Utc::now(),
+    };
+    let inbound = |saga: &str, message: &str| Inbound {
+        channel: "test".into(),
+        message_id: message.into(),
+        saga_id: saga.parse().unwrap(),
+        reply: reply.clone(),
+        raw: b"{}".to_vec(),
+    };
+    app.orchestrator
+        .receive(inbound(&id, "late"))
+        .await
+        .unwrap();
+    app.orchestrator
+        .receive(inbound(&id, "late"))
+        .await
+        .unwrap();
+    let stranger = SagaId::from_uuid(uuid::Uuid::new_v4()).to_string();
+    app.orchestrator
+        .receive(inbound(&stranger, "lost"))
+        .await
+        .unwrap();
+
+    assert_eq!(sample(&app, "sagaplane_inputs_ignored_total").await, 1.0);
+    assert_eq!(sample(&app, "sagaplane_inbox_duplicates_total").await, 1.0);
+    assert_eq!(sample(&app, "sagaplane_dead_letters_total").await, 1.0);
+    assert_eq!(sample(&app, "sagaplane_dead_letters_stored").await, 1.0);
+}
+
+#[actix_web::test]
+async fn readiness_needs_a_current_schema() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app
+        .eventually(Duration::from_secs(5), || async {
+            app.get("/readyz").await.status() == StatusCode::OK
+        })
+        .await;
+    assert!(ready, "ready once start-up recovery is done");
+
+    // The schema falls behind what the binary expects.
+    sqlx::query("DELETE FROM _sqlx_migrations")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let problem = assert_problem(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("migrations not applied"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        StatusCode::OK,
+        "still alive"
+    );
+}
