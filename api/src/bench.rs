@@ -290,23 +290,23 @@ async fn drive(
     join_all(clients).await.into_iter().flatten().collect()
 }
 
-async fn one_saga(
+/// Starts one order saga; its answer, which must be `201 Created`.
+async fn start_order(
     client: &reqwest::Client,
     base: &str,
     key: &str,
-    declined: bool,
-) -> anyhow::Result<f64> {
-    let amount = if declined { 5_000_000 } else { 2_599 };
+    customer: &str,
+    amount_cents: i64,
+) -> anyhow::Result<Value> {
     let body = json!({
         "saga_type": "order",
         "business_key": key,
         "input": {
-            "order_id": key, "customer_id": "bench",
+            "order_id": key, "customer_id": customer,
             "items": [{"sku": "BENCH-1", "qty": 1}],
-            "amount_cents": amount, "currency": "EUR"
+            "amount_cents": amount_cents, "currency": "EUR"
         }
     });
-    let started = Instant::now();
     let response = client
         .post(format!("{base}/v1/sagas"))
         .json(&body)
@@ -319,7 +319,18 @@ async fn one_saga(
             response.text().await?
         );
     }
-    let created: Value = response.json().await?;
+    Ok(response.json().await?)
+}
+
+async fn one_saga(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    declined: bool,
+) -> anyhow::Result<f64> {
+    let amount = if declined { 5_000_000 } else { 2_599 };
+    let started = Instant::now();
+    let created = start_order(client, base, key, "bench", amount).await?;
     let id = created["id"].as_str().context("start answer without id")?;
     let saga: Value = client
         .get(format!("{base}/v1/sagas/{id}?wait=30"))
@@ -352,21 +363,9 @@ async fn park(target: &Target, n: usize, args: &BenchArgs) -> anyhow::Result<Par
                 if i >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
+                // Payment never answers a HANG- customer.
                 let key = format!("park-{run_id}-{i}");
-                let body = json!({
-                    "saga_type": "order", "business_key": key,
-                    "input": {"order_id": key, "customer_id": "HANG-park",
-                              "items": [{"sku": "PARK-1", "qty": 1}],
-                              "amount_cents": 100, "currency": "EUR"}
-                });
-                let response = client
-                    .post(format!("{base}/v1/sagas"))
-                    .json(&body)
-                    .send()
-                    .await?;
-                if response.status() != reqwest::StatusCode::CREATED {
-                    bail!("start answered {}", response.status());
-                }
+                start_order(client, base, &key, "HANG-park", 100).await?;
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }

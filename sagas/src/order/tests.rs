@@ -329,17 +329,7 @@ fn reservation_timeout_releases_what_may_have_been_reserved() {
 
 #[test]
 fn compensation_out_of_budget_suspends_and_a_late_success_resumes() {
-    let mut h = Harness::started();
-    h.ok(Step::ReserveInventory);
-    h.reply(Step::ChargePayment, 1, refused("declined"))
-        .unwrap();
-    for attempt in 1..=3 {
-        h.reply(Step::ReleaseInventory, attempt, failed("locked"))
-            .unwrap();
-        if attempt < 3 {
-            h.wake_after(2_000);
-        }
-    }
+    let mut h = suspended();
     assert_eq!(h.state.status(), Status::Suspended);
     let view = h.state.view();
     assert_eq!(view.step, Some("release-inventory"));
