@@ -6,8 +6,8 @@
 //! - [`ports`]: what the core needs from the outside — [`EventStore`] (durable
 //!   history, read model, outbox, inbox, timers) and [`Transport`] (delivery of
 //!   commands). Adapters implement them.
-//! - `actor`: [`SagaActor`] handles one input at a time; each input is one
-//!   store transaction, and commands leave only after it committed.
+//! - `actor`: [`SagaActor`] handles one input at a time; `step`: each input is
+//!   one atomic store write, and commands leave only after it committed.
 //! - `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
 //! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
@@ -20,6 +20,7 @@ mod metrics;
 mod notifier;
 pub mod ports;
 mod relay;
+mod step;
 mod supervisor;
 mod timers;
 

@@ -6,7 +6,6 @@
 //! sagas/s, start-to-terminal latency percentiles, errors, and the database's
 //! committed transactions and written rows per saga (pg_stat deltas).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +13,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+
+mod report;
+mod server;
+
+use report::{percentile, print, ParkReport, Percentiles, Report};
+use server::{Server, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -55,36 +59,6 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Report {
-    sagas: usize,
-    concurrency: usize,
-    fail_pct: u8,
-    seconds: f64,
-    sagas_per_second: f64,
-    latency_ms: Percentiles,
-    errors: usize,
-    commits_per_saga: f64,
-    rows_written_per_saga: f64,
-    server_rss_mib: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct Percentiles {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct ParkReport {
-    parked: usize,
-    seconds: f64,
-    idle_timeout_ms: Option<u64>,
-    server_rss_mib: Option<f64>,
 }
 
 /// Runs the benchmark and prints its report.
@@ -125,84 +99,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = measure => result,
         _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-    }
-}
-
-/// The server under test.
-struct Target {
-    client: reqwest::Client,
-    base: String,
-    /// Known when bench started the server itself.
-    pid: Option<u32>,
-}
-
-impl Target {
-    /// The server's resident memory: from /proc for a server bench started,
-    /// else from the server's `/metrics`.
-    async fn rss_mib(&self) -> Option<f64> {
-        let bytes = match self.pid {
-            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()?
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map(|kib| kib * 1024.0)?,
-            None => {
-                let url = format!("{}/metrics", self.base);
-                let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
-                text.lines()
-                    .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
-                    .and_then(|v| v.trim().parse::<f64>().ok())?
-            }
-        };
-        Some(bytes / (1024.0 * 1024.0))
-    }
-}
-
-fn print<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
-}
-
-fn mib(v: Option<f64>) -> String {
-    v.map_or_else(|| "unknown".into(), |m| format!("{m:.0} MiB"))
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = &self.latency_ms;
-        writeln!(
-            f,
-            "{} order sagas, {} clients, {} % declined, in {:.2} s",
-            self.sagas, self.concurrency, self.fail_pct, self.seconds
-        )?;
-        writeln!(f, "  throughput   {:.0} sagas/s", self.sagas_per_second)?;
-        writeln!(
-            f,
-            "  latency      p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-            l.p50, l.p95, l.p99, l.max
-        )?;
-        writeln!(f, "  errors       {}", self.errors)?;
-        writeln!(
-            f,
-            "  database     {:.2} commits and {:.1} rows written per saga",
-            self.commits_per_saga, self.rows_written_per_saga
-        )?;
-        writeln!(f, "  server RSS   {}", mib(self.server_rss_mib))
-    }
-}
-
-impl std::fmt::Display for ParkReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} sagas parked in {:.1} s", self.parked, self.seconds)?;
-        if let Some(ms) = self.idle_timeout_ms {
-            writeln!(f, "  actor idle timeout  {ms} ms")?;
-        }
-        writeln!(f, "  server RSS          {}", mib(self.server_rss_mib))
     }
 }
 
@@ -401,14 +297,6 @@ fn progress(len: u64, quiet: bool) -> Option<ProgressBar> {
     Some(bar)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// (committed transactions, rows inserted + updated + deleted) of the database.
 async fn db_stats(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
     let row: (i64, i64) = sqlx::query_as(
@@ -419,76 +307,4 @@ async fn db_stats(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
     .await
     .context("Failed to read pg_stat_database")?;
     Ok(row)
-}
-
-/// A `sagaplane serve` child process on a fresh database.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// `park_idle_ms`: set for a --park run, the actors' idle timeout.
-    async fn start(
-        server_url: &str,
-        database_url: &str,
-        park_idle_ms: Option<u64>,
-    ) -> anyhow::Result<Server> {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&format!("{}/postgres", server_url.trim_end_matches('/')))
-            .await
-            .context("Failed to connect to PostgreSQL")?;
-        let name = database_url.rsplit('/').next().unwrap_or_default();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bail!("--bench-database must be letters, digits and underscores");
-        }
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("SAGAPLANE_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(idle_ms) = park_idle_ms {
-            // Parked sagas must neither time out nor (by default) be passivated.
-            command
-                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000")
-                .env(
-                    "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
-                    idle_ms.to_string(),
-                );
-        }
-        let child = command.spawn().context("Failed to start sagaplane serve")?;
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            let health = client.get(format!("{}/healthz", server.base)).send().await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return Ok(server);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the server did not become healthy within 30 s")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -1,0 +1,170 @@
+//! Batches against a real PostgreSQL, a fresh database per test.
+
+use chrono::Utc;
+use sagaplane_orchestrator::ports::{NewEvent, NewSaga};
+use sagaplane_sagas::{SagaId, Status, View};
+use serde_json::json;
+
+use super::*;
+use crate::postgres::{GroupCommit, PgEventStore};
+
+async fn pool() -> PgPool {
+    let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
+    let store = PgEventStore::connect(&url, 2, GroupCommit::default())
+        .await
+        .unwrap();
+    store.pool().clone()
+}
+
+fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
+    Arc::new(StepCommit {
+        saga_id: saga,
+        saga_type: "order",
+        expected_version: expected,
+        new_saga: key.map(|k| NewSaga {
+            business_key: k.into(),
+            input: json!({}),
+        }),
+        events: vec![NewEvent {
+            event_type: "Tested",
+            data: json!({ "seq": expected + 1 }),
+            at: Utc::now(),
+        }],
+        view: View {
+            status: Status::Running,
+            step: None,
+            attempt: None,
+            wake_at: None,
+            last_error: None,
+        },
+        outbox: Vec::new(),
+        inbox: inbox.map(str::to_owned),
+        at: Utc::now(),
+    })
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
+    let pool = pool().await;
+    let [a, b, c, d, e] = [(); 5].map(|_| SagaId::from_uuid(Uuid::now_v7()));
+    let setup = [
+        step(c, 0, Some("c"), None),
+        step(d, 0, Some("d"), None),
+        step(e, 0, Some("e"), None),
+        step(d, 1, None, Some("m-seen")),
+    ];
+    for s in &setup {
+        let outcome = commit_batch(&pool, std::slice::from_ref(s)).await.unwrap();
+        assert!(
+            matches!(outcome[..], [Ok(CommitOutcome::Committed)]),
+            "{outcome:?}"
+        );
+    }
+
+    let batch = [
+        step(a, 0, Some("a"), None),       // new: committed
+        step(b, 0, Some("c"), None),       // key of c: taken
+        step(c, 0, None, Some("m-stale")), // c is at version 1: conflict
+        step(d, 2, None, Some("m-seen")),  // inbox already has it: duplicate
+        step(e, 1, None, Some("m-new")),   // committed
+        step(e, 1, None, Some("m-new")),   // same message twice in the batch
+    ];
+    let outcomes = commit_batch(&pool, &batch).await.unwrap();
+    assert!(matches!(outcomes[0], Ok(CommitOutcome::Committed)));
+    assert!(matches!(outcomes[1], Ok(CommitOutcome::BusinessKeyTaken)));
+    assert!(matches!(outcomes[2], Err(StoreError::Conflict)));
+    assert!(matches!(outcomes[3], Ok(CommitOutcome::DuplicateInbox)));
+    assert!(matches!(outcomes[4], Ok(CommitOutcome::Committed)));
+    assert!(matches!(outcomes[5], Ok(CommitOutcome::DuplicateInbox)));
+
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM inbox WHERE message_id = 'm-stale'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM inbox WHERE message_id = 'm-new'"
+        )
+        .await,
+        1
+    );
+    let id = b.as_uuid();
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT count(*) FROM sagas WHERE id = '{id}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT count(*) FROM saga_events WHERE saga_id = '{id}'")
+        )
+        .await,
+        0
+    );
+    for (saga, version) in [(a, 1), (c, 1), (d, 2), (e, 2)] {
+        let id = saga.as_uuid();
+        let sql = format!("SELECT max(seq) FROM saga_events WHERE saga_id = '{id}'");
+        assert_eq!(count(&pool, &sql).await, version, "events of {saga}");
+        let sql = format!("SELECT version FROM sagas WHERE id = '{id}'");
+        assert_eq!(count(&pool, &sql).await, version, "row of {saga}");
+    }
+}
+
+#[tokio::test]
+async fn a_step_the_database_refuses_fails_alone() {
+    let pool = pool().await;
+    let store = PgEventStore::new(
+        pool.clone(),
+        GroupCommit {
+            concurrency: 1,
+            max_batch: 64,
+        },
+    );
+    let good: Vec<Arc<StepCommit>> = (0..20)
+        .map(|i| {
+            step(
+                SagaId::from_uuid(Uuid::now_v7()),
+                0,
+                Some(&format!("k{i}")),
+                None,
+            )
+        })
+        .collect();
+    let mut poison = (*step(SagaId::from_uuid(Uuid::now_v7()), 0, Some("p"), None)).clone();
+    // PostgreSQL text cannot hold a NUL character.
+    poison.view.last_error = Some("bad\0byte".into());
+    let mut all = good.clone();
+    all.insert(7, Arc::new(poison));
+    let results = futures_util::future::join_all(all.into_iter().map(|s| {
+        use sagaplane_orchestrator::ports::EventStore;
+        let store = &store;
+        async move { store.commit(s).await }
+    }))
+    .await;
+    assert!(
+        matches!(results[7], Err(StoreError::Database(_))),
+        "{:?}",
+        results[7]
+    );
+    let committed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
+        .count();
+    assert_eq!(committed, 20);
+    assert_eq!(count(&pool, "SELECT count(*) FROM sagas").await, 20);
+}

@@ -1,0 +1,110 @@
+//! The server under test: one bench starts itself, or one already running.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::postgres::PgPoolOptions;
+
+/// The server under test.
+pub(super) struct Target {
+    pub(super) client: reqwest::Client,
+    pub(super) base: String,
+    /// Known when bench started the server itself.
+    pub(super) pid: Option<u32>,
+}
+
+impl Target {
+    /// The server's resident memory: from /proc for a server bench started,
+    /// else from the server's `/metrics`.
+    pub(super) async fn rss_mib(&self) -> Option<f64> {
+        let bytes = match self.pid {
+            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map(|kib| kib * 1024.0)?,
+            None => {
+                let url = format!("{}/metrics", self.base);
+                let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())?
+            }
+        };
+        Some(bytes / (1024.0 * 1024.0))
+    }
+}
+
+/// A `sagaplane serve` child process on a fresh database.
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) base: String,
+}
+
+impl Server {
+    /// `park_idle_ms`: set for a --park run, the actors' idle timeout.
+    pub(super) async fn start(
+        server_url: &str,
+        database_url: &str,
+        park_idle_ms: Option<u64>,
+    ) -> anyhow::Result<Server> {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/postgres", server_url.trim_end_matches('/')))
+            .await
+            .context("Failed to connect to PostgreSQL")?;
+        let name = database_url.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("--bench-database must be letters, digits and underscores");
+        }
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("SAGAPLANE_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(idle_ms) = park_idle_ms {
+            // Parked sagas must neither time out nor (by default) be passivated.
+            command
+                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000")
+                .env(
+                    "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
+                    idle_ms.to_string(),
+                );
+        }
+        let child = command.spawn().context("Failed to start sagaplane serve")?;
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let health = client.get(format!("{}/healthz", server.base)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the server did not become healthy within 30 s")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,251 @@
+//! One input to one saga: parse it for the saga's type, decide on the state
+//! the actor holds (or rebuild it from the store), and write the outcome as one
+//! atomic step; on a version conflict, decide again on fresh state.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId};
+use uuid::Uuid;
+
+use crate::actor::{ActorError, Deps, Handled, Loaded, SagaInput};
+use crate::ports::{
+    CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
+};
+use crate::relay::Publish;
+
+/// How often one input is decided again after losing an optimistic-concurrency race.
+pub(crate) const MAX_CONFLICT_RETRIES: usize = 5;
+
+pub(crate) type StepResult<S> = (Result<Handled, ActorError>, Option<Loaded<S>>);
+
+/// Decides and commits one input; returns the outcome and the state to keep.
+pub(crate) async fn step<S: Saga>(
+    deps: &Deps,
+    id: SagaId,
+    mut loaded: Option<Loaded<S>>,
+    input: SagaInput,
+) -> StepResult<S> {
+    let parsed = match Parsed::<S>::new(input, deps.policy) {
+        Ok(p) => p,
+        Err(e) => return (Err(e), loaded),
+    };
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let current = match loaded.take() {
+            Some(l) => l,
+            None if parsed.new_saga.is_some() => Loaded {
+                state: S::new(id),
+                version: 0,
+            },
+            None => match load::<S>(deps.store.as_ref(), id).await {
+                Ok(Some(l)) => l,
+                Ok(None) => return (Err(ActorError::UnknownSaga(id)), None),
+                Err(e) => return (Err(e), None),
+            },
+        };
+        let events = match current.state.decide(parsed.input.clone()) {
+            Ok(events) => events,
+            Err(rejection) => {
+                let handled = rejected(deps, id, &parsed, rejection).await;
+                return (handled, Some(current));
+            }
+        };
+        if events.is_empty() {
+            return (Ok(Handled::NothingDue), Some(current));
+        }
+        let now = Utc::now();
+        let status_before = current.state.view().status;
+        let mut state = current.state;
+        let mut new_events = Vec::with_capacity(events.len());
+        let mut outbox = Vec::new();
+        for event in &events {
+            state = state.evolve(event);
+            outbox.extend(state.commands(event).into_iter().map(|c| OutboxMessage {
+                message_id: Uuid::now_v7(),
+                saga_id: id,
+                saga_type: S::TYPE.to_owned(),
+                step: c.step.to_owned(),
+                attempt: c.attempt,
+                participant: c.participant.to_owned(),
+                command_type: c.command_type.to_owned(),
+                idempotency_key: c.idempotency_key,
+                data: c.data,
+                created_at: now,
+            }));
+            new_events.push(NewEvent {
+                event_type: S::event_type(event),
+                data: serde_json::to_value(event).expect("saga events serialise to JSON"),
+                at: now,
+            });
+        }
+        let version = current.version + events.len() as u64;
+        let view = state.view();
+        let status = view.status;
+        let commit = Arc::new(StepCommit {
+            saga_id: id,
+            saga_type: S::TYPE,
+            expected_version: current.version,
+            new_saga: parsed.new_saga.clone(),
+            events: new_events,
+            view,
+            outbox,
+            inbox: parsed.message_id.clone(),
+            at: now,
+        });
+        let waited = std::time::Instant::now();
+        let committed = deps.store.commit(commit.clone()).await;
+        let m = &deps.metrics;
+        m.store_commit_seconds
+            .observe(waited.elapsed().as_secs_f64());
+        match committed {
+            Ok(CommitOutcome::Committed) => {
+                if commit.new_saga.is_some() {
+                    m.started(S::TYPE);
+                }
+                if status.is_settled() && status != status_before {
+                    m.settled(S::TYPE, status.as_str());
+                }
+                tracing::debug!(version, status = %status, "saga step committed");
+                let outbox =
+                    Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
+                if !outbox.is_empty() {
+                    deps.relay.do_send(Publish(outbox));
+                }
+                if status.is_settled() {
+                    deps.notifier.notify(id);
+                }
+                let handled = Handled::Applied { version, status };
+                return (Ok(handled), Some(Loaded { state, version }));
+            }
+            Ok(CommitOutcome::DuplicateInbox) => {
+                m.inbox_duplicates.inc();
+                return (Ok(Handled::Duplicate), None);
+            }
+            Ok(CommitOutcome::BusinessKeyTaken) => {
+                let input = commit
+                    .new_saga
+                    .as_ref()
+                    .map(|n| n.input.clone())
+                    .unwrap_or_default();
+                return (Err(ActorError::BusinessKeyTaken { input }), None);
+            }
+            Err(StoreError::Conflict) => {
+                tracing::debug!("saga version conflict; deciding again on fresh state");
+            }
+            Err(e) => {
+                tracing::error!(error.cause_chain = ?e, error.message = %e, "saga step not committed");
+                return (Err(e.into()), None);
+            }
+        }
+    }
+    (Err(ActorError::Contended), None)
+}
+
+/// An input parsed for saga type `S`.
+struct Parsed<S: Saga> {
+    input: Input<S::Start>,
+    message_id: Option<String>,
+    new_saga: Option<NewSaga>,
+}
+
+impl<S: Saga> Parsed<S> {
+    fn new(input: SagaInput, policy: Policy) -> Result<Self, ActorError> {
+        Ok(match input {
+            SagaInput::Start {
+                business_key,
+                input,
+                now,
+            } => {
+                if !input.is_object() {
+                    // serde would also accept a struct as a positional array.
+                    return Err(ActorError::Invalid(vec![FieldError::new(
+                        "input",
+                        "must be a JSON object",
+                    )]));
+                }
+                let start: S::Start = serde_path_to_error::deserialize(&input).map_err(|e| {
+                    let path = e.path().to_string();
+                    let field = match path.as_str() {
+                        "." => "input".to_owned(),
+                        p if p.starts_with('[') => format!("input{p}"),
+                        p => format!("input.{p}"),
+                    };
+                    ActorError::Invalid(vec![FieldError::new(field, e.inner().to_string())])
+                })?;
+                S::validate(&start).map_err(ActorError::Invalid)?;
+                let normalized =
+                    serde_json::to_value(&start).expect("start input serialises to JSON");
+                Self {
+                    input: Input::Start { start, policy, now },
+                    message_id: None,
+                    new_saga: Some(NewSaga {
+                        business_key,
+                        input: normalized,
+                    }),
+                }
+            }
+            SagaInput::Reply { message_id, reply } => Self {
+                input: Input::Reply(reply),
+                message_id: Some(message_id),
+                new_saga: None,
+            },
+            SagaInput::Wake { now } => Self {
+                input: Input::Wake { now },
+                message_id: None,
+                new_saga: None,
+            },
+        })
+    }
+}
+
+/// A refused input: an inbound message is recorded (and so de-duplicated), a
+/// timer that found nothing to do is fine, anything else goes back to the caller.
+async fn rejected<S: Saga>(
+    deps: &Deps,
+    id: SagaId,
+    parsed: &Parsed<S>,
+    rejection: Rejection,
+) -> Result<Handled, ActorError> {
+    match (&parsed.message_id, &parsed.input, rejection) {
+        (_, _, Rejection::Invalid(errors)) => Err(ActorError::Invalid(errors)),
+        (Some(message_id), _, rejection) => {
+            let detail = rejection.to_string();
+            if deps.store.record_ignored(message_id, id, &detail).await? {
+                tracing::info!(message_id, reason = %detail, "inbound message ignored");
+                deps.metrics.inputs_ignored.inc();
+                Ok(Handled::Ignored(rejection))
+            } else {
+                deps.metrics.inbox_duplicates.inc();
+                Ok(Handled::Duplicate)
+            }
+        }
+        (None, Input::Wake { .. }, _) => Ok(Handled::NothingDue),
+        (None, _, rejection) => Err(ActorError::Rejected(rejection)),
+    }
+}
+
+async fn load<S: Saga>(
+    store: &dyn EventStore,
+    id: SagaId,
+) -> Result<Option<Loaded<S>>, ActorError> {
+    let Some(history) = store.load(id).await? else {
+        return Ok(None);
+    };
+    if history.saga_type != S::TYPE {
+        return Err(ActorError::Corrupt(format!(
+            "saga {id} is of type `{}`, not `{}`",
+            history.saga_type,
+            S::TYPE
+        )));
+    }
+    let mut state = S::new(id);
+    for (i, data) in history.events.into_iter().enumerate() {
+        let event: S::Event = serde_json::from_value(data)
+            .map_err(|e| ActorError::Corrupt(format!("event {} of saga {id}: {e}", i + 1)))?;
+        state = state.evolve(&event);
+    }
+    Ok(Some(Loaded {
+        state,
+        version: history.version,
+    }))
+}
