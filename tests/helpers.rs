@@ -154,6 +154,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The value of one `/metrics` sample (name with its labels, exactly), 0
+    /// when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let text = response.text().await.unwrap();
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }

@@ -7,26 +7,7 @@ use reqwest::StatusCode;
 use sagaplane_orchestrator::Inbound;
 use sagaplane_sagas::{Outcome, Reply, SagaId};
 
-use crate::helpers::{assert_problem, order, spawn_app, TestApp};
-
-/// The value of one sample (name with its labels, exactly), 0 when absent.
-async fn sample(app: &TestApp, series: &str) -> f64 {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let text = response.text().await.unwrap();
-    assert!(text.trim_end().ends_with("# EOF"), "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
+use crate::helpers::{assert_problem, order, spawn_app};
 
 #[actix_web::test]
 async fn metrics_move_when_sagas_complete_and_compensate() {
@@ -34,7 +15,7 @@ async fn metrics_move_when_sagas_complete_and_compensate() {
     let completed = r#"sagaplane_sagas_settled_total{saga_type="order",status="completed"}"#;
     let compensated = r#"sagaplane_sagas_settled_total{saga_type="order",status="compensated"}"#;
     let started = r#"sagaplane_sagas_started_total{saga_type="order"}"#;
-    assert_eq!(sample(&app, completed).await, 0.0);
+    assert_eq!(app.metric(completed).await, 0.0);
 
     let ok = app
         .start_order("m-1", order("o-1", "c", "SKU-1", 100))
@@ -45,23 +26,33 @@ async fn metrics_move_when_sagas_complete_and_compensate() {
     app.settled(&ok).await;
     app.settled(&oos).await;
 
-    assert_eq!(sample(&app, started).await, 2.0);
-    assert_eq!(sample(&app, completed).await, 1.0);
-    assert_eq!(sample(&app, compensated).await, 1.0);
+    assert_eq!(app.metric(started).await, 2.0);
+    assert_eq!(app.metric(completed).await, 1.0);
+    assert_eq!(app.metric(compensated).await, 1.0);
     // 3 commands for the completed saga, 2 for the compensated one.
     let published = app
         .eventually(Duration::from_secs(5), || async {
-            sample(&app, "sagaplane_commands_published_total").await == 5.0
+            app.metric("sagaplane_commands_published_total").await == 5.0
         })
         .await;
     assert!(published, "every command is counted once published");
     // 4 steps + 3 steps were committed.
     assert_eq!(
-        sample(&app, "sagaplane_store_commit_seconds_count").await,
+        app.metric("sagaplane_store_commit_seconds_count").await,
         7.0
     );
-    assert_eq!(sample(&app, "sagaplane_outbox_unsent").await, 0.0);
-    assert!(sample(&app, "process_resident_memory_bytes").await > 1_000_000.0);
+    assert_eq!(app.metric("sagaplane_outbox_unsent").await, 0.0);
+    // Both sagas reserved; one went on, the other was cancelled.
+    for (step, count) in [
+        ("reserve-inventory", 2.0),
+        ("charge-payment", 1.0),
+        ("confirm-order", 1.0),
+        ("cancel-order", 1.0),
+    ] {
+        let series = format!(r#"sagaplane_step_seconds_count{{saga_type="order",step="{step}"}}"#);
+        assert_eq!(app.metric(&series).await, count, "{series}");
+    }
+    assert!(app.metric("process_resident_memory_bytes").await > 1_000_000.0);
 }
 
 #[actix_web::test]
@@ -98,10 +89,10 @@ async fn duplicates_and_dead_letters_are_counted() {
         .await
         .unwrap();
 
-    assert_eq!(sample(&app, "sagaplane_inputs_ignored_total").await, 1.0);
-    assert_eq!(sample(&app, "sagaplane_inbox_duplicates_total").await, 1.0);
-    assert_eq!(sample(&app, "sagaplane_dead_letters_total").await, 1.0);
-    assert_eq!(sample(&app, "sagaplane_dead_letters_stored").await, 1.0);
+    assert_eq!(app.metric("sagaplane_inputs_ignored_total").await, 1.0);
+    assert_eq!(app.metric("sagaplane_inbox_duplicates_total").await, 1.0);
+    assert_eq!(app.metric("sagaplane_dead_letters_total").await, 1.0);
+    assert_eq!(app.metric("sagaplane_dead_letters_stored").await, 1.0);
 }
 
 #[actix_web::test]

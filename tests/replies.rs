@@ -45,6 +45,9 @@ async fn a_duplicate_reply_changes_nothing() {
         })
         .await;
     assert!(waiting, "the saga reaches charge-payment");
+    let parked = saga(&app, &id).await;
+    let since = parked["step_since"].as_str().expect("waiting since when");
+    assert!(since >= parked["created_at"].as_str().unwrap(), "{parked}");
 
     let first = app
         .orchestrator

@@ -52,6 +52,12 @@ async fn an_unanswered_step_is_retried_then_compensated_including_its_own_undo()
         ))
         .await;
     assert_eq!(keys, 1, "both attempts carry one idempotency key");
+    // Two deadlines and one back-off fired; each firing's lag is measured.
+    let fired = app.metric("sagaplane_timers_fired_total").await;
+    assert!(fired >= 3.0, "{fired}");
+    assert_eq!(app.metric("sagaplane_timer_lag_seconds_count").await, fired);
+    let lag = app.metric("sagaplane_timer_lag_seconds_sum").await / fired;
+    assert!(lag < 1.0, "mean timer lag {lag} s with a 20 ms poll");
 }
 
 #[actix_web::test]

@@ -12,6 +12,19 @@ pub struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub saga_type: String,
+    pub step: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 1 ms to ~65 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SettledLabels {
     pub saga_type: String,
     pub status: String,
@@ -31,6 +44,10 @@ pub struct Metrics {
     pub timers_fired: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
+    /// Seconds from an attempt of a step being sent to the saga moving on.
+    pub step_seconds: HistogramFamily<StepLabels>,
+    /// Seconds between a timer falling due and its firing.
+    pub timer_lag_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -46,6 +63,8 @@ impl Default for Metrics {
             timers_fired: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            step_seconds: Family::new_with_constructor(seconds_histogram),
+            timer_lag_seconds: seconds_histogram(),
         }
     }
 }
@@ -93,6 +112,16 @@ impl Metrics {
             "Time a saga step waited for its transaction",
             self.store_commit_seconds.clone(),
         );
+        registry.register(
+            "step_seconds",
+            "Time from an attempt of a step being sent until the saga moved on (reply, timeout or intervention)",
+            self.step_seconds.clone(),
+        );
+        registry.register(
+            "timer_lag_seconds",
+            "Time between a timer falling due and its firing",
+            self.timer_lag_seconds.clone(),
+        );
     }
 
     pub(crate) fn started(&self, saga_type: &str) {
@@ -100,6 +129,14 @@ impl Metrics {
             saga_type: saga_type.to_owned(),
         };
         self.sagas_started.get_or_create(&labels).inc();
+    }
+
+    pub(crate) fn step_finished(&self, saga_type: &str, step: &str, seconds: f64) {
+        let labels = StepLabels {
+            saga_type: saga_type.to_owned(),
+            step: step.to_owned(),
+        };
+        self.step_seconds.get_or_create(&labels).observe(seconds);
     }
 
     pub(crate) fn settled(&self, saga_type: &str, status: &str) {

@@ -81,6 +81,7 @@ pub struct SagaRecord {
     pub status: String,
     pub current_step: Option<String>,
     pub attempt: Option<i32>,
+    pub step_since: Option<DateTime<Utc>>,
     pub version: i64,
     pub input: serde_json::Value,
     pub last_error: Option<String>,
@@ -105,6 +106,14 @@ pub struct DeadLetter {
     pub reason: String,
     pub raw: Vec<u8>,
     pub headers: serde_json::Value,
+}
+
+/// A saga whose timer is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub saga_id: SagaId,
+    pub saga_type: String,
+    pub wake_at: DateTime<Utc>,
 }
 
 /// Work waiting in the store, for metrics.
@@ -150,12 +159,8 @@ pub trait EventStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError>;
-    /// Sagas whose wake-up time is at or before `now`: (id, type).
-    async fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(SagaId, String)>, StoreError>;
+    /// Sagas whose wake-up time is at or before `now`, most overdue first.
+    async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError>;
     async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError>;
     async fn get(&self, saga: SagaId) -> Result<Option<SagaRecord>, StoreError>;
     async fn find_by_key(

@@ -54,7 +54,7 @@ pub(crate) async fn step<S: Saga>(
             return (Ok(Handled::NothingDue), Some(current));
         }
         let now = Utc::now();
-        let status_before = current.state.view().status;
+        let before = current.state.view();
         let mut state = current.state;
         let mut new_events = Vec::with_capacity(events.len());
         let mut outbox = Vec::new();
@@ -102,8 +102,15 @@ pub(crate) async fn step<S: Saga>(
                 if commit.new_saga.is_some() {
                     m.started(S::TYPE);
                 }
-                if status.is_settled() && status != status_before {
+                if status.is_settled() && status != before.status {
                     m.settled(S::TYPE, status.as_str());
+                }
+                let moved_on =
+                    (commit.view.step, commit.view.attempt) != (before.step, before.attempt);
+                if let (Some(step), Some(since), true) = (before.step, before.step_since, moved_on)
+                {
+                    let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    m.step_finished(S::TYPE, step, seconds.max(0.0));
                 }
                 tracing::debug!(version, status = %status, "saga step committed");
                 let outbox =

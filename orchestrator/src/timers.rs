@@ -40,12 +40,15 @@ impl TimerService {
         let orchestrator = self.orchestrator.clone();
         let metrics = self.orchestrator.metrics().clone();
         let fut = async move {
-            let due = store.due(Utc::now(), BATCH).await?;
+            let now = Utc::now();
+            let due = store.due(now, BATCH).await?;
             let fired = due.len();
             metrics.timers_fired.inc_by(fired as u64);
-            let wakes = due
-                .into_iter()
-                .map(|(id, saga_type)| orchestrator.wake(id, saga_type));
+            let wakes = due.into_iter().map(|timer| {
+                let lag = (now - timer.wake_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                metrics.timer_lag_seconds.observe(lag.max(0.0));
+                orchestrator.wake(timer.saga_id, timer.saga_type)
+            });
             for result in join_all(wakes).await {
                 if let Err(e) = result {
                     tracing::warn!(error.message = %e, "timer not handled");

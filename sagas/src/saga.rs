@@ -250,6 +250,8 @@ pub struct View {
     pub status: Status,
     pub step: Option<&'static str>,
     pub attempt: Option<u32>,
+    /// When the current attempt of the current step began.
+    pub step_since: Option<DateTime<Utc>>,
     /// When the saga next wants a `Wake` input (a deadline or a retry).
     pub wake_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
-    Backlog, CommitOutcome, DeadLetter, EventRecord, EventStore, OutboxMessage, SagaRecord,
-    StepCommit, StoreError, StoredHistory,
+    Backlog, CommitOutcome, DeadLetter, DueTimer, EventRecord, EventStore, OutboxMessage,
+    SagaRecord, StepCommit, StoreError, StoredHistory,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -46,7 +46,7 @@ pub(super) fn db(e: sqlx::Error) -> StoreError {
 }
 
 const SAGA_COLUMNS: &str = "id, saga_type, business_key, status, current_step, attempt, \
-     version, input, last_error, wake_at, created_at, updated_at";
+     step_since, version, input, last_error, wake_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SagaRow {
@@ -56,6 +56,7 @@ struct SagaRow {
     status: String,
     current_step: Option<String>,
     attempt: Option<i32>,
+    step_since: Option<DateTime<Utc>>,
     version: i64,
     input: serde_json::Value,
     last_error: Option<String>,
@@ -73,6 +74,7 @@ impl From<SagaRow> for SagaRecord {
             status: r.status,
             current_step: r.current_step,
             attempt: r.attempt,
+            step_since: r.step_since,
             version: r.version,
             input: r.input,
             last_error: r.last_error,
@@ -210,13 +212,9 @@ impl EventStore for PgEventStore {
         Ok(())
     }
 
-    async fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(SagaId, String)>, StoreError> {
-        let rows: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, saga_type FROM sagas WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2",
+    async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError> {
+        let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, saga_type, wake_at FROM sagas WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -225,7 +223,11 @@ impl EventStore for PgEventStore {
         .map_err(db)?;
         Ok(rows
             .into_iter()
-            .map(|(id, t)| (SagaId::from_uuid(id), t))
+            .map(|(id, saga_type, wake_at)| DueTimer {
+                saga_id: SagaId::from_uuid(id),
+                saga_type,
+                wake_at,
+            })
             .collect())
     }
 

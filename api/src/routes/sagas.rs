@@ -40,6 +40,8 @@ struct SagaDto {
     status: String,
     current_step: Option<String>,
     attempt: Option<i32>,
+    /// When the current attempt of the current step began.
+    step_since: Option<DateTime<Utc>>,
     version: i64,
     input: Value,
     last_error: Option<String>,
@@ -58,6 +60,7 @@ impl From<SagaRecord> for SagaDto {
             status: r.status,
             current_step: r.current_step,
             attempt: r.attempt,
+            step_since: r.step_since,
             version: r.version,
             input: r.input,
             last_error: r.last_error,

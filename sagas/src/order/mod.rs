@@ -92,6 +92,7 @@ impl Saga for OrderSaga {
             status: self.status,
             step: pending.map(|p| p.step.name()),
             attempt: pending.map(|p| p.attempt),
+            step_since: pending.map(|p| p.since),
             wake_at: pending.and_then(|p| match p.wait {
                 Wait::Reply { deadline } => Some(deadline),
                 Wait::Retry { at } => Some(at),

@@ -28,6 +28,8 @@ pub struct OrderSaga {
 pub struct Pending {
     pub step: Step,
     pub attempt: u32,
+    /// When this attempt began.
+    pub since: DateTime<Utc>,
     pub wait: Wait,
     /// An attempt of this step timed out, so it may have been applied.
     pub uncertain: bool,
@@ -174,6 +176,7 @@ impl OrderSaga {
         self.pending = Some(Pending {
             step,
             attempt,
+            since: at,
             wait: Wait::Reply {
                 deadline: at + timeout,
             },

@@ -134,6 +134,7 @@ struct SagaRows<'a> {
     statuses: Vec<&'a str>,
     steps: Vec<Option<&'a str>>,
     attempts: Vec<Option<i32>>,
+    since: Vec<Option<DateTime<Utc>>>,
     versions: Vec<i64>,
     errors: Vec<Option<&'a str>>,
     wakes: Vec<Option<DateTime<Utc>>>,
@@ -152,6 +153,7 @@ impl<'a> SagaRows<'a> {
                 .iter()
                 .map(|s| s.view.attempt.map(|a| a as i32))
                 .collect(),
+            since: steps.iter().map(|s| s.view.step_since).collect(),
             versions: steps
                 .iter()
                 .map(|s| (s.expected_version + s.events.len() as u64) as i64)
@@ -203,11 +205,12 @@ async fn insert_sagas(
     let r = SagaRows::collect(new.into_iter());
     let created: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt, version, \
-                            last_error, wake_at, created_at, updated_at, input) \
-         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp \
+                            last_error, wake_at, created_at, updated_at, input, step_since) \
+         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp, ss \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
-                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[]) \
-              AS x(i, ty, k, st, sp, a, v, e, w, t, inp) \
+                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[], \
+                     $12::timestamptz[]) \
+              AS x(i, ty, k, st, sp, a, v, e, w, t, inp, ss) \
          ON CONFLICT (saga_type, business_key) DO NOTHING RETURNING id",
     )
     .bind(&r.ids)
@@ -221,6 +224,7 @@ async fn insert_sagas(
     .bind(&r.wakes)
     .bind(&r.times)
     .bind(&inputs)
+    .bind(&r.since)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
@@ -243,10 +247,11 @@ async fn update_sagas(
     let r = SagaRows::collect(existing.into_iter());
     let updated: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE sagas s SET status = x.st, current_step = x.sp, attempt = x.a, version = x.v, \
-                last_error = x.e, wake_at = x.w, updated_at = x.t \
+                last_error = x.e, wake_at = x.w, updated_at = x.t, step_since = x.ss \
          FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], \
-                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
-              AS x(i, ty, ev, st, sp, a, v, e, w, t) \
+                     $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
+                     $11::timestamptz[]) \
+              AS x(i, ty, ev, st, sp, a, v, e, w, t, ss) \
          WHERE s.id = ANY($1) AND s.id = x.i AND s.saga_type = x.ty AND s.version = x.ev \
          RETURNING s.id",
     )
@@ -260,6 +265,7 @@ async fn update_sagas(
     .bind(&r.errors)
     .bind(&r.wakes)
     .bind(&r.times)
+    .bind(&r.since)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;

@@ -36,6 +36,7 @@ fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> 
             status: Status::Running,
             step: None,
             attempt: None,
+            step_since: None,
             wake_at: None,
             last_error: None,
         },
