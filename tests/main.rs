@@ -10,3 +10,4 @@ mod replies;
 mod restart;
 mod sagas;
 mod timeouts;
+mod trace;

@@ -74,6 +74,7 @@ async fn duplicates_and_dead_letters_are_counted() {
         saga_id: saga.parse().unwrap(),
         reply: reply.clone(),
         raw: b"{}".to_vec(),
+        traceparent: None,
     };
     app.orchestrator
         .receive(inbound(&id, "late"))

@@ -20,6 +20,7 @@ fn inbound(saga: &str, message_id: &str, step: &str) -> Inbound {
         message_id: message_id.into(),
         saga_id: saga.parse().unwrap(),
         raw: serde_json::to_vec(&reply).unwrap(),
+        traceparent: None,
         reply,
     }
 }

@@ -41,6 +41,7 @@ fn step(saga: SagaId, expected_version: u64, n: usize, key: Option<&str>) -> Ste
         new_saga: key.map(|k| NewSaga {
             business_key: k.into(),
             input: json!({ "k": k }),
+            traceparent: None,
         }),
         events: (0..n)
             .map(|i| NewEvent {
@@ -184,6 +185,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
             created_at: (Utc::now() - Duration::seconds(1))
                 .duration_trunc(Duration::microseconds(1))
                 .unwrap(),
+            traceparent: None,
         })
         .collect();
     store.commit(Arc::new(first.clone())).await.unwrap();

@@ -15,6 +15,7 @@ use crate::notifier::SettledNotifier;
 use crate::ports::{EventStore, StoreError};
 use crate::relay::OutboxRelay;
 use crate::supervisor::Gone;
+use crate::trace::TraceParent;
 
 /// What every saga actor shares.
 pub(crate) struct Deps {
@@ -34,10 +35,13 @@ pub enum SagaInput {
         business_key: String,
         input: Value,
         now: DateTime<Utc>,
+        /// From the start request; a new trace when it had none.
+        traceparent: Option<TraceParent>,
     },
     Reply {
         message_id: String,
         reply: Reply,
+        traceparent: Option<TraceParent>,
     },
     Wake {
         now: DateTime<Utc>,
@@ -91,6 +95,8 @@ pub enum ActorError {
 pub(crate) struct Loaded<S> {
     pub state: S,
     pub version: u64,
+    /// The saga's own trace (from its start), for commands no input traces.
+    pub trace: Option<TraceParent>,
 }
 
 /// The actor of one saga instance. Its state is a cache of the folded history:
@@ -153,7 +159,12 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
         let deps = self.deps.clone();
         let id = self.id;
         let loaded = self.loaded.take();
-        let span = tracing::info_span!("saga_input", saga_id = %id, saga_type = S::TYPE);
+        let span = tracing::info_span!(
+            "saga_input",
+            saga_id = %id,
+            saga_type = S::TYPE,
+            trace_id = tracing::field::Empty
+        );
         let fut =
             async move { crate::step::step::<S>(&deps, id, loaded, msg.0).await }.instrument(span);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(

@@ -18,6 +18,7 @@ use crate::ports::{DeadLetter, EventStore, SagaRecord, StoreError, Transport};
 use crate::relay::OutboxRelay;
 use crate::supervisor::{Gone, Kind, Route, RouteError, SagaKind, Supervisor};
 use crate::timers::TimerService;
+use crate::trace::TraceParent;
 
 /// How often a long poll re-reads the store, for changes made by other nodes.
 const WAIT_POLL: Duration = Duration::from_millis(500);
@@ -72,6 +73,8 @@ pub struct Inbound {
     pub saga_id: SagaId,
     pub reply: Reply,
     pub raw: Vec<u8>,
+    /// The message's W3C trace context, if it had a valid one.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// Cheap to clone; every clone drives the same actors.
@@ -176,12 +179,14 @@ impl Orchestrator {
         saga_type: &str,
         business_key: &str,
         input: Value,
+        traceparent: Option<TraceParent>,
     ) -> Result<StartOutcome, StartError> {
         let id = SagaId::from_uuid(Uuid::now_v7());
         let start = SagaInput::Start {
             business_key: business_key.to_owned(),
             input,
             now: Utc::now(),
+            traceparent,
         };
         match self.dispatch(id, Some(saga_type.to_owned()), start).await {
             Ok(_) => Ok(StartOutcome::Created(id)),
@@ -210,6 +215,7 @@ impl Orchestrator {
         let input = SagaInput::Reply {
             message_id: inbound.message_id.clone(),
             reply: inbound.reply,
+            traceparent: inbound.traceparent,
         };
         match self.dispatch(inbound.saga_id, None, input).await {
             Err(ActorError::UnknownSaga(id)) => {

@@ -23,6 +23,7 @@ mod relay;
 mod step;
 mod supervisor;
 mod timers;
+mod trace;
 
 pub use actor::{ActorError, Handled, SagaActor, SagaInput};
 pub use handle::{
@@ -31,3 +32,4 @@ pub use handle::{
 pub use metrics::Metrics;
 pub use notifier::SettledNotifier;
 pub use ports::{EventStore, StoreError, Transport, TransportError};
+pub use trace::TraceParent;

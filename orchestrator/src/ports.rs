@@ -30,6 +30,8 @@ pub struct StepCommit {
 pub struct NewSaga {
     pub business_key: String,
     pub input: serde_json::Value,
+    /// The saga's W3C trace context.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct OutboxMessage {
     pub idempotency_key: String,
     pub data: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// W3C trace context for the participant.
+    pub traceparent: Option<String>,
 }
 
 /// What a successful call to [`EventStore::commit`] found.
@@ -68,6 +72,7 @@ pub enum CommitOutcome {
 #[derive(Debug, Clone)]
 pub struct StoredHistory {
     pub saga_type: String,
+    pub traceparent: Option<String>,
     pub events: Vec<serde_json::Value>,
     pub version: u64,
 }

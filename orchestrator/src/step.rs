@@ -13,6 +13,7 @@ use crate::ports::{
     CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
 };
 use crate::relay::Publish;
+use crate::trace::TraceParent;
 
 /// How often one input is decided again after losing an optimistic-concurrency race.
 pub(crate) const MAX_CONFLICT_RETRIES: usize = 5;
@@ -36,6 +37,7 @@ pub(crate) async fn step<S: Saga>(
             None if parsed.new_saga.is_some() => Loaded {
                 state: S::new(id),
                 version: 0,
+                trace: parsed.trace.clone(),
             },
             None => match load::<S>(deps.store.as_ref(), id).await {
                 Ok(Some(l)) => l,
@@ -55,6 +57,12 @@ pub(crate) async fn step<S: Saga>(
         }
         let now = Utc::now();
         let before = current.state.view();
+        // Commands follow the input's trace, else the saga's own.
+        let trace = parsed.trace.as_ref().or(current.trace.as_ref());
+        if let Some(t) = trace {
+            tracing::Span::current().record("trace_id", t.trace_id());
+        }
+        let saga_trace = current.trace.clone();
         let mut state = current.state;
         let mut new_events = Vec::with_capacity(events.len());
         let mut outbox = Vec::new();
@@ -71,6 +79,7 @@ pub(crate) async fn step<S: Saga>(
                 idempotency_key: c.idempotency_key,
                 data: c.data,
                 created_at: now,
+                traceparent: trace.map(|t| t.child().to_string()),
             }));
             new_events.push(NewEvent {
                 event_type: S::event_type(event),
@@ -122,7 +131,12 @@ pub(crate) async fn step<S: Saga>(
                     deps.notifier.notify(id);
                 }
                 let handled = Handled::Applied { version, status };
-                return (Ok(handled), Some(Loaded { state, version }));
+                let loaded = Loaded {
+                    state,
+                    version,
+                    trace: saga_trace,
+                };
+                return (Ok(handled), Some(loaded));
             }
             Ok(CommitOutcome::DuplicateInbox) => {
                 m.inbox_duplicates.inc();
@@ -153,6 +167,7 @@ struct Parsed<S: Saga> {
     input: Input<S::Start>,
     message_id: Option<String>,
     new_saga: Option<NewSaga>,
+    trace: Option<TraceParent>,
 }
 
 impl<S: Saga> Parsed<S> {
@@ -162,6 +177,7 @@ impl<S: Saga> Parsed<S> {
                 business_key,
                 input,
                 now,
+                traceparent,
             } => {
                 if !input.is_object() {
                     // serde would also accept a struct as a positional array.
@@ -182,24 +198,33 @@ impl<S: Saga> Parsed<S> {
                 S::validate(&start).map_err(ActorError::Invalid)?;
                 let normalized =
                     serde_json::to_value(&start).expect("start input serialises to JSON");
+                let trace = traceparent.unwrap_or_else(TraceParent::new_root);
                 Self {
                     input: Input::Start { start, policy, now },
                     message_id: None,
                     new_saga: Some(NewSaga {
                         business_key,
                         input: normalized,
+                        traceparent: Some(trace.to_string()),
                     }),
+                    trace: Some(trace),
                 }
             }
-            SagaInput::Reply { message_id, reply } => Self {
+            SagaInput::Reply {
+                message_id,
+                reply,
+                traceparent,
+            } => Self {
                 input: Input::Reply(reply),
                 message_id: Some(message_id),
                 new_saga: None,
+                trace: traceparent,
             },
             SagaInput::Wake { now } => Self {
                 input: Input::Wake { now },
                 message_id: None,
                 new_saga: None,
+                trace: None,
             },
         })
     }
@@ -254,5 +279,6 @@ async fn load<S: Saga>(
     Ok(Some(Loaded {
         state,
         version: history.version,
+        trace: history.traceparent.as_deref().and_then(TraceParent::parse),
     }))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sagaplane_orchestrator::ports::OutboxMessage;
-use sagaplane_orchestrator::{Inbound, Orchestrator};
+use sagaplane_orchestrator::{Inbound, Orchestrator, TraceParent};
 use sagaplane_sagas::{Outcome, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -113,6 +113,8 @@ impl SimulatedParticipants {
             saga_id: command.saga_id,
             raw: serde_json::to_vec(&reply).expect("a reply serialises"),
             reply,
+            // The reply continues the command's trace.
+            traceparent: command.traceparent.as_deref().and_then(TraceParent::parse),
         };
         // Like a broker, redeliver a few times when the orchestrator fails.
         for attempt in 1..=5u64 {

@@ -97,6 +97,7 @@ struct OutboxRow {
     idempotency_key: String,
     data: serde_json::Value,
     created_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 impl From<OutboxRow> for OutboxMessage {
@@ -112,6 +113,7 @@ impl From<OutboxRow> for OutboxMessage {
             idempotency_key: r.idempotency_key,
             data: r.data,
             created_at: r.created_at,
+            traceparent: r.traceparent,
         }
     }
 }
@@ -120,8 +122,9 @@ impl From<OutboxRow> for OutboxMessage {
 impl EventStore for PgEventStore {
     async fn load(&self, saga: SagaId) -> Result<Option<StoredHistory>, StoreError> {
         // One statement, so the type and the events come from one snapshot.
-        let rows: Vec<(String, Option<serde_json::Value>)> = sqlx::query_as(
-            "SELECT s.saga_type, e.data FROM sagas s \
+        type Row = (String, Option<String>, Option<serde_json::Value>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT s.saga_type, s.traceparent, e.data FROM sagas s \
              LEFT JOIN saga_events e ON e.saga_id = s.id \
              WHERE s.id = $1 ORDER BY e.seq",
         )
@@ -129,13 +132,13 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let Some((saga_type, _)) = rows.first() else {
+        let Some((saga_type, traceparent, _)) = rows.first().cloned() else {
             return Ok(None);
         };
-        let saga_type = saga_type.clone();
-        let events: Vec<serde_json::Value> = rows.into_iter().filter_map(|(_, e)| e).collect();
+        let events: Vec<serde_json::Value> = rows.into_iter().filter_map(|(_, _, e)| e).collect();
         Ok(Some(StoredHistory {
             saga_type,
+            traceparent,
             version: events.len() as u64,
             events,
         }))
@@ -189,7 +192,7 @@ impl EventStore for PgEventStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT message_id, saga_id, saga_type, step, attempt, participant, command_type, \
-                    idempotency_key, data, created_at \
+                    idempotency_key, data, created_at, traceparent \
              FROM outbox WHERE sent_at IS NULL AND created_at < $1 \
              ORDER BY message_id LIMIT $2",
         )

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{EventRecord, SagaRecord};
-use sagaplane_orchestrator::{ActorError, StartError, StartOutcome};
+use sagaplane_orchestrator::{ActorError, StartError, StartOutcome, TraceParent};
 use sagaplane_sagas::{FieldError, SagaId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -101,8 +101,15 @@ struct GetQuery {
 /// `POST /v1/sagas`: 201 for a new saga, 200 for a repeat of a known start.
 async fn start(
     state: web::Data<AppState>,
+    http: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    // An invalid traceparent is ignored, as W3C Trace Context says: a new trace starts.
+    let traceparent = http
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
     let request: StartRequest =
         serde_path_to_error::deserialize(body.into_inner()).map_err(|e| {
             let path = e.path().to_string();
@@ -118,7 +125,12 @@ async fn start(
     }
     let outcome = state
         .orchestrator
-        .start(&request.saga_type, &request.business_key, request.input)
+        .start(
+            &request.saga_type,
+            &request.business_key,
+            request.input,
+            traceparent,
+        )
         .await
         .map_err(|e| match e {
             StartError::UnknownType(t) => ApiError::Invalid(vec![FieldError::new(

@@ -202,15 +202,20 @@ async fn insert_sagas(
         .iter()
         .filter_map(|s| s.new_saga.as_ref().map(|n| &n.input))
         .collect();
+    let traces: Vec<Option<&str>> = new
+        .iter()
+        .map(|s| s.new_saga.as_ref().and_then(|n| n.traceparent.as_deref()))
+        .collect();
     let r = SagaRows::collect(new.into_iter());
     let created: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt, version, \
-                            last_error, wake_at, created_at, updated_at, input, step_since) \
-         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp, ss \
+                            last_error, wake_at, created_at, updated_at, input, step_since, \
+                            traceparent) \
+         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp, ss, tp \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
                      $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[], \
-                     $12::timestamptz[]) \
-              AS x(i, ty, k, st, sp, a, v, e, w, t, inp, ss) \
+                     $12::timestamptz[], $13::text[]) \
+              AS x(i, ty, k, st, sp, a, v, e, w, t, inp, ss, tp) \
          ON CONFLICT (saga_type, business_key) DO NOTHING RETURNING id",
     )
     .bind(&r.ids)
@@ -225,6 +230,7 @@ async fn insert_sagas(
     .bind(&r.times)
     .bind(&inputs)
     .bind(&r.since)
+    .bind(&traces)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
@@ -329,11 +335,12 @@ async fn insert_outbox(
         .collect();
     let data: Vec<&serde_json::Value> = messages.iter().map(|m| &m.data).collect();
     let created: Vec<DateTime<Utc>> = messages.iter().map(|m| m.created_at).collect();
+    let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
     sqlx::query(
         "INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant, \
-                             command_type, idempotency_key, data, created_at) \
+                             command_type, idempotency_key, data, created_at, traceparent) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], \
-                $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])",
+                $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[], $11::text[])",
     )
     .bind(&ids)
     .bind(&sagas)
@@ -345,6 +352,7 @@ async fn insert_outbox(
     .bind(&keys)
     .bind(&data)
     .bind(&created)
+    .bind(&traces)
     .execute(&mut **tx)
     .await
     .map_err(db)?;

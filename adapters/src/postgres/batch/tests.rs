@@ -26,6 +26,7 @@ fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> 
         new_saga: key.map(|k| NewSaga {
             business_key: k.into(),
             input: json!({}),
+            traceparent: None,
         }),
         events: vec![NewEvent {
             event_type: "Tested",
