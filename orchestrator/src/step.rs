@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId};
+use chrono::{DateTime, Utc};
+use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId, View};
 use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handled, Loaded, SagaInput};
+use crate::metrics::Metrics;
 use crate::ports::{
     CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
 };
@@ -108,19 +109,7 @@ pub(crate) async fn step<S: Saga>(
             .observe(waited.elapsed().as_secs_f64());
         match committed {
             Ok(CommitOutcome::Committed) => {
-                if commit.new_saga.is_some() {
-                    m.started(S::TYPE);
-                }
-                if status.is_settled() && status != before.status {
-                    m.settled(S::TYPE, status.as_str());
-                }
-                let moved_on =
-                    (commit.view.step, commit.view.attempt) != (before.step, before.attempt);
-                if let (Some(step), Some(since), true) = (before.step, before.step_since, moved_on)
-                {
-                    let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    m.step_finished(S::TYPE, step, seconds.max(0.0));
-                }
+                count_step(m, S::TYPE, &before, &commit, now);
                 tracing::debug!(version, status = %status, "saga step committed");
                 let outbox =
                     Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
@@ -160,6 +149,22 @@ pub(crate) async fn step<S: Saga>(
         }
     }
     (Err(ActorError::Contended), None)
+}
+
+/// Counts what a committed step did: a saga started or settled, a step finished.
+fn count_step(m: &Metrics, saga_type: &str, before: &View, step: &StepCommit, now: DateTime<Utc>) {
+    let after = &step.view;
+    if step.new_saga.is_some() {
+        m.started(saga_type);
+    }
+    if after.status.is_settled() && after.status != before.status {
+        m.settled(saga_type, after.status.as_str());
+    }
+    let moved_on = (after.step, after.attempt) != (before.step, before.attempt);
+    if let (Some(name), Some(since), true) = (before.step, before.step_since, moved_on) {
+        let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        m.step_finished(saga_type, name, seconds.max(0.0));
+    }
 }
 
 /// An input parsed for saga type `S`.
