@@ -25,9 +25,28 @@ pub struct PgEventStore {
 
 impl PgEventStore {
     /// A store on `pool`; starts its committer on the current tokio runtime.
+    /// A store on `pool`. Saga steps are written by a committer on a thread of
+    /// its own, with connections of its own, so that the statements of a batch
+    /// follow each other without waiting for the thread that runs the actors.
     pub fn new(pool: PgPool, group_commit: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(committer::run(pool.clone(), queue, group_commit));
+        let options = (*pool.connect_options()).clone();
+        std::thread::Builder::new()
+            .name("sagaplane-commit".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the committer's runtime starts");
+                runtime.block_on(async move {
+                    let commit_pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(group_commit.concurrency.max(1) as u32)
+                        .test_before_acquire(false)
+                        .connect_lazy_with(options);
+                    committer::run(commit_pool, queue, group_commit).await;
+                });
+            })
+            .expect("the committer's thread starts");
         Self { pool, jobs }
     }
 
