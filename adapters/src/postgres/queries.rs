@@ -1,4 +1,5 @@
-//! [`EventStore`] on PostgreSQL: each step is one transaction.
+//! [`EventStore`] on PostgreSQL. Saga steps go to the committer (group commit,
+//! see `committer` and `batch`); everything else is a query here.
 
 use std::sync::Arc;
 
@@ -24,7 +25,6 @@ pub struct PgEventStore {
 }
 
 impl PgEventStore {
-    /// A store on `pool`; starts its committer on the current tokio runtime.
     /// A store on `pool`. Saga steps are written by a committer on a thread of
     /// its own, with connections of its own, so that the statements of a batch
     /// follow each other without waiting for the thread that runs the actors.
