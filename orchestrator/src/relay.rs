@@ -25,14 +25,14 @@ pub(crate) struct OutboxRelay {
     store: Arc<dyn EventStore>,
     transport: Arc<dyn Transport>,
     metrics: Metrics,
-    /// Set once the rows found unsent at start-up have been handed over.
+    /// Set once the rows found unsent at start-up have been published.
     recovered: Arc<AtomicBool>,
     queue: VecDeque<OutboxMessage>,
     queued: HashSet<Uuid>,
     flushing: bool,
-    startup_swept: bool,
-    /// Rows found unsent at start-up and not yet published.
-    awaiting_recovery: HashSet<Uuid>,
+    /// Rows found unsent at start-up and not yet published; `None` until the
+    /// start-up sweep has run.
+    awaiting_recovery: Option<HashSet<Uuid>>,
     sweep_interval: Duration,
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
@@ -54,8 +54,7 @@ impl OutboxRelay {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             flushing: false,
-            startup_swept: false,
-            awaiting_recovery: HashSet::new(),
+            awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
         }
@@ -95,8 +94,10 @@ impl OutboxRelay {
             match result {
                 Ok(()) => {
                     act.metrics.commands_published.inc_by(ids.len() as u64);
-                    for id in &ids {
-                        act.awaiting_recovery.remove(id);
+                    if let Some(awaiting) = &mut act.awaiting_recovery {
+                        for id in &ids {
+                            awaiting.remove(id);
+                        }
                     }
                     act.check_recovered();
                 }
@@ -112,7 +113,11 @@ impl OutboxRelay {
 
     /// Start-up recovery is finished once every row found unsent then is published.
     fn check_recovered(&self) {
-        if self.startup_swept && self.awaiting_recovery.is_empty() {
+        if self
+            .awaiting_recovery
+            .as_ref()
+            .is_some_and(HashSet::is_empty)
+        {
             self.recovered.store(true, Ordering::Release);
         }
     }
@@ -133,8 +138,8 @@ impl OutboxRelay {
                             tracing::info!(count = rows.len(), "unsent outbox rows found");
                         }
                         if everything {
-                            act.startup_swept = true;
-                            act.awaiting_recovery = rows.iter().map(|m| m.message_id).collect();
+                            act.awaiting_recovery =
+                                Some(rows.iter().map(|m| m.message_id).collect());
                             act.check_recovered();
                         }
                         act.enqueue(rows);
