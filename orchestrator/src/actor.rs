@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use sagaplane_sagas::{FieldError, Policy, Rejection, Reply, Saga, SagaId, Status};
+use sagaplane_sagas::{Action, FieldError, Policy, Rejection, Reply, Saga, SagaId, Status};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::handle::ActionReport;
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{EventStore, StoreError};
@@ -46,6 +47,14 @@ pub enum SagaInput {
     Wake {
         now: DateTime<Utc>,
     },
+    Operator {
+        action: Action,
+        now: DateTime<Utc>,
+        /// `If-Match`: refused unless the saga is at this version.
+        expected_version: Option<u64>,
+        /// Decide and report, write nothing.
+        dry_run: bool,
+    },
 }
 
 #[derive(Message)]
@@ -65,6 +74,8 @@ pub enum Handled {
     DeadLettered,
     /// A timer fired but nothing was due.
     NothingDue,
+    /// An operator action, applied or (dry run) only predicted.
+    Acted(Box<ActionReport>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +88,8 @@ pub enum ActorError {
     BusinessKeyTaken { input: Value },
     #[error("there is no saga {0}")]
     UnknownSaga(SagaId),
+    #[error("the saga is at version {current}, not {expected}")]
+    VersionMismatch { expected: u64, current: u64 },
     #[error("there is no saga type `{0}`")]
     UnknownType(String),
     #[error("the saga's history could not be read: {0}")]

@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use sagaplane_sagas::{FieldError, Policy, Reply, Saga, SagaId, Status};
+use sagaplane_sagas::{Action, FieldError, Policy, Reply, Saga, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
-use crate::ports::{DeadLetter, EventStore, SagaRecord, StoreError, Transport};
+use crate::codec;
+use crate::ports::{
+    DeadLetter, EventStore, NewEvent, OutboxMessage, SagaRecord, StoreError, Transport,
+};
 use crate::relay::OutboxRelay;
-use crate::supervisor::{Gone, Kind, Route, RouteError, SagaKind, Supervisor};
+use crate::supervisor::{Gone, Kind, Kinds, Route, RouteError, SagaKind, Snapshot, Supervisor};
 use crate::timers::TimerService;
 use crate::trace::TraceParent;
 
@@ -85,6 +88,7 @@ pub struct Orchestrator {
     notifier: Arc<SettledNotifier>,
     metrics: Metrics,
     recovered: Arc<AtomicBool>,
+    kinds: Kinds,
 }
 
 /// Registers saga types, then starts the actors.
@@ -93,6 +97,18 @@ pub struct OrchestratorBuilder {
     transport: Arc<dyn Transport>,
     config: OrchestratorConfig,
     kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+}
+
+/// What an operator action did, or would do on a dry run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionReport {
+    /// Nothing was written: the events and commands are a prediction.
+    pub dry_run: bool,
+    /// The saga's version after the action.
+    pub version: u64,
+    pub status: Status,
+    pub events: Vec<NewEvent>,
+    pub commands: Vec<OutboxMessage>,
 }
 
 impl OrchestratorBuilder {
@@ -118,7 +134,8 @@ impl OrchestratorBuilder {
         .start();
         let notifier = Arc::new(SettledNotifier::default());
         let store = self.store.clone();
-        let kinds = self.kinds;
+        let kinds: Kinds = Arc::new(self.kinds);
+        let supervisor_kinds = kinds.clone();
         let deps_notifier = notifier.clone();
         let deps_metrics = metrics.clone();
         let supervisor = Supervisor::create(move |ctx| {
@@ -131,7 +148,7 @@ impl OrchestratorBuilder {
                 policy: config.policy,
                 idle_timeout: config.idle_timeout,
             });
-            Supervisor::new(kinds, deps)
+            Supervisor::new(supervisor_kinds, deps)
         });
         let orchestrator = Orchestrator {
             supervisor,
@@ -139,6 +156,7 @@ impl OrchestratorBuilder {
             notifier,
             metrics,
             recovered,
+            kinds,
         };
         TimerService::new(self.store, orchestrator.clone(), config.timer_interval).start();
         orchestrator
@@ -212,27 +230,117 @@ impl Orchestrator {
     /// Applies a participant's reply once; a reply for no known saga is kept
     /// as a dead letter with its raw bytes.
     pub async fn receive(&self, inbound: Inbound) -> Result<Handled, ActorError> {
+        let Inbound {
+            channel,
+            message_id,
+            saga_id,
+            reply,
+            raw,
+            traceparent,
+        } = inbound;
         let input = SagaInput::Reply {
-            message_id: inbound.message_id.clone(),
-            reply: inbound.reply,
-            traceparent: inbound.traceparent,
+            message_id: message_id.clone(),
+            reply,
+            traceparent,
         };
-        match self.dispatch(inbound.saga_id, None, input).await {
+        match self.dispatch(saga_id, None, input).await {
             Err(ActorError::UnknownSaga(id)) => {
-                self.store
-                    .dead_letter(DeadLetter {
-                        channel: inbound.channel,
-                        reason: format!("no saga {id}"),
-                        raw: inbound.raw,
-                        headers: json!({ "message_id": inbound.message_id }),
-                    })
-                    .await?;
-                self.metrics.dead_letters.inc();
-                tracing::warn!(saga_id = %id, "reply for an unknown saga dead-lettered");
+                self.dead_letter(DeadLetter {
+                    channel,
+                    reason: format!("no saga {id}"),
+                    raw,
+                    headers: json!({ "message_id": message_id }),
+                })
+                .await?;
                 Ok(Handled::DeadLettered)
             }
             other => other,
         }
+    }
+
+    /// Applies a reply once; unlike [`Orchestrator::receive`], a reply for no
+    /// known saga is an error (`UnknownSaga`), not a dead letter.
+    pub async fn apply_reply(&self, inbound: Inbound) -> Result<Handled, ActorError> {
+        let input = SagaInput::Reply {
+            message_id: inbound.message_id,
+            reply: inbound.reply,
+            traceparent: inbound.traceparent,
+        };
+        self.dispatch(inbound.saga_id, None, input).await
+    }
+
+    /// Decodes a reply CloudEvent from `channel` and applies it once; bytes that
+    /// are not a usable reply are kept as a dead letter with the reason.
+    pub async fn receive_raw(
+        &self,
+        channel: &str,
+        raw: Vec<u8>,
+        headers: Value,
+    ) -> Result<Handled, ActorError> {
+        match codec::decode_reply(channel, &raw) {
+            Ok(inbound) => self.receive(inbound).await,
+            Err(e) => {
+                self.dead_letter(DeadLetter {
+                    channel: channel.to_owned(),
+                    reason: e.to_string(),
+                    raw,
+                    headers,
+                })
+                .await?;
+                Ok(Handled::DeadLettered)
+            }
+        }
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        tracing::warn!(channel = %letter.channel, reason = %letter.reason, "inbound message dead-lettered");
+        self.store.dead_letter(letter).await?;
+        self.metrics.dead_letters.inc();
+        Ok(())
+    }
+
+    /// An operator's action on a saga, applied through its actor like any input.
+    /// With `expected_version`, it is refused unless the saga is at that version;
+    /// with `dry_run`, nothing is written and the report predicts the effect.
+    pub async fn act(
+        &self,
+        saga_id: SagaId,
+        action: Action,
+        expected_version: Option<u64>,
+        dry_run: bool,
+    ) -> Result<ActionReport, ActorError> {
+        let input = SagaInput::Operator {
+            action,
+            now: Utc::now(),
+            expected_version,
+            dry_run,
+        };
+        match self.dispatch(saga_id, None, input).await? {
+            Handled::Acted(report) => Ok(*report),
+            other => Err(ActorError::Corrupt(format!(
+                "an operator action was handled as {other:?}"
+            ))),
+        }
+    }
+
+    /// The saga's state after each of its events (time travel), folded from
+    /// the stored history; `None` if there is no such saga.
+    pub async fn replay(&self, saga_id: SagaId) -> Result<Option<Vec<Snapshot>>, ActorError> {
+        let Some(history) = self.store.load(saga_id).await? else {
+            return Ok(None);
+        };
+        let kind = self
+            .kinds
+            .get(history.saga_type.as_str())
+            .ok_or_else(|| ActorError::UnknownType(history.saga_type.clone()))?;
+        kind.replay(saga_id, history.events)
+            .map(Some)
+            .map_err(ActorError::Corrupt)
+    }
+
+    /// The saga's current state, as operators see it.
+    pub async fn inspect(&self, saga_id: SagaId) -> Result<Option<Snapshot>, ActorError> {
+        Ok(self.replay(saga_id).await?.and_then(|mut all| all.pop()))
     }
 
     /// Lets a saga act on deadlines and back-offs that are due.

@@ -10,11 +10,13 @@
 //!   one atomic store write, and commands leave only after it committed.
 //! - `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
+//! - [`codec`]: CloudEvents 1.0 for commands out and replies in, on every transport.
 //! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
 //! - [`Metrics`]: what all of them count, for Prometheus.
 //! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
 
 mod actor;
+pub mod codec;
 mod handle;
 mod metrics;
 mod notifier;
@@ -27,9 +29,11 @@ mod trace;
 
 pub use actor::{ActorError, Handled, SagaActor, SagaInput};
 pub use handle::{
-    Inbound, Orchestrator, OrchestratorBuilder, OrchestratorConfig, StartError, StartOutcome,
+    ActionReport, Inbound, Orchestrator, OrchestratorBuilder, OrchestratorConfig, StartError,
+    StartOutcome,
 };
 pub use metrics::Metrics;
 pub use notifier::SettledNotifier;
-pub use ports::{EventStore, StoreError, Transport, TransportError};
+pub use supervisor::Snapshot;
+pub use ports::{EventStore, OperatorQueries, StoreError, Transport, TransportError};
 pub use trace::TraceParent;

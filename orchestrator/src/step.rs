@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId, View};
+use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId, Status, View};
 use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handled, Loaded, SagaInput};
+use crate::handle::ActionReport;
 use crate::metrics::Metrics;
 use crate::ports::{
     CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
@@ -46,6 +47,16 @@ pub(crate) async fn step<S: Saga>(
                 Err(e) => return (Err(e), None),
             },
         };
+        if let Some(expected) = parsed.expected_version.filter(|v| *v != current.version) {
+            let current_version = current.version;
+            return (
+                Err(ActorError::VersionMismatch {
+                    expected,
+                    current: current_version,
+                }),
+                Some(current),
+            );
+        }
         let events = match current.state.decide(parsed.input.clone()) {
             Ok(events) => events,
             Err(rejection) => {
@@ -64,6 +75,8 @@ pub(crate) async fn step<S: Saga>(
             tracing::Span::current().record("trace_id", t.trace_id());
         }
         let saga_trace = current.trace.clone();
+        // A dry run hands back the state it was decided on, untouched.
+        let original = parsed.dry_run.then(|| current.state.clone());
         let mut state = current.state;
         let mut new_events = Vec::with_capacity(events.len());
         let mut outbox = Vec::new();
@@ -102,6 +115,15 @@ pub(crate) async fn step<S: Saga>(
             inbox: parsed.message_id.clone(),
             at: now,
         });
+        if let Some(original) = original {
+            let report = report(true, version, status, &commit);
+            let loaded = Loaded {
+                state: original,
+                version: current.version,
+                trace: saga_trace,
+            };
+            return (Ok(Handled::Acted(Box::new(report))), Some(loaded));
+        }
         let waited = std::time::Instant::now();
         let committed = deps.store.commit(commit.clone()).await;
         let m = &deps.metrics;
@@ -111,6 +133,11 @@ pub(crate) async fn step<S: Saga>(
             Ok(CommitOutcome::Committed) => {
                 count_step(m, S::TYPE, &before, &commit, now);
                 tracing::debug!(version, status = %status, "saga step committed");
+                let handled = if parsed.is_operator() {
+                    Handled::Acted(Box::new(report(false, version, status, &commit)))
+                } else {
+                    Handled::Applied { version, status }
+                };
                 let outbox =
                     Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
                 if !outbox.is_empty() {
@@ -119,7 +146,6 @@ pub(crate) async fn step<S: Saga>(
                 if status.is_settled() {
                     deps.notifier.notify(id);
                 }
-                let handled = Handled::Applied { version, status };
                 let loaded = Loaded {
                     state,
                     version,
@@ -167,15 +193,31 @@ fn count_step(m: &Metrics, saga_type: &str, before: &View, step: &StepCommit, no
     }
 }
 
+fn report(dry_run: bool, version: u64, status: Status, step: &StepCommit) -> ActionReport {
+    ActionReport {
+        dry_run,
+        version,
+        status,
+        events: step.events.clone(),
+        commands: step.outbox.clone(),
+    }
+}
+
 /// An input parsed for saga type `S`.
 struct Parsed<S: Saga> {
     input: Input<S::Start>,
     message_id: Option<String>,
     new_saga: Option<NewSaga>,
     trace: Option<TraceParent>,
+    expected_version: Option<u64>,
+    dry_run: bool,
 }
 
 impl<S: Saga> Parsed<S> {
+    fn is_operator(&self) -> bool {
+        matches!(self.input, Input::Operator { .. })
+    }
+
     fn new(input: SagaInput, policy: Policy) -> Result<Self, ActorError> {
         Ok(match input {
             SagaInput::Start {
@@ -213,6 +255,8 @@ impl<S: Saga> Parsed<S> {
                         traceparent: Some(trace.to_string()),
                     }),
                     trace: Some(trace),
+                    expected_version: None,
+                    dry_run: false,
                 }
             }
             SagaInput::Reply {
@@ -224,12 +268,29 @@ impl<S: Saga> Parsed<S> {
                 message_id: Some(message_id),
                 new_saga: None,
                 trace: traceparent,
+                expected_version: None,
+                dry_run: false,
             },
             SagaInput::Wake { now } => Self {
                 input: Input::Wake { now },
                 message_id: None,
                 new_saga: None,
                 trace: None,
+                expected_version: None,
+                dry_run: false,
+            },
+            SagaInput::Operator {
+                action,
+                now,
+                expected_version,
+                dry_run,
+            } => Self {
+                input: Input::Operator { action, now },
+                message_id: None,
+                new_saga: None,
+                trace: None,
+                expected_version,
+                dry_run,
             },
         })
     }

@@ -5,14 +5,27 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use sagaplane_sagas::{Saga, SagaId};
+use sagaplane_sagas::{Explanation, Saga, SagaId, View};
+use serde_json::Value;
 
 use crate::actor::{Deps, Handle, SagaActor};
 
-/// Starts actors of one saga type.
-pub(crate) trait SagaKind: Send {
-    fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle>;
+/// A saga's state as operators see it, at one point of its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub view: View,
+    pub allowed_actions: Vec<&'static str>,
+    pub explanation: Explanation,
 }
+
+/// Starts actors of one saga type, and folds its histories.
+pub(crate) trait SagaKind: Send + Sync {
+    fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle>;
+    /// The state after each of `events`, in order.
+    fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String>;
+}
+
+pub(crate) type Kinds = Arc<HashMap<&'static str, Box<dyn SagaKind>>>;
 
 pub(crate) struct Kind<S>(PhantomData<fn() -> S>);
 
@@ -28,6 +41,22 @@ impl<S: Saga> SagaKind for Kind<S> {
             .start()
             .recipient()
     }
+
+    fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String> {
+        let mut state = S::new(id);
+        let mut snapshots = Vec::with_capacity(events.len());
+        for (i, data) in events.into_iter().enumerate() {
+            let event: S::Event = serde_json::from_value(data)
+                .map_err(|e| format!("event {} of saga {id}: {e}", i + 1))?;
+            state = state.evolve(&event);
+            snapshots.push(Snapshot {
+                view: state.view(),
+                allowed_actions: state.allowed_actions(),
+                explanation: state.explain(),
+            });
+        }
+        Ok(snapshots)
+    }
 }
 
 struct Live {
@@ -37,14 +66,14 @@ struct Live {
 
 /// Owns the live saga actors, at most one per saga.
 pub(crate) struct Supervisor {
-    kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+    kinds: Kinds,
     live: HashMap<SagaId, Live>,
     next_generation: u64,
     deps: Arc<Deps>,
 }
 
 impl Supervisor {
-    pub fn new(kinds: HashMap<&'static str, Box<dyn SagaKind>>, deps: Arc<Deps>) -> Self {
+    pub fn new(kinds: Kinds, deps: Arc<Deps>) -> Self {
         Self {
             kinds,
             live: HashMap::new(),

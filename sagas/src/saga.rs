@@ -35,6 +35,8 @@ pub trait Saga: Clone + Send + Unpin + Sized + 'static {
     fn validate(start: &Self::Start) -> Result<(), Vec<FieldError>>;
     /// The operator actions that make sense in the current state.
     fn allowed_actions(&self) -> Vec<&'static str>;
+    /// What the saga waits for and how far it got, for operators.
+    fn explain(&self) -> Explanation;
 }
 
 /// Something that happened to a saga from the outside.
@@ -255,6 +257,38 @@ pub struct View {
     /// When the saga next wants a `Wake` input (a deadline or a retry).
     pub wake_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+}
+
+/// What a saga waits for and how far it got: the answer to "why is it stuck".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// `None` once the saga is terminal.
+    pub waiting: Option<Waiting>,
+    /// Saga-specific progress (steps done, compensation plan …) as JSON.
+    pub progress: serde_json::Value,
+}
+
+/// The step a saga is in the middle of and what must happen for it to move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub step: &'static str,
+    pub participant: &'static str,
+    pub attempt: u32,
+    /// The step's attempt budget.
+    pub max_attempts: u32,
+    /// When this attempt began.
+    pub since: DateTime<Utc>,
+    pub on: WaitingOn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitingOn {
+    /// The command is out; the attempt times out at `deadline`.
+    Reply { deadline: DateTime<Utc> },
+    /// The last attempt failed; the next is sent at `at`.
+    Retry { at: DateTime<Utc> },
+    /// Out of budget: only an operator moves it on.
+    Operator,
 }
 
 /// Retry budget and back-off of one kind of step.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sagaplane_orchestrator::ports::OutboxMessage;
-use sagaplane_orchestrator::{Inbound, Orchestrator, TraceParent};
+use sagaplane_orchestrator::{codec, Orchestrator};
 use sagaplane_sagas::{Outcome, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,19 +106,21 @@ impl SimulatedParticipants {
             outcome,
             at: Utc::now(),
         };
-        let inbound = Inbound {
-            channel: CHANNEL.into(),
-            // The same command redelivered yields the same reply id.
-            message_id: format!("{}:reply", command.message_id),
-            saga_id: command.saga_id,
-            raw: serde_json::to_vec(&reply).expect("a reply serialises"),
-            reply,
-            // The reply continues the command's trace.
-            traceparent: command.traceparent.as_deref().and_then(TraceParent::parse),
-        };
+        // The reply travels as a CloudEvent, as from any real participant; the
+        // same command redelivered yields the same reply id.
+        let event = codec::reply_event(
+            &codec::command_event(&command, "sagaplane"),
+            format!("{}:reply", command.message_id),
+            command.participant.as_str(),
+            &reply,
+        );
+        let raw = serde_json::to_vec(&event).expect("a reply serialises");
         // Like a broker, redeliver a few times when the orchestrator fails.
         for attempt in 1..=5u64 {
-            match orchestrator.receive(inbound.clone()).await {
+            match orchestrator
+                .receive_raw(CHANNEL, raw.clone(), Value::Object(Default::default()))
+                .await
+            {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(error.message = %e, attempt, "simulated reply not accepted");

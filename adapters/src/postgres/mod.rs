@@ -2,6 +2,7 @@
 
 mod batch;
 mod committer;
+mod operator;
 mod queries;
 
 use std::time::Duration;

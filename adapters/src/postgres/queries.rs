@@ -64,11 +64,11 @@ pub(super) fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
-const SAGA_COLUMNS: &str = "id, saga_type, business_key, status, current_step, attempt, \
+pub(super) const SAGA_COLUMNS: &str = "id, saga_type, business_key, status, current_step, attempt, \
      step_since, version, input, last_error, wake_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
-struct SagaRow {
+pub(super) struct SagaRow {
     id: Uuid,
     saga_type: String,
     business_key: String,
@@ -329,7 +329,7 @@ impl EventStore for PgEventStore {
         let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), \
                     (SELECT min(created_at) FROM outbox WHERE sent_at IS NULL), \
-                    (SELECT count(*) FROM dead_letters)",
+                    (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
         )
         .fetch_one(&self.pool)
         .await

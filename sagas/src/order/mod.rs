@@ -26,8 +26,8 @@ pub use state::{OrderSaga, Pending, Wait};
 pub use steps::Step;
 
 use crate::{
-    Action, ActionKind, Assume, Command, FieldError, Input, Outcome, Rejection, Reply, Saga,
-    SagaId, Status, View,
+    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Rejection,
+    Reply, Saga, SagaId, Status, View, Waiting, WaitingOn,
 };
 
 impl Saga for OrderSaga {
@@ -119,6 +119,40 @@ impl Saga for OrderSaga {
             Status::Compensating => vec!["retry", "skip", "cancel"],
             Status::Suspended => vec!["retry", "skip", "resume", "cancel"],
             Status::Completed | Status::Compensated | Status::Cancelled => Vec::new(),
+        }
+    }
+
+    fn explain(&self) -> Explanation {
+        let policy = self.policy();
+        let waiting = self
+            .pending
+            .filter(|_| !self.status.is_terminal())
+            .map(|p| Waiting {
+                step: p.step.name(),
+                participant: p.step.participant(),
+                attempt: p.attempt,
+                max_attempts: if p.step.is_forward() {
+                    policy.forward.max_attempts
+                } else {
+                    policy.compensation.max_attempts
+                },
+                since: p.since,
+                on: match p.wait {
+                    Wait::Reply { deadline } => WaitingOn::Reply { deadline },
+                    Wait::Retry { at } => WaitingOn::Retry { at },
+                    Wait::Operator => WaitingOn::Operator,
+                },
+            });
+        let names = |steps: &[Step]| steps.iter().map(|s| s.name()).collect::<Vec<_>>();
+        Explanation {
+            waiting,
+            progress: serde_json::json!({
+                "steps_done": names(&self.done),
+                "compensations_done": names(&self.undone),
+                "compensations_left": names(&self.plan),
+                // A timed-out attempt may have been applied: its undo is planned.
+                "outcome_uncertain": self.pending.is_some_and(|p| p.uncertain),
+            }),
         }
     }
 }

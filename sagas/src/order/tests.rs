@@ -684,3 +684,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn explain_says_what_a_suspended_saga_waits_for() {
+    let h = suspended();
+    let e = h.state.explain();
+    let w = e.waiting.expect("a suspended saga waits");
+    assert_eq!(
+        (w.step, w.participant, w.on),
+        ("release-inventory", "inventory", WaitingOn::Operator)
+    );
+    assert_eq!((w.attempt, w.max_attempts), (3, 3));
+    assert_eq!(e.progress["compensations_left"][0], "release-inventory");
+}
+
+#[test]
+fn explain_gives_the_reply_deadline_and_nothing_once_terminal() {
+    let mut h = Harness::started();
+    let w = h.state.explain().waiting.unwrap();
+    assert_eq!(w.on, WaitingOn::Reply { deadline: w.since + Duration::milliseconds(1_000) });
+    assert_eq!((w.attempt, w.max_attempts), (1, 2));
+    h.act(ActionKind::Cancel).unwrap();
+    assert_eq!(h.state.explain().waiting, None);
+}

@@ -1,0 +1,198 @@
+//! [`OperatorQueries`] on PostgreSQL: search, counts and dead letters.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sagaplane_orchestrator::ports::{
+    CommandRef, DeadLetterRecord, OperatorQueries, Resolution, SagaFilter, SagaRecord, SagaStats,
+    StoreError,
+};
+use sagaplane_sagas::SagaId;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::queries::{db, PgEventStore, SagaRow, SAGA_COLUMNS};
+
+#[derive(sqlx::FromRow)]
+struct DeadLetterRow {
+    id: i64,
+    channel: String,
+    reason: String,
+    raw: Vec<u8>,
+    headers: serde_json::Value,
+    received_at: DateTime<Utc>,
+    resolution: Option<String>,
+    resolved_by: Option<String>,
+    resolved_note: Option<String>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeadLetterRow> for DeadLetterRecord {
+    fn from(r: DeadLetterRow) -> Self {
+        DeadLetterRecord {
+            id: r.id,
+            channel: r.channel,
+            reason: r.reason,
+            raw: r.raw,
+            headers: r.headers,
+            received_at: r.received_at,
+            resolution: r.resolution.as_deref().and_then(|s| match s {
+                "redriven" => Some(Resolution::Redriven),
+                "discarded" => Some(Resolution::Discarded),
+                _ => None,
+            }),
+            resolved_by: r.resolved_by,
+            resolved_note: r.resolved_note,
+            resolved_at: r.resolved_at,
+        }
+    }
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, channel, reason, raw, headers, received_at, resolution, \
+     resolved_by, resolved_note, resolved_at";
+
+#[async_trait]
+impl OperatorQueries for PgEventStore {
+    async fn search(&self, f: &SagaFilter) -> Result<Vec<SagaRecord>, StoreError> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE true"));
+        if !f.statuses.is_empty() {
+            q.push(" AND status = ANY(").push_bind(&f.statuses).push(")");
+        }
+        if let Some(t) = &f.saga_type {
+            q.push(" AND saga_type = ").push_bind(t);
+        }
+        if let Some(k) = &f.business_key {
+            q.push(" AND business_key = ").push_bind(k);
+        }
+        if let Some(from) = f.created_from {
+            q.push(" AND created_at >= ").push_bind(from);
+        }
+        if let Some(to) = f.created_to {
+            q.push(" AND created_at < ").push_bind(to);
+        }
+        if let Some(since) = f.stuck_since {
+            // The same predicate as the partial index `sagas_unsettled_updated`.
+            q.push(" AND status IN ('running', 'compensating', 'suspended') AND updated_at < ")
+                .push_bind(since);
+        }
+        if let Some((created_at, id)) = f.after {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(created_at)
+                .push(", ")
+                .push_bind(id.as_uuid())
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit);
+        let rows: Vec<SagaRow> = q
+            .build_query_as()
+            .fetch_all(self.pool())
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn stats(&self) -> Result<SagaStats, StoreError> {
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT saga_type, status, count(*) FROM sagas \
+             GROUP BY saga_type, status ORDER BY saga_type, status",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        let oldest: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, created_at FROM sagas WHERE status IN ('running', 'compensating') \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db)?;
+        let suspended = counts
+            .iter()
+            .filter(|(_, status, _)| status == "suspended")
+            .map(|(_, _, n)| n)
+            .sum();
+        Ok(SagaStats {
+            counts,
+            oldest_unsettled: oldest.map(|(id, at)| (SagaId::from_uuid(id), at)),
+            suspended,
+        })
+    }
+
+    async fn command_for(
+        &self,
+        saga: SagaId,
+        step: &str,
+        attempt: u32,
+    ) -> Result<Option<CommandRef>, StoreError> {
+        let row: Option<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT message_id, created_at, sent_at FROM outbox \
+             WHERE saga_id = $1 AND step = $2 AND attempt = $3 \
+             ORDER BY message_id DESC LIMIT 1",
+        )
+        .bind(saga.as_uuid())
+        .bind(step)
+        .bind(attempt as i32)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db)?;
+        Ok(row.map(|(message_id, created_at, sent_at)| CommandRef {
+            message_id,
+            created_at,
+            sent_at,
+        }))
+    }
+
+    async fn dead_letters(
+        &self,
+        open_only: bool,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters \
+             WHERE id > $1 AND (NOT $2 OR resolution IS NULL) ORDER BY id LIMIT $3"
+        ))
+        .bind(after.unwrap_or(0))
+        .bind(open_only)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+        let row: Option<DeadLetterRow> = sqlx::query_as(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        id: i64,
+        resolution: Resolution,
+        by: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE dead_letters SET resolution = $2, resolved_by = $3, resolved_note = $4, \
+                    resolved_at = now() \
+             WHERE id = $1 AND resolution IS NULL",
+        )
+        .bind(id)
+        .bind(resolution.as_str())
+        .bind(by)
+        .bind(note)
+        .execute(self.pool())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+}

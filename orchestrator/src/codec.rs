@@ -1,0 +1,290 @@
+//! CloudEvents 1.0 (structured JSON mode) for every command sent and every
+//! reply received, whatever the transport. One codec, so a command published
+//! on one channel and its reply taken from another agree on every field.
+//!
+//! A command: `type` is its versioned command type (`order.payment.charge.v1`),
+//! `subject` the saga id, `data` the command's body; extensions carry the step,
+//! the attempt, the idempotency key, the correlation id (the saga id) and the
+//! W3C `traceparent`.
+//!
+//! A reply: `type` is [`REPLY_TYPE`], `subject` the saga id, `data` is
+//! `{"step", "attempt", "outcome": {"status": "succeeded" | "refused" |
+//! "failed", "reason"?}}`; `id` must be unique per reply (it de-duplicates) and
+//! `causationid` should name the command answered.
+
+use chrono::{DateTime, Utc};
+use sagaplane_sagas::{Outcome, Reply, SagaId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::handle::Inbound;
+use crate::ports::OutboxMessage;
+use crate::trace::TraceParent;
+
+pub const SPEC_VERSION: &str = "1.0";
+pub const REPLY_TYPE: &str = "sagaplane.reply.v1";
+pub const JSON: &str = "application/json";
+/// Replies larger than this are refused as poison.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+
+/// A CloudEvent in structured JSON mode, with the extensions sagaplane uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotencykey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sagastep: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sagaattempt: Option<u32>,
+}
+
+/// The CloudEvent a command travels as; `source` names this orchestrator.
+pub fn command_event(message: &OutboxMessage, source: &str) -> CloudEvent {
+    CloudEvent {
+        specversion: SPEC_VERSION.into(),
+        id: message.message_id.to_string(),
+        source: source.into(),
+        event_type: message.command_type.clone(),
+        subject: Some(message.saga_id.to_string()),
+        time: Some(message.created_at),
+        datacontenttype: Some(JSON.into()),
+        data: message.data.clone(),
+        correlationid: Some(message.saga_id.to_string()),
+        causationid: None,
+        idempotencykey: Some(message.idempotency_key.clone()),
+        traceparent: message.traceparent.clone(),
+        sagastep: Some(message.step.clone()),
+        sagaattempt: Some(message.attempt),
+    }
+}
+
+/// The reply CloudEvent a participant sends for `command` (used by the
+/// simulated participants and the test stand-ins).
+pub fn reply_event(command: &CloudEvent, reply_id: String, source: &str, reply: &Reply) -> CloudEvent {
+    CloudEvent {
+        specversion: SPEC_VERSION.into(),
+        id: reply_id,
+        source: source.into(),
+        event_type: REPLY_TYPE.into(),
+        subject: command.subject.clone(),
+        time: Some(reply.at),
+        datacontenttype: Some(JSON.into()),
+        data: serde_json::to_value(ReplyData {
+            step: reply.step.clone(),
+            attempt: reply.attempt,
+            outcome: reply.outcome.clone(),
+        })
+        .expect("a reply serialises"),
+        correlationid: command.correlationid.clone(),
+        causationid: Some(command.id.clone()),
+        idempotencykey: command.idempotencykey.clone(),
+        traceparent: command.traceparent.clone(),
+        sagastep: None,
+        sagaattempt: None,
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyData {
+    step: String,
+    attempt: u32,
+    outcome: Outcome,
+}
+
+/// Why inbound bytes are not a usable reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the message is {0} bytes, more than the {MAX_REPLY_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("the message is not JSON: {0}")]
+    NotJson(String),
+    #[error("the message is not a CloudEvent: {0}")]
+    NotCloudEvent(String),
+    #[error("unsupported CloudEvents specversion `{0}`")]
+    SpecVersion(String),
+    #[error("the event type is `{0}`, not `{REPLY_TYPE}`")]
+    NotAReply(String),
+    #[error("the subject `{0}` is not a saga id")]
+    NoSaga(String),
+    #[error("the reply data is invalid: {0}")]
+    BadData(String),
+}
+
+/// Reads a reply CloudEvent; `channel` is where it came from.
+pub fn decode_reply(channel: &str, raw: &[u8]) -> Result<Inbound, DecodeError> {
+    if raw.len() > MAX_REPLY_BYTES {
+        return Err(DecodeError::TooLarge(raw.len()));
+    }
+    let value: Value =
+        serde_json::from_slice(raw).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let event: CloudEvent =
+        serde_json::from_value(value).map_err(|e| DecodeError::NotCloudEvent(e.to_string()))?;
+    decode_reply_event(channel, event, raw.to_vec())
+}
+
+/// Reads a reply from an already parsed CloudEvent (e.g. the `detail` of an
+/// EventBridge event); `raw` is kept for dead-lettering.
+pub fn decode_reply_event(
+    channel: &str,
+    event: CloudEvent,
+    raw: Vec<u8>,
+) -> Result<Inbound, DecodeError> {
+    if event.specversion != SPEC_VERSION {
+        return Err(DecodeError::SpecVersion(event.specversion));
+    }
+    if event.id.trim().is_empty() {
+        return Err(DecodeError::NotCloudEvent("`id` is empty".into()));
+    }
+    if event.event_type != REPLY_TYPE {
+        return Err(DecodeError::NotAReply(event.event_type));
+    }
+    let subject = event.subject.unwrap_or_default();
+    let saga_id: SagaId = subject
+        .parse()
+        .map_err(|_| DecodeError::NoSaga(subject.clone()))?;
+    let data: ReplyData =
+        serde_json::from_value(event.data).map_err(|e| DecodeError::BadData(e.to_string()))?;
+    if let Outcome::Refused { reason } | Outcome::Failed { reason } = &data.outcome {
+        if reason.len() > 4096 {
+            return Err(DecodeError::BadData("the reason is longer than 4096 bytes".into()));
+        }
+    }
+    Ok(Inbound {
+        channel: channel.into(),
+        message_id: event.id,
+        saga_id,
+        reply: Reply {
+            step: data.step,
+            attempt: data.attempt,
+            outcome: data.outcome,
+            at: event.time.unwrap_or_else(Utc::now),
+        },
+        raw,
+        traceparent: event.traceparent.as_deref().and_then(TraceParent::parse),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn command() -> OutboxMessage {
+        OutboxMessage {
+            message_id: Uuid::now_v7(),
+            saga_id: SagaId::from_uuid(Uuid::now_v7()),
+            saga_type: "order".into(),
+            step: "charge-payment".into(),
+            attempt: 2,
+            participant: "payment".into(),
+            command_type: "order.payment.charge.v1".into(),
+            idempotency_key: "k-1".into(),
+            data: json!({"amount_cents": 5}),
+            created_at: Utc::now(),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        }
+    }
+
+    #[test]
+    fn a_reply_to_a_command_round_trips_through_bytes() {
+        let message = command();
+        let cmd = command_event(&message, "sagaplane");
+        let wire = serde_json::to_vec(&cmd).unwrap();
+        let cmd: CloudEvent = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(cmd.event_type, "order.payment.charge.v1");
+        assert_eq!(cmd.sagaattempt, Some(2));
+        let reply = Reply {
+            step: cmd.sagastep.clone().unwrap(),
+            attempt: cmd.sagaattempt.unwrap(),
+            outcome: Outcome::Refused {
+                reason: "card declined".into(),
+            },
+            at: Utc::now(),
+        };
+        let answer = reply_event(&cmd, "r-1".into(), "payment", &reply);
+        let raw = serde_json::to_vec(&answer).unwrap();
+        let inbound = decode_reply("test", &raw).unwrap();
+        assert_eq!(inbound.saga_id, message.saga_id);
+        assert_eq!(inbound.message_id, "r-1");
+        assert_eq!(inbound.reply.step, reply.step);
+        assert_eq!(inbound.reply.outcome, reply.outcome);
+        assert_eq!(
+            inbound.traceparent.map(|t| t.to_string()),
+            message.traceparent
+        );
+        assert_eq!(inbound.raw, raw);
+    }
+
+    #[test]
+    fn poison_is_named_precisely() {
+        let ok = |data: Value| {
+            json!({"specversion": "1.0", "id": "x", "source": "s", "type": REPLY_TYPE,
+                   "subject": SagaId::from_uuid(Uuid::now_v7()).to_string(), "data": data})
+        };
+        let good = ok(json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"}}));
+        assert!(decode_reply("c", good.to_string().as_bytes()).is_ok());
+        let cases: Vec<(Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+            (b"\xff\x00".to_vec(), |e| matches!(e, DecodeError::NotJson(_))),
+            (b"{\"id\": 1}".to_vec(), |e| matches!(e, DecodeError::NotCloudEvent(_))),
+            (
+                ok(json!({"step": "a", "attempt": "one", "outcome": {"status": "succeeded"}}))
+                    .to_string()
+                    .into_bytes(),
+                |e| matches!(e, DecodeError::BadData(_)),
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["subject"] = json!("not-a-saga");
+                    v.to_string().into_bytes()
+                },
+                |e| matches!(e, DecodeError::NoSaga(_)),
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["type"] = json!("other.v1");
+                    v.to_string().into_bytes()
+                },
+                |e| matches!(e, DecodeError::NotAReply(_)),
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v["specversion"] = json!("0.3");
+                    v.to_string().into_bytes()
+                },
+                |e| matches!(e, DecodeError::SpecVersion(_)),
+            ),
+            (vec![b' '; MAX_REPLY_BYTES + 1], |e| {
+                matches!(e, DecodeError::TooLarge(_))
+            }),
+        ];
+        for (raw, expected) in cases {
+            let err = decode_reply("c", &raw).unwrap_err();
+            assert!(expected(&err), "{err:?}");
+        }
+    }
+}
