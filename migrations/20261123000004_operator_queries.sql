@@ -3,7 +3,7 @@
 -- stays as small as the live work.
 CREATE INDEX sagas_created ON sagas (created_at DESC, id DESC);
 CREATE INDEX sagas_status_created ON sagas (status, created_at DESC, id DESC);
-CREATE INDEX sagas_business_key ON sagas (business_key);
+CREATE INDEX sagas_by_business_key ON sagas (business_key);
 CREATE INDEX sagas_unsettled_updated ON sagas (updated_at)
     WHERE status IN ('running', 'compensating', 'suspended');
 

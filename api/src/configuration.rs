@@ -10,6 +10,8 @@ use figment::Figment;
 use sagaplane_adapters::{GroupCommit, SimulatorSettings};
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
+
+use crate::auth::TokenSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +24,14 @@ pub struct Settings {
     pub saga: SagaSettings,
     pub orchestrator: RuntimeSettings,
     pub simulator: SimulatorSettings,
+    pub auth: AuthSettings,
+}
+
+/// Access control; with no tokens the API is open (and the server says so at start).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub tokens: Vec<TokenSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +88,7 @@ impl Default for Settings {
             saga: SagaSettings::default(),
             orchestrator: RuntimeSettings::default(),
             simulator: SimulatorSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }

@@ -7,10 +7,12 @@
 //! - [`configuration`]: the typed [`Settings`], from defaults, an optional TOML
 //!   file and `SAGAPLANE_…` environment variables.
 //! - [`startup`]: [`Application::build`] binds the listener and starts everything.
-//! - `routes`: one module per resource; `problem`: RFC 9457 error bodies.
+//! - `routes`: one module per resource, the route table and the OpenAPI
+//!   document; `problem`: RFC 9457 error bodies; [`auth`]: bearer tokens and roles.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP.
 
+pub mod auth;
 pub mod bench;
 pub mod configuration;
 mod problem;
@@ -19,4 +21,5 @@ pub mod startup;
 pub mod telemetry;
 
 pub use configuration::Settings;
+pub use routes::{ApiDoc, ROUTES};
 pub use startup::Application;

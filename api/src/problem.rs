@@ -3,6 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use sagaplane_sagas::FieldError;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -18,6 +19,20 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An action the saga's state does not allow: says which ones it does.
+    #[error("{detail}")]
+    NotAllowed {
+        detail: String,
+        saga_status: String,
+        allowed_actions: Vec<&'static str>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// `If-Match` named another version.
+    #[error("the saga is at version {current}; If-Match asked for {asked}")]
+    PreconditionFailed { asked: String, current: u64 },
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("the request body must be application/json")]
@@ -30,15 +45,37 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem details body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
     kind: &'static str,
-    title: &'a str,
+    title: String,
     status: u16,
+    /// What was wrong, for a person.
     detail: String,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    errors: &'a [FieldError],
+    /// Each invalid field (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<InvalidField>)]
+    errors: Vec<FieldError>,
+    /// The saga's status, when an action is not allowed in it (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saga_status: Option<String>,
+    /// The actions allowed now, when an action is not allowed (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_actions: Option<Vec<&'static str>>,
+    /// The saga's current version, when `If-Match` did not match (412).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<u64>,
+}
+
+/// One invalid field of a request.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvalidField {
+    /// Where: a field name or path such as `input.items[0].qty`.
+    pub field: String,
+    pub message: String,
 }
 
 impl ResponseError for ApiError {
@@ -47,7 +84,10 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::NotAllowed { .. } => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,23 +100,39 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(e) = self {
             tracing::error!(error.cause_chain = ?e, error.message = %e, "request failed");
         }
-        let (errors, detail): (&[FieldError], String) = match self {
+        let mut body = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: Vec::new(),
+            saga_status: None,
+            allowed_actions: None,
+            current_version: None,
+        };
+        match self {
             ApiError::Invalid(errors) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-                (errors, format!("invalid fields: {}", fields.join(", ")))
+                body.detail = format!("invalid fields: {}", fields.join(", "));
+                body.errors = errors.clone();
             }
-            other => (&[], other.to_string()),
-        };
-        let body = Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
-        HttpResponse::build(status)
-            .insert_header((header::CONTENT_TYPE, CONTENT_TYPE))
-            .json(body)
+            ApiError::NotAllowed {
+                saga_status,
+                allowed_actions,
+                ..
+            } => {
+                body.saga_status = Some(saga_status.clone());
+                body.allowed_actions = Some(allowed_actions.clone());
+            }
+            ApiError::PreconditionFailed { current, .. } => body.current_version = Some(*current),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(body)
     }
 }
 
@@ -84,4 +140,13 @@ impl From<sagaplane_orchestrator::StoreError> for ApiError {
     fn from(e: sagaplane_orchestrator::StoreError) -> Self {
         ApiError::Internal(e.into())
     }
+}
+
+/// Reads a JSON body as `T`; a mismatch names the field that is wrong (422).
+pub fn parse_body<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".into() } else { path };
+        ApiError::Invalid(vec![FieldError::new(field, e.inner().to_string())])
+    })
 }

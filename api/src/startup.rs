@@ -8,10 +8,13 @@ use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sagaplane_adapters::{InProcessTransport, PgEventStore, SimulatedParticipants};
-use sagaplane_orchestrator::Orchestrator;
+use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
 use sagaplane_sagas::order::OrderSaga;
 use sagaplane_sagas::Saga;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::TokenSettings;
 use crate::configuration::{HttpSettings, Settings};
 use crate::problem::ApiError;
 use crate::routes;
@@ -19,6 +22,8 @@ use crate::routes;
 /// What every request handler can reach.
 pub(crate) struct AppState {
     pub orchestrator: Orchestrator,
+    pub queries: Arc<dyn OperatorQueries>,
+    pub tokens: Vec<TokenSettings>,
     pub http: HttpSettings,
     pub saga_types: Vec<&'static str>,
     pub exposition: routes::Exposition,
@@ -41,9 +46,10 @@ impl Application {
         let store = PgEventStore::connect(&db.url, db.max_connections, settings.group_commit())
             .await
             .context("Failed to open the database")?;
+        let store = Arc::new(store);
         let (transport, commands) = InProcessTransport::new();
         let orchestrator = Orchestrator::builder(
-            Arc::new(store),
+            store.clone(),
             Arc::new(transport),
             settings.orchestrator_config(),
         )
@@ -57,6 +63,8 @@ impl Application {
         let address = listener.local_addr()?;
         let state = web::Data::new(AppState {
             orchestrator: orchestrator.clone(),
+            queries: store,
+            tokens: settings.auth.tokens.clone(),
             http: settings.http.clone(),
             saga_types: vec![OrderSaga::TYPE],
             exposition: routes::Exposition::new(orchestrator.metrics()),
@@ -73,7 +81,13 @@ impl Application {
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _req| query_error(e).into()),
                 )
+                .app_data(web::PathConfig::default().error_handler(|e, _req| {
+                    ApiError::NotFound(format!("no such resource: {e}")).into()
+                }))
                 .configure(routes::configure)
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", routes::ApiDoc::openapi()),
+                )
                 .default_service(web::to(routes::not_found))
         });
         if settings.http.workers > 0 {
@@ -81,7 +95,9 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tracing::info!(%address, "sagaplane listening");
-        tracing::warn!(%address, "no access tokens are configured: the API is open to anyone who can reach it");
+        if settings.auth.tokens.is_empty() {
+            tracing::warn!(%address, "no access tokens are configured: the API is open to anyone who can reach it");
+        }
         Ok(Self {
             port: address.port(),
             server,

@@ -79,7 +79,12 @@ pub fn command_event(message: &OutboxMessage, source: &str) -> CloudEvent {
 
 /// The reply CloudEvent a participant sends for `command` (used by the
 /// simulated participants and the test stand-ins).
-pub fn reply_event(command: &CloudEvent, reply_id: String, source: &str, reply: &Reply) -> CloudEvent {
+pub fn reply_event(
+    command: &CloudEvent,
+    reply_id: String,
+    source: &str,
+    reply: &Reply,
+) -> CloudEvent {
     CloudEvent {
         specversion: SPEC_VERSION.into(),
         id: reply_id,
@@ -166,7 +171,9 @@ pub fn decode_reply_event(
         serde_json::from_value(event.data).map_err(|e| DecodeError::BadData(e.to_string()))?;
     if let Outcome::Refused { reason } | Outcome::Failed { reason } = &data.outcome {
         if reason.len() > 4096 {
-            return Err(DecodeError::BadData("the reason is longer than 4096 bytes".into()));
+            return Err(DecodeError::BadData(
+                "the reason is longer than 4096 bytes".into(),
+            ));
         }
     }
     Ok(Inbound {
@@ -245,9 +252,14 @@ mod tests {
         };
         let good = ok(json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"}}));
         assert!(decode_reply("c", good.to_string().as_bytes()).is_ok());
-        let cases: Vec<(Vec<u8>, fn(&DecodeError) -> bool)> = vec![
-            (b"\xff\x00".to_vec(), |e| matches!(e, DecodeError::NotJson(_))),
-            (b"{\"id\": 1}".to_vec(), |e| matches!(e, DecodeError::NotCloudEvent(_))),
+        type Expect = fn(&DecodeError) -> bool;
+        let cases: Vec<(Vec<u8>, Expect)> = vec![
+            (b"\xff\x00".to_vec(), |e| {
+                matches!(e, DecodeError::NotJson(_))
+            }),
+            (b"{\"id\": 1}".to_vec(), |e| {
+                matches!(e, DecodeError::NotCloudEvent(_))
+            }),
             (
                 ok(json!({"step": "a", "attempt": "one", "outcome": {"status": "succeeded"}}))
                     .to_string()

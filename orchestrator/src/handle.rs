@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
+use crate::codec;
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
-use crate::codec;
 use crate::ports::{
     DeadLetter, EventStore, NewEvent, OutboxMessage, SagaRecord, StoreError, Transport,
 };

@@ -34,6 +34,6 @@ pub use handle::{
 };
 pub use metrics::Metrics;
 pub use notifier::SettledNotifier;
-pub use supervisor::Snapshot;
 pub use ports::{EventStore, OperatorQueries, StoreError, Transport, TransportError};
+pub use supervisor::Snapshot;
 pub use trace::TraceParent;

@@ -17,6 +17,6 @@ pub mod saga;
 
 pub use ids::SagaId;
 pub use saga::{
-    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Policy, Rejection,
-    Reply, RetryPolicy, Saga, Status, View, Waiting, WaitingOn,
+    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Policy,
+    Rejection, Reply, RetryPolicy, Saga, Status, View, Waiting, WaitingOn,
 };

@@ -56,7 +56,9 @@ impl OperatorQueries for PgEventStore {
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE true"));
         if !f.statuses.is_empty() {
-            q.push(" AND status = ANY(").push_bind(&f.statuses).push(")");
+            q.push(" AND status = ANY(")
+                .push_bind(&f.statuses)
+                .push(")");
         }
         if let Some(t) = &f.saga_type {
             q.push(" AND saga_type = ").push_bind(t);

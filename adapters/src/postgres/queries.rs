@@ -64,7 +64,8 @@ pub(super) fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub(super) const SAGA_COLUMNS: &str = "id, saga_type, business_key, status, current_step, attempt, \
+pub(super) const SAGA_COLUMNS: &str =
+    "id, saga_type, business_key, status, current_step, attempt, \
      step_since, version, input, last_error, wake_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]

@@ -1,24 +1,35 @@
 //! Liveness and readiness.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::startup::AppState;
 
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthDto {
+    /// `ok` or `ready`.
+    status: String,
 }
 
 /// The process is up and serving HTTP.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Up", body = HealthDto)))]
+pub(crate) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthDto {
+        status: "ok".into(),
+    })
 }
 
 /// The database answers, its schema is current, and the commands left unsent
 /// by an earlier run have been published.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = HealthDto),
+        (status = 503, description = "Not ready, and why", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut problems = Vec::new();
     if let Err(reason) = state.orchestrator.store().ready().await {
         problems.push(reason);
@@ -27,7 +38,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         problems.push("start-up recovery has not finished publishing unsent commands".into());
     }
     if problems.is_empty() {
-        Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+        Ok(HttpResponse::Ok().json(HealthDto {
+            status: "ready".into(),
+        }))
     } else {
         Err(ApiError::NotReady(problems.join("; ")))
     }

@@ -9,14 +9,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sagaplane_orchestrator::Metrics;
 
-use crate::problem::ApiError;
+use crate::auth::{Caller, Role};
+use crate::problem::{ApiError, Problem};
 use crate::startup::AppState;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
-}
 
 /// The registry, with the gauges that are read when scraped.
 pub(crate) struct Exposition {
@@ -66,7 +63,20 @@ impl Exposition {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Metrics", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn metrics(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
     let e = &state.exposition;
     let backlog = state.orchestrator.store().backlog().await?;
     e.outbox_unsent.set(backlog.outbox_unsent);

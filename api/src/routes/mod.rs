@@ -1,5 +1,8 @@
-//! One module per resource.
+//! One module per resource; [`ROUTES`] lists every route the API serves, from
+//! the same table that registers them.
 
+mod actions;
+mod dead_letters;
 mod health;
 mod metrics;
 mod sagas;
@@ -10,10 +13,75 @@ use actix_web::web;
 
 use crate::problem::ApiError;
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::configure)
-        .configure(metrics::configure)
-        .configure(sagas::configure);
+/// Registers each route and lists it in [`ROUTES`], from one table.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+
+        /// Every route the API serves, as `(method, path)`.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+    };
+}
+
+routes! {
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    get "/metrics" => metrics::metrics,
+    post "/v1/sagas" => sagas::start,
+    get "/v1/sagas" => sagas::search,
+    get "/v1/stats" => sagas::stats,
+    get "/v1/sagas/{id}" => sagas::get,
+    get "/v1/sagas/{id}/events" => sagas::events,
+    post "/v1/sagas/{id}/actions/{action}" => actions::act,
+    get "/v1/dead-letters" => dead_letters::list,
+    get "/v1/dead-letters/{id}" => dead_letters::get,
+    post "/v1/dead-letters/{id}/redrive" => dead_letters::redrive,
+    post "/v1/dead-letters/{id}/discard" => dead_letters::discard,
+}
+
+/// The OpenAPI document: every route above, its schemas and the security scheme.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "sagaplane",
+        description = "Saga orchestrator: start sagas, find and inspect them, intervene, handle dead letters."
+    ),
+    paths(
+        health::healthz, health::readyz, metrics::metrics,
+        sagas::start, sagas::search, sagas::stats, sagas::get, sagas::events,
+        actions::act,
+        dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "sagas", description = "Start, find and read sagas"),
+        (name = "operators", description = "Interventions, recorded in the saga's history"),
+        (name = "dead letters", description = "Inbound messages that could not be used"),
+        (name = "health", description = "Liveness, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from the configuration; its roles decide what it may do",
+                    ))
+                    .build(),
+            ),
+        );
+    }
 }
 
 /// Any path or method the API does not have.

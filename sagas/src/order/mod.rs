@@ -26,8 +26,8 @@ pub use state::{OrderSaga, Pending, Wait};
 pub use steps::Step;
 
 use crate::{
-    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Rejection,
-    Reply, Saga, SagaId, Status, View, Waiting, WaitingOn,
+    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Rejection, Reply,
+    Saga, SagaId, Status, View, Waiting, WaitingOn,
 };
 
 impl Saga for OrderSaga {

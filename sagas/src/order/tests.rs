@@ -702,7 +702,12 @@ fn explain_says_what_a_suspended_saga_waits_for() {
 fn explain_gives_the_reply_deadline_and_nothing_once_terminal() {
     let mut h = Harness::started();
     let w = h.state.explain().waiting.unwrap();
-    assert_eq!(w.on, WaitingOn::Reply { deadline: w.since + Duration::milliseconds(1_000) });
+    assert_eq!(
+        w.on,
+        WaitingOn::Reply {
+            deadline: w.since + Duration::milliseconds(1_000)
+        }
+    );
     assert_eq!((w.attempt, w.max_attempts), (1, 2));
     h.act(ActionKind::Cancel).unwrap();
     assert_eq!(h.state.explain().waiting, None);

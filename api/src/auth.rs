@@ -1,0 +1,200 @@
+//! Bearer tokens with roles. With no tokens configured the API is open (the
+//! local default, warned about at start); once any token is configured every
+//! route but health, `/openapi.json` and `/docs` needs one with the right role.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::problem::ApiError;
+use crate::startup::AppState;
+
+/// What a token may do. `operator` includes `viewer`, `admin` includes
+/// `operator`; `starter` only starts sagas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Start sagas (`POST /v1/sagas`): participant-facing services.
+    Starter,
+    /// Read sagas, their history, stats and metrics.
+    Viewer,
+    /// Viewer, and act on sagas.
+    Operator,
+    /// Operator, and handle dead letters.
+    Admin,
+}
+
+impl Role {
+    fn grants(self, needed: Role) -> bool {
+        use Role::*;
+        matches!(
+            (self, needed),
+            (Starter, Starter)
+                | (Viewer, Viewer)
+                | (Operator, Viewer | Operator)
+                | (Admin, Viewer | Operator | Admin)
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Starter => "starter",
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One configured access token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds it; recorded as the actor of every intervention made with it.
+    pub name: String,
+    pub token: String,
+    pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// Who made a request. Taking it as a handler argument authenticates the
+/// request; [`Caller::require`] then authorises it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    /// `None` when access control is off: everything is allowed.
+    roles: Option<Vec<Role>>,
+}
+
+impl Caller {
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        match &self.roles {
+            None => Ok(()),
+            Some(roles) if roles.iter().any(|r| r.grants(needed)) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "this token lacks the `{}` role",
+                needed.as_str()
+            ))),
+        }
+    }
+
+    /// Whether access control is on (so `name` is a verified identity).
+    pub fn authenticated(&self) -> bool {
+        self.roles.is_some()
+    }
+}
+
+/// Finds the token presented, comparing against every configured one in
+/// constant time so the comparison leaks nothing about near misses.
+pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result<Caller, ApiError> {
+    if tokens.is_empty() {
+        return Ok(Caller {
+            name: "anonymous".into(),
+            roles: None,
+        });
+    }
+    let presented = presented
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an `Authorization: Bearer` token is required".into())
+        })?;
+    let mut found = None;
+    for t in tokens {
+        if bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())) && found.is_none() {
+            found = Some(t);
+        }
+    }
+    let t = found.ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
+    Ok(Caller {
+        name: t.name.clone(),
+        roles: Some(t.roles.clone()),
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let tokens = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.tokens.as_slice())
+            .unwrap_or_default();
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        ready(authenticate(tokens, presented))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Vec<TokenSettings> {
+        vec![
+            TokenSettings {
+                name: "ops".into(),
+                token: "op-secret".into(),
+                roles: vec![Role::Operator],
+            },
+            TokenSettings {
+                name: "svc".into(),
+                token: "start-secret".into(),
+                roles: vec![Role::Starter],
+            },
+        ]
+    }
+
+    #[test]
+    fn roles_nest_as_documented() {
+        let ops = authenticate(&tokens(), Some("Bearer op-secret")).unwrap();
+        assert_eq!(ops.name, "ops");
+        assert!(ops.require(Role::Viewer).is_ok());
+        assert!(ops.require(Role::Operator).is_ok());
+        assert!(matches!(
+            ops.require(Role::Admin),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            ops.require(Role::Starter),
+            Err(ApiError::Forbidden(_))
+        ));
+        let svc = authenticate(&tokens(), Some("Bearer start-secret")).unwrap();
+        assert!(svc.require(Role::Starter).is_ok());
+        assert!(svc.require(Role::Viewer).is_err());
+    }
+
+    #[test]
+    fn missing_or_wrong_tokens_are_unauthorized_and_no_tokens_means_open() {
+        for presented in [
+            None,
+            Some("op-secret"),
+            Some("Bearer op-secre"),
+            Some("Bearer "),
+        ] {
+            assert!(matches!(
+                authenticate(&tokens(), presented),
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        let open = authenticate(&[], None).unwrap();
+        assert!(!open.authenticated());
+        assert!(open.require(Role::Admin).is_ok());
+    }
+}

@@ -1,0 +1,289 @@
+//! `POST /v1/sagas/{id}/actions/{action}`: an operator's intervention, applied
+//! through the saga's actor and recorded as an event with who and why.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sagaplane_orchestrator::{ActionReport, ActorError};
+use sagaplane_sagas::{Action, ActionKind, Assume, FieldError, Rejection};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::sagas::{actor_error, detailed, etag, parse_id, SagaDto};
+use crate::auth::{Caller, Role};
+use crate::problem::{parse_body, ApiError, Problem};
+use crate::startup::AppState;
+
+const MAX_REASON_LEN: usize = 2_000;
+
+/// Why the operator acts, and for `skip` the result to assume.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionRequest {
+    /// Why; recorded in the saga's history.
+    reason: String,
+    /// `skip` only: take the step as `succeeded` or `failed`.
+    assume: Option<AssumeDto>,
+    /// Who acts, when access control is off; with tokens, the token's name is recorded.
+    operator: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AssumeDto {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ActionQuery {
+    /// Decide and report what would happen, commit nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What an action did (or, on a dry run, would do).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ActionResult {
+    dry_run: bool,
+    /// The saga's version after the action (unchanged by a dry run).
+    version: u64,
+    /// The saga's status after the action.
+    status: String,
+    /// The events appended (or that would be).
+    events: Vec<PlannedEvent>,
+    /// The commands sent (or that would be).
+    commands: Vec<PlannedCommand>,
+    /// The saga after the action; absent on a dry run.
+    saga: Option<SagaDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlannedEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlannedCommand {
+    /// The outbox id (a dry run's is never used).
+    message_id: Uuid,
+    step: String,
+    attempt: u32,
+    participant: String,
+    command_type: String,
+    idempotency_key: String,
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+/// Act on a saga: `retry` the current step, `skip` it with an assumed result,
+/// `compensate` now, `resume` a suspended saga, or `cancel` it without compensation.
+#[utoipa::path(
+    post, path = "/v1/sagas/{id}/actions/{action}", tag = "operators",
+    params(
+        ("id" = Uuid, Path, description = "Saga id"),
+        ("action" = String, Path, description = "retry, skip, compensate, resume or cancel"),
+        ("If-Match" = Option<String>, Header, description = "The saga's ETag: refused with 412 if it moved on"),
+        ActionQuery,
+    ),
+    request_body = ActionRequest,
+    responses(
+        (status = 200, description = "Applied, or predicted on a dry run", body = ActionResult,
+         headers(("ETag" = String, description = "The saga's version after the action"))),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saga or action", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed in the saga's state; says which actions are", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match did not match the saga's version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or stopping", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn act(
+    state: web::Data<AppState>,
+    caller: Caller,
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<ActionQuery>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let (raw_id, name) = path.into_inner();
+    let id = parse_id(&raw_id)?;
+    let request: ActionRequest = parse_body(body.into_inner())?;
+    let kind = action_kind(&name, request.assume)?;
+    if request.reason.len() > MAX_REASON_LEN {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "reason",
+            format!("must be at most {MAX_REASON_LEN} bytes"),
+        )]));
+    }
+    let operator = match (caller.authenticated(), request.operator) {
+        (false, Some(o)) if !o.trim().is_empty() => o,
+        _ => caller.name.clone(),
+    };
+    let expected = if_match(&http, &state, id).await?;
+    let action = Action {
+        kind,
+        operator,
+        reason: request.reason,
+    };
+    let report = state
+        .orchestrator
+        .act(id, action, expected, query.dry_run)
+        .await
+        .map_err(|e| match e {
+            ActorError::Rejected(Rejection::NotAllowed {
+                action,
+                status,
+                allowed,
+            }) => ApiError::NotAllowed {
+                detail: format!(
+                    "`{action}` is not allowed while the saga is {status}; allowed now: {}",
+                    if allowed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+                saga_status: status.as_str().to_owned(),
+                allowed_actions: allowed,
+            },
+            ActorError::Rejected(Rejection::Terminal(status)) => ApiError::NotAllowed {
+                detail: format!("the saga is {status} and accepts no action"),
+                saga_status: status.as_str().to_owned(),
+                allowed_actions: Vec::new(),
+            },
+            ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
+                ApiError::Invalid(errors)
+            }
+            ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
+                asked: expected.to_string(),
+                current,
+            },
+            other => actor_error(other),
+        })?;
+    let saga = if report.dry_run {
+        None
+    } else {
+        let record = state.orchestrator.store().get(id).await?;
+        match record {
+            Some(r) => Some(detailed(&state, r).await?),
+            None => None,
+        }
+    };
+    let version = report.version as i64;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(version))
+        .json(result(report, saga)))
+}
+
+fn result(report: ActionReport, saga: Option<SagaDto>) -> ActionResult {
+    ActionResult {
+        dry_run: report.dry_run,
+        version: report.version,
+        status: report.status.as_str().to_owned(),
+        events: report
+            .events
+            .into_iter()
+            .map(|e| PlannedEvent {
+                event_type: e.event_type.to_owned(),
+                data: e.data,
+            })
+            .collect(),
+        commands: report
+            .commands
+            .into_iter()
+            .map(|c| PlannedCommand {
+                message_id: c.message_id,
+                step: c.step,
+                attempt: c.attempt,
+                participant: c.participant,
+                command_type: c.command_type,
+                idempotency_key: c.idempotency_key,
+                data: c.data,
+            })
+            .collect(),
+        saga,
+    }
+}
+
+fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiError> {
+    let kind = match name {
+        "retry" => ActionKind::Retry,
+        "compensate" => ActionKind::Compensate,
+        "resume" => ActionKind::Resume,
+        "cancel" => ActionKind::Cancel,
+        "skip" => {
+            let assume = match assume {
+                Some(AssumeDto::Succeeded) => Assume::Succeeded,
+                Some(AssumeDto::Failed) => Assume::Failed,
+                None => {
+                    return Err(ApiError::Invalid(vec![FieldError::new(
+                        "assume",
+                        "skip needs the result to assume: `succeeded` or `failed`",
+                    )]))
+                }
+            };
+            return Ok(ActionKind::Skip { assume });
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "there is no action `{other}`; actions: retry, skip, compensate, resume, cancel"
+            )))
+        }
+    };
+    if assume.is_some() {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "assume",
+            "only `skip` takes a result to assume",
+        )]));
+    }
+    Ok(kind)
+}
+
+/// The version `If-Match` asks for: `None` without the header or with `*`.
+/// Anything but one strong ETag this API gave out can never match: 412.
+async fn if_match(
+    http: &HttpRequest,
+    state: &AppState,
+    id: sagaplane_sagas::SagaId,
+) -> Result<Option<u64>, ApiError> {
+    let Some(value) = http.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or("").trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    let parsed = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|v| v.parse::<u64>().ok());
+    match parsed {
+        Some(v) => Ok(Some(v)),
+        None => {
+            let current = state
+                .orchestrator
+                .store()
+                .get(id)
+                .await?
+                .map(|r| r.version as u64)
+                .ok_or_else(|| super::sagas::no_saga(&id.to_string()))?;
+            Err(ApiError::PreconditionFailed {
+                asked: raw.chars().take(100).collect(),
+                current,
+            })
+        }
+    }
+}

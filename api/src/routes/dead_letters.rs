@@ -1,0 +1,288 @@
+//! `/v1/dead-letters`: inbound messages that could not be used, kept whole;
+//! an admin redrives one (applies it once more, e.g. after the saga it names
+//! was restored) or discards it, and either is recorded with who and why.
+
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sagaplane_orchestrator::codec;
+use sagaplane_orchestrator::ports::{DeadLetterRecord, Resolution};
+use sagaplane_orchestrator::{ActorError, Handled};
+use sagaplane_sagas::FieldError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::sagas::{actor_error, MAX_PAGE};
+use crate::auth::{Caller, Role};
+use crate::problem::{parse_body, ApiError, Problem};
+use crate::startup::AppState;
+
+/// A message that could not be used, as received.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterDto {
+    id: i64,
+    /// Where it came from, e.g. `in-process`.
+    channel: String,
+    /// Why it could not be used.
+    reason: String,
+    /// The raw bytes, base64.
+    raw_base64: String,
+    /// The raw bytes as text, where they are UTF-8.
+    raw_text: Option<String>,
+    #[schema(value_type = Object)]
+    headers: Value,
+    received_at: DateTime<Utc>,
+    /// `redriven` or `discarded`; absent while open.
+    resolution: Option<String>,
+    resolved_by: Option<String>,
+    resolved_note: Option<String>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeadLetterRecord> for DeadLetterDto {
+    fn from(d: DeadLetterRecord) -> Self {
+        Self {
+            id: d.id,
+            channel: d.channel,
+            reason: d.reason,
+            raw_base64: base64::engine::general_purpose::STANDARD.encode(&d.raw),
+            raw_text: String::from_utf8(d.raw).ok(),
+            headers: d.headers,
+            received_at: d.received_at,
+            resolution: d.resolution.map(|r| r.as_str().to_owned()),
+            resolved_by: d.resolved_by,
+            resolved_note: d.resolved_note,
+            resolved_at: d.resolved_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterPage {
+    items: Vec<DeadLetterDto>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only those not yet redriven or discarded (the default).
+    open_only: Option<bool>,
+    /// Only ids greater than this.
+    after: Option<i64>,
+    /// 1 to 500; 50 when absent.
+    limit: Option<i64>,
+}
+
+/// Why an admin redrives or discards a dead letter.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResolveRequest {
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RedriveResult {
+    /// `applied`, `duplicate` (it had been applied before) or `ignored`
+    /// (the saga had moved on; recorded, not applied).
+    outcome: String,
+    dead_letter: DeadLetterDto,
+}
+
+/// Dead letters, oldest first.
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "dead letters",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = DeadLetterPage),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let rows = state
+        .queries
+        .dead_letters(query.open_only.unwrap_or(true), query.after, limit)
+        .await?;
+    let next_after = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|d| d.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(DeadLetterPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+/// One dead letter.
+#[utoipa::path(
+    get, path = "/v1/dead-letters/{id}", tag = "dead letters",
+    params(("id" = i64, Path, description = "Dead letter id")),
+    responses(
+        (status = 200, description = "The dead letter", body = DeadLetterDto),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let letter = find(&state, &path).await?;
+    Ok(HttpResponse::Ok().json(DeadLetterDto::from(letter)))
+}
+
+/// Apply a dead letter once more, e.g. after the saga it names was restored.
+/// Still unusable → 409, and it stays open.
+#[utoipa::path(
+    post, path = "/v1/dead-letters/{id}/redrive", tag = "dead letters",
+    params(("id" = i64, Path, description = "Dead letter id")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "Redriven", body = RedriveResult),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already resolved, or still unusable", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or stopping", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn redrive(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let reason = reason(body.into_inner())?;
+    let letter = find(&state, &path).await?;
+    open(&letter)?;
+    let inbound = codec::decode_reply(&letter.channel, &letter.raw)
+        .map_err(|e| ApiError::Conflict(format!("the message is still unusable: {e}")))?;
+    let outcome = match state.orchestrator.apply_reply(inbound).await {
+        Ok(Handled::Applied { .. }) => "applied",
+        Ok(Handled::Duplicate) => "duplicate",
+        Ok(_) => "ignored",
+        Err(ActorError::UnknownSaga(id)) => {
+            return Err(ApiError::Conflict(format!(
+                "the message is still unusable: there is still no saga {id}"
+            )))
+        }
+        Err(e) => return Err(actor_error(e)),
+    };
+    let note = format!("{reason} (outcome: {outcome})");
+    let letter = resolve(&state, letter.id, Resolution::Redriven, &caller, &note).await?;
+    Ok(HttpResponse::Ok().json(RedriveResult {
+        outcome: outcome.into(),
+        dead_letter: letter.into(),
+    }))
+}
+
+/// Close a dead letter without applying it.
+#[utoipa::path(
+    post, path = "/v1/dead-letters/{id}/discard", tag = "dead letters",
+    params(("id" = i64, Path, description = "Dead letter id")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "Discarded", body = DeadLetterDto),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already resolved", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn discard(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let reason = reason(body.into_inner())?;
+    let letter = find(&state, &path).await?;
+    open(&letter)?;
+    let letter = resolve(&state, letter.id, Resolution::Discarded, &caller, &reason).await?;
+    Ok(HttpResponse::Ok().json(DeadLetterDto::from(letter)))
+}
+
+fn reason(body: Value) -> Result<String, ApiError> {
+    let request: ResolveRequest = parse_body(body)?;
+    if request.reason.trim().is_empty() || request.reason.len() > 2_000 {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "reason",
+            "must say why, in at most 2000 bytes",
+        )]));
+    }
+    Ok(request.reason)
+}
+
+async fn find(state: &AppState, raw_id: &str) -> Result<DeadLetterRecord, ApiError> {
+    let missing = || ApiError::NotFound(format!("there is no dead letter `{raw_id}`"));
+    let id: i64 = raw_id.parse().map_err(|_| missing())?;
+    state.queries.dead_letter(id).await?.ok_or_else(missing)
+}
+
+fn open(letter: &DeadLetterRecord) -> Result<(), ApiError> {
+    match letter.resolution {
+        None => Ok(()),
+        Some(r) => Err(ApiError::Conflict(format!(
+            "dead letter {} was already {} by {}",
+            letter.id,
+            r.as_str(),
+            letter.resolved_by.as_deref().unwrap_or("someone")
+        ))),
+    }
+}
+
+async fn resolve(
+    state: &AppState,
+    id: i64,
+    resolution: Resolution,
+    caller: &Caller,
+    note: &str,
+) -> Result<DeadLetterRecord, ApiError> {
+    if !state
+        .queries
+        .resolve_dead_letter(id, resolution, &caller.name, note)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {id} was resolved by someone else meanwhile"
+        )));
+    }
+    tracing::info!(dead_letter = id, resolution = resolution.as_str(), by = %caller.name, note, "dead letter resolved");
+    state
+        .queries
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("dead letter {id} vanished")))
+}
