@@ -110,6 +110,35 @@ impl TestApp {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// `POST /v1/sagas/{id}/actions/{action}`, with `If-Match` when given.
+    pub async fn act(
+        &self,
+        id: &str,
+        action: &str,
+        body: Value,
+        if_match: Option<&str>,
+        dry_run: bool,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!(
+                "{}/v1/sagas/{id}/actions/{action}?dry_run={dry_run}",
+                self.address
+            ))
+            .json(&body);
+        if let Some(tag) = if_match {
+            request = request.header("If-Match", tag);
+        }
+        request.send().await.expect("the action answers")
+    }
+
+    /// The saga as `GET /v1/sagas/{id}` shows it now.
+    pub async fn saga(&self, id: &str) -> Value {
+        let response = self.get(&format!("/v1/sagas/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))

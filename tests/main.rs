@@ -6,6 +6,7 @@ mod bench;
 mod helpers;
 mod idempotency;
 mod observability;
+mod operators;
 mod replies;
 mod restart;
 mod sagas;

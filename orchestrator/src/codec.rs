@@ -184,7 +184,9 @@ pub fn decode_reply_event(
             step: data.step,
             attempt: data.attempt,
             outcome: data.outcome,
-            at: event.time.unwrap_or_else(Utc::now),
+            at: event
+                .time
+                .map_or_else(crate::clock::now, crate::clock::micros),
         },
         raw,
         traceparent: event.traceparent.as_deref().and_then(TraceParent::parse),

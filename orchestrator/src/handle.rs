@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
 use sagaplane_sagas::{Action, FieldError, Policy, Reply, Saga, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -203,7 +202,7 @@ impl Orchestrator {
         let start = SagaInput::Start {
             business_key: business_key.to_owned(),
             input,
-            now: Utc::now(),
+            now: crate::clock::now(),
             traceparent,
         };
         match self.dispatch(id, Some(saga_type.to_owned()), start).await {
@@ -311,7 +310,7 @@ impl Orchestrator {
     ) -> Result<ActionReport, ActorError> {
         let input = SagaInput::Operator {
             action,
-            now: Utc::now(),
+            now: crate::clock::now(),
             expected_version,
             dry_run,
         };
@@ -345,7 +344,9 @@ impl Orchestrator {
 
     /// Lets a saga act on deadlines and back-offs that are due.
     pub async fn wake(&self, saga_id: SagaId, saga_type: String) -> Result<Handled, ActorError> {
-        let input = SagaInput::Wake { now: Utc::now() };
+        let input = SagaInput::Wake {
+            now: crate::clock::now(),
+        };
         self.dispatch(saga_id, Some(saga_type), input).await
     }
 

@@ -16,6 +16,7 @@
 //! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
 
 mod actor;
+pub mod clock;
 pub mod codec;
 mod handle;
 mod metrics;

@@ -67,7 +67,7 @@ pub(crate) async fn step<S: Saga>(
         if events.is_empty() {
             return (Ok(Handled::NothingDue), Some(current));
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let before = current.state.view();
         // Commands follow the input's trace, else the saga's own.
         let trace = parsed.trace.as_ref().or(current.trace.as_ref());

@@ -2,6 +2,7 @@
 //! so that every path of the order saga can be driven from the outside.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub struct SimulatedParticipants {
     settings: Arc<SimulatorSettings>,
     applied: Arc<Mutex<HashMap<String, Outcome>>>,
     effects: Arc<Mutex<HashMap<String, u32>>>,
+    /// Set once the stuck inventory has been "fixed" (see [`Self::repair`]).
+    repaired: Arc<AtomicBool>,
 }
 
 impl SimulatedParticipants {
@@ -66,7 +69,14 @@ impl SimulatedParticipants {
             settings: Arc::new(settings),
             applied: Arc::default(),
             effects: Arc::default(),
+            repaired: Arc::default(),
         }
+    }
+
+    /// The inventory team fixed its fault: SKUs with the stuck prefix release
+    /// from now on (so an operator's `resume` can be shown to work).
+    pub fn repair(&self) {
+        self.repaired.store(true, Ordering::Relaxed);
     }
 
     /// Answers every command from `commands` through `orchestrator`.
@@ -174,7 +184,9 @@ impl SimulatedParticipants {
                 }
             }
             "release-inventory" => {
-                if let Some(sku) = sku_with(&s.stuck_sku_prefix) {
+                let stuck = sku_with(&s.stuck_sku_prefix)
+                    .filter(|_| !self.repaired.load(Ordering::Relaxed));
+                if let Some(sku) = stuck {
                     return Some(Outcome::Failed {
                         reason: format!("cannot release {sku}"),
                     });

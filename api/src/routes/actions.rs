@@ -95,7 +95,7 @@ pub(crate) struct PlannedCommand {
     request_body = ActionRequest,
     responses(
         (status = 200, description = "Applied, or predicted on a dry run", body = ActionResult,
-         headers(("ETag" = String, description = "The saga's version after the action"))),
+         headers(("ETag" = String, description = "The saga's version after the action (not on a dry run)"))),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
@@ -182,10 +182,12 @@ pub(crate) async fn act(
             None => None,
         }
     };
-    let version = report.version as i64;
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(version))
-        .json(result(report, saga)))
+    let mut response = HttpResponse::Ok();
+    if !report.dry_run {
+        // A dry run leaves the saga's version, so it gives out no new ETag.
+        response.insert_header(etag(report.version as i64));
+    }
+    Ok(response.json(result(report, saga)))
 }
 
 fn result(report: ActionReport, saga: Option<SagaDto>) -> ActionResult {
