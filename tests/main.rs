@@ -1,11 +1,14 @@
 //! Black-box tests of the orchestrator: the HTTP API against a real PostgreSQL,
 //! each test on a fresh database, and the real binary killed and restarted.
 
+mod access;
 mod bad_input;
 mod bench;
+mod dead_letters;
 mod helpers;
 mod idempotency;
 mod observability;
+mod openapi;
 mod operators;
 mod replies;
 mod restart;
