@@ -13,5 +13,6 @@ mod operators;
 mod replies;
 mod restart;
 mod sagas;
+mod schemathesis;
 mod timeouts;
 mod trace;

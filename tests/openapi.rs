@@ -38,6 +38,14 @@ async fn every_route_is_in_the_document_and_nothing_else() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // Every reference resolves.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let pointer = r.strip_prefix('#').expect("local references only");
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
     // Every error is a documented problem+json.
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
@@ -83,4 +91,19 @@ async fn the_docs_page_and_every_asset_it_references_are_served() {
     }
     let initializer = initializer.expect("the page has an initializer script");
     assert!(initializer.contains("/openapi.json"), "{initializer}");
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }

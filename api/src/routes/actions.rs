@@ -22,11 +22,29 @@ const MAX_REASON_LEN: usize = 2_000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionRequest {
     /// Why; recorded in the saga's history.
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     reason: String,
     /// `skip` only: take the step as `succeeded` or `failed`.
     assume: Option<AssumeDto>,
     /// Who acts, when access control is off; with tokens, the token's name is recorded.
     operator: Option<String>,
+}
+
+/// The operator actions.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Only describes the path; `action_kind` parses it.
+pub(crate) enum ActionName {
+    /// Send the current step again now, as one more attempt.
+    Retry,
+    /// Take the current step as done with the `assume`d result.
+    Skip,
+    /// Stop going forward and compensate now.
+    Compensate,
+    /// Continue a suspended saga: send its failed step once more.
+    Resume,
+    /// Stop where it is, without compensation.
+    Cancel,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -88,7 +106,7 @@ pub(crate) struct PlannedCommand {
     post, path = "/v1/sagas/{id}/actions/{action}", tag = "operators",
     params(
         ("id" = Uuid, Path, description = "Saga id"),
-        ("action" = String, Path, description = "retry, skip, compensate, resume or cancel"),
+        ("action" = ActionName, Path, description = "What to do"),
         ("If-Match" = Option<String>, Header, description = "The saga's ETag: refused with 412 if it moved on"),
         ActionQuery,
     ),

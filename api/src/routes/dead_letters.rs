@@ -81,6 +81,7 @@ pub(crate) struct ListQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResolveRequest {
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     reason: String,
 }
 

@@ -54,6 +54,8 @@ routes! {
         actions::act,
         dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
     ),
+    // Named only in a path parameter, which utoipa does not collect.
+    components(schemas(actions::ActionName)),
     modifiers(&BearerAuth),
     tags(
         (name = "sagas", description = "Start, find and read sagas"),

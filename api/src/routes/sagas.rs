@@ -26,14 +26,54 @@ const DEFAULT_PAGE: i64 = 50;
 /// A request to start a saga.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "saga_type": "order",
+    "business_key": "order-1001",
+    "input": {
+        "order_id": "1001", "customer_id": "c-42",
+        "items": [{"sku": "SKU-1", "qty": 2}],
+        "amount_cents": 1999, "currency": "EUR"
+    }
+}))]
 pub(crate) struct StartRequest {
-    /// A registered saga type, e.g. `order`.
+    /// A registered saga type: `order`.
     saga_type: String,
-    /// With the type, the idempotency key of the start (1–200 bytes).
+    /// With the type, the idempotency key of the start (1–200 bytes, not blank).
+    #[schema(min_length = 1, max_length = 200)]
     business_key: String,
-    /// The saga type's start input; for `order`, an [`OrderInput`].
-    #[schema(value_type = Object)]
+    /// The saga type's start input.
+    #[schema(value_type = OrderInputDoc)]
     input: Value,
+}
+
+/// The `order` saga's start input. SKUs and ids with certain prefixes drive the
+/// simulated participants (see README.md).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Only describes the JSON; the saga crate parses it.
+pub(crate) struct OrderInputDoc {
+    #[schema(min_length = 1, max_length = 200)]
+    order_id: String,
+    #[schema(min_length = 1, max_length = 200)]
+    customer_id: String,
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<LineItemDoc>,
+    /// The total, in the currency's minor unit.
+    #[schema(minimum = 1)]
+    amount_cents: i64,
+    /// ISO 4217, e.g. `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    currency: String,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct LineItemDoc {
+    #[schema(min_length = 1, max_length = 200)]
+    sku: String,
+    #[schema(minimum = 1)]
+    qty: i64,
 }
 
 /// A saga as the API shows it.
