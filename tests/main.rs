@@ -4,6 +4,7 @@
 mod access;
 mod bad_input;
 mod bench;
+mod cli;
 mod dead_letters;
 mod helpers;
 mod idempotency;

@@ -11,9 +11,11 @@
 //!   document; `problem`: RFC 9457 error bodies; [`auth`]: bearer tokens and roles.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP.
+//! - [`cli`]: `sagaplane sagas …` and `sagaplane dead-letters …` for operators.
 
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod configuration;
 mod problem;
 mod routes;

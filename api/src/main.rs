@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sagaplane_api::{bench, telemetry, Application, Settings};
+use sagaplane_api::{bench, cli, telemetry, Application, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,20 @@ enum Command {
     },
     /// Measure throughput and latency of the order saga over HTTP.
     Bench(bench::BenchArgs),
+    /// Find, inspect and act on sagas through a running server's API.
+    Sagas {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::SagasCommand,
+    },
+    /// List, redrive and discard dead letters through a running server's API.
+    DeadLetters {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::DeadLettersCommand,
+    },
 }
 
 #[actix_web::main]
@@ -42,5 +56,19 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await.context("HTTP server failed")
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Sagas { remote, command } => operator_exit(cli::sagas(remote, command).await),
+        Command::DeadLetters { remote, command } => {
+            operator_exit(cli::dead_letters(remote, command).await)
+        }
     }
+}
+
+/// An operator command's error is the API's answer, not a crash: print it
+/// plainly (no backtrace) and exit with status 1.
+fn operator_exit(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
