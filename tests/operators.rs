@@ -441,3 +441,41 @@ async fn search_filters_pages_and_counts() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+#[actix_web::test]
+async fn every_action_is_refused_where_it_does_not_apply() {
+    let (app, suspended) = suspended_app().await;
+    let done = app
+        .start_order("done-2", order("o-2", "c-1", "SKU-1", 500))
+        .await;
+    assert_eq!(app.settled(&done).await["status"], "completed");
+    let running = hanging(&app, "run-2").await;
+    let skip = json!({ "reason": "x", "assume": "succeeded" });
+    let cases = [
+        (&done, "retry", why("x")),
+        (&done, "skip", skip.clone()),
+        (&done, "compensate", why("x")),
+        (&done, "resume", why("x")),
+        (&done, "cancel", why("x")),
+        (&running, "resume", why("x")),
+        (&suspended, "compensate", why("x")),
+    ];
+    for (id, action, body) in cases {
+        let before = app.saga(id).await["version"].clone();
+        let problem = assert_problem(
+            app.act(id, action, body, None, false).await,
+            StatusCode::CONFLICT,
+        )
+        .await;
+        assert!(problem["allowed_actions"].is_array(), "{problem}");
+        assert!(!problem["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(action)));
+        assert_eq!(
+            app.saga(id).await["version"],
+            before,
+            "{action} changed nothing"
+        );
+    }
+}
