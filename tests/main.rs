@@ -11,6 +11,7 @@ mod idempotency;
 mod observability;
 mod openapi;
 mod operators;
+mod relay;
 mod replies;
 mod restart;
 mod sagas;

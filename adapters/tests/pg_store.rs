@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use sagaplane_adapters::{GroupCommit, PgEventStore};
 use sagaplane_orchestrator::ports::{
-    CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
+    CommitOutcome, DeadLetter, EventStore, NewEvent, NewSaga, OutboxMessage, PublishFailure,
+    StepCommit, StoreError,
 };
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
@@ -186,23 +187,95 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
                 .duration_trunc(Duration::microseconds(1))
                 .unwrap(),
             traceparent: None,
+            publish_attempts: 0,
         })
         .collect();
     store.commit(Arc::new(first.clone())).await.unwrap();
-    let later = Utc::now() + Duration::seconds(1);
-    let unsent = store.unsent(later, 10).await.unwrap();
+    let now = Utc::now();
+    let unsent = store.unsent(now, Duration::zero(), 10).await.unwrap();
     assert_eq!(unsent, first.outbox, "read back whole, in commit order");
-    assert!(store
-        .unsent(Utc::now() - Duration::minutes(1), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .unsent(now, Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "rows younger than the grace are the live path's"
+    );
     store
         .mark_sent(&[first.outbox[0].message_id])
         .await
         .unwrap();
-    let unsent = store.unsent(later, 10).await.unwrap();
+    let unsent = store.unsent(now, Duration::zero(), 10).await.unwrap();
     assert_eq!(unsent, first.outbox[1..]);
+
+    // A failed publish waits for its retry time; a dead letter is out of line
+    // until requeued, and leaves one dead-letter row naming it.
+    let m = first.outbox[1].message_id;
+    let retry_at = Utc::now() + Duration::seconds(30);
+    store
+        .publish_failed(&[PublishFailure::Retry {
+            message_id: m,
+            error: "broker down".into(),
+            at: retry_at,
+        }])
+        .await
+        .unwrap();
+    assert!(store
+        .unsent(Utc::now(), Duration::zero(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.unsent(retry_at, Duration::zero(), 10).await.unwrap();
+    assert_eq!(due[0].publish_attempts, 1);
+    let letter = DeadLetter {
+        channel: "outbox:inventory".into(),
+        reason: "gave up".into(),
+        raw: b"{}".to_vec(),
+        headers: json!({}),
+        outbox_message_id: Some(m),
+    };
+    let dead = PublishFailure::DeadLetter {
+        message_id: m,
+        error: "still down".into(),
+        letter,
+    };
+    store
+        .publish_failed(std::slice::from_ref(&dead))
+        .await
+        .unwrap();
+    store.publish_failed(&[dead]).await.unwrap();
+    let far = Utc::now() + Duration::days(1);
+    assert!(store
+        .unsent(far, Duration::zero(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let letters: Vec<(Option<Uuid>,)> =
+        sqlx::query_as("SELECT outbox_message_id FROM dead_letters")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        letters,
+        [(Some(m),)],
+        "one dead letter, however often it is reported"
+    );
+    let requeued = store
+        .requeue(m)
+        .await
+        .unwrap()
+        .expect("it was dead-lettered");
+    assert_eq!(requeued.publish_attempts, 0);
+    assert!(store.requeue(m).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .unsent(Utc::now(), Duration::zero(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let due = store.due(Utc::now(), 10).await.unwrap();
     assert_eq!(due.len(), 1);

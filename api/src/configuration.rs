@@ -77,6 +77,12 @@ pub struct RuntimeSettings {
     pub timer_interval_ms: u64,
     /// How often the outbox is swept for rows left unsent.
     pub outbox_sweep_interval_ms: u64,
+    /// Attempts to hand a command to its transport before it is dead-lettered.
+    pub publish_max_attempts: u32,
+    /// First delay before publishing again; doubles per attempt, jittered.
+    pub publish_backoff_initial_ms: u64,
+    /// Cap on that delay.
+    pub publish_backoff_max_ms: u64,
 }
 
 impl Default for Settings {
@@ -134,6 +140,9 @@ impl Default for RuntimeSettings {
             idle_timeout_ms: c.idle_timeout.as_millis() as u64,
             timer_interval_ms: c.timer_interval.as_millis() as u64,
             outbox_sweep_interval_ms: c.outbox_sweep_interval.as_millis() as u64,
+            publish_max_attempts: c.publish.max_attempts,
+            publish_backoff_initial_ms: c.publish.backoff_initial_ms,
+            publish_backoff_max_ms: c.publish.backoff_max_ms,
         }
     }
 }
@@ -186,6 +195,11 @@ impl Settings {
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
             timer_interval: Duration::from_millis(o.timer_interval_ms.max(1)),
             outbox_sweep_interval: Duration::from_millis(o.outbox_sweep_interval_ms.max(1)),
+            publish: RetryPolicy {
+                max_attempts: o.publish_max_attempts.max(1),
+                backoff_initial_ms: o.publish_backoff_initial_ms,
+                backoff_max_ms: o.publish_backoff_max_ms,
+            },
         }
     }
 }

@@ -47,7 +47,8 @@ impl Application {
             .await
             .context("Failed to open the database")?;
         let store = Arc::new(store);
-        let (transport, commands) = InProcessTransport::new();
+        let participants = SimulatedParticipants::new(settings.simulator.clone());
+        let (transport, commands) = InProcessTransport::new(&participants);
         let orchestrator = Orchestrator::builder(
             store.clone(),
             Arc::new(transport),
@@ -55,7 +56,6 @@ impl Application {
         )
         .register::<OrderSaga>()
         .start();
-        let participants = SimulatedParticipants::new(settings.simulator.clone());
         participants.spawn(commands, orchestrator.clone());
 
         let listener = TcpListener::bind(&settings.listen)

@@ -22,6 +22,8 @@ use crate::ports::OutboxMessage;
 use crate::trace::TraceParent;
 
 pub const SPEC_VERSION: &str = "1.0";
+/// The `source` of every command this orchestrator sends.
+pub const COMMAND_SOURCE: &str = "sagaplane";
 pub const REPLY_TYPE: &str = "sagaplane.reply.v1";
 pub const JSON: &str = "application/json";
 /// Replies larger than this are refused as poison.
@@ -213,6 +215,7 @@ mod tests {
             data: json!({"amount_cents": 5}),
             created_at: Utc::now(),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            publish_attempts: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sagaplane_sagas::{Action, FieldError, Policy, Reply, Saga, SagaId, Status};
+use sagaplane_sagas::{Action, FieldError, Policy, Reply, RetryPolicy, Saga, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use crate::notifier::SettledNotifier;
 use crate::ports::{
     DeadLetter, EventStore, NewEvent, OutboxMessage, SagaRecord, StoreError, Transport,
 };
-use crate::relay::OutboxRelay;
+use crate::relay::{OutboxRelay, Publish};
 use crate::supervisor::{Gone, Kind, Kinds, Route, RouteError, SagaKind, Snapshot, Supervisor};
 use crate::timers::TimerService;
 use crate::trace::TraceParent;
@@ -35,6 +35,9 @@ pub struct OrchestratorConfig {
     pub timer_interval: Duration,
     /// How often the outbox is swept for rows left unsent.
     pub outbox_sweep_interval: Duration,
+    /// How often a command its transport did not take is tried again, and how
+    /// soon, before it is dead-lettered.
+    pub publish: RetryPolicy,
 }
 
 impl Default for OrchestratorConfig {
@@ -44,6 +47,11 @@ impl Default for OrchestratorConfig {
             idle_timeout: Duration::from_secs(30),
             timer_interval: Duration::from_millis(100),
             outbox_sweep_interval: Duration::from_secs(5),
+            publish: RetryPolicy {
+                max_attempts: 10,
+                backoff_initial_ms: 200,
+                backoff_max_ms: 60_000,
+            },
         }
     }
 }
@@ -83,6 +91,7 @@ pub struct Inbound {
 #[derive(Clone)]
 pub struct Orchestrator {
     supervisor: Addr<Supervisor>,
+    relay: Addr<OutboxRelay>,
     store: Arc<dyn EventStore>,
     notifier: Arc<SettledNotifier>,
     metrics: Metrics,
@@ -127,10 +136,12 @@ impl OrchestratorBuilder {
             self.store.clone(),
             self.transport,
             config.outbox_sweep_interval,
+            config.publish,
             metrics.clone(),
             recovered.clone(),
         )
         .start();
+        let relay_addr = relay.clone();
         let notifier = Arc::new(SettledNotifier::default());
         let store = self.store.clone();
         let kinds: Kinds = Arc::new(self.kinds);
@@ -151,6 +162,7 @@ impl OrchestratorBuilder {
         });
         let orchestrator = Orchestrator {
             supervisor,
+            relay: relay_addr,
             store: self.store.clone(),
             notifier,
             metrics,
@@ -249,6 +261,7 @@ impl Orchestrator {
                     reason: format!("no saga {id}"),
                     raw,
                     headers: json!({ "message_id": message_id }),
+                    outbox_message_id: None,
                 })
                 .await?;
                 Ok(Handled::DeadLettered)
@@ -284,6 +297,7 @@ impl Orchestrator {
                     reason: e.to_string(),
                     raw,
                     headers,
+                    outbox_message_id: None,
                 })
                 .await?;
                 Ok(Handled::DeadLettered)
@@ -319,6 +333,18 @@ impl Orchestrator {
             other => Err(ActorError::Corrupt(format!(
                 "an operator action was handled as {other:?}"
             ))),
+        }
+    }
+
+    /// Puts a dead-lettered command back in line with a fresh publish budget;
+    /// `false` if it was not dead-lettered (already requeued, or sent).
+    pub async fn requeue(&self, message_id: Uuid) -> Result<bool, StoreError> {
+        match self.store.requeue(message_id).await? {
+            Some(message) => {
+                self.relay.do_send(Publish(vec![message]));
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

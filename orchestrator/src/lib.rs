@@ -35,6 +35,6 @@ pub use handle::{
 };
 pub use metrics::Metrics;
 pub use notifier::SettledNotifier;
-pub use ports::{EventStore, OperatorQueries, StoreError, Transport, TransportError};
+pub use ports::{EventStore, OperatorQueries, PublishError, StoreError, Transport, TransportError};
 pub use supervisor::Snapshot;
 pub use trace::TraceParent;

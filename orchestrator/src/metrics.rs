@@ -41,6 +41,7 @@ pub struct Metrics {
     pub dead_letters: Counter,
     pub commands_published: Counter,
     pub publish_failures: Counter,
+    pub commands_dead_lettered: Counter,
     pub timers_fired: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
@@ -60,6 +61,7 @@ impl Default for Metrics {
             dead_letters: Counter::default(),
             commands_published: Counter::default(),
             publish_failures: Counter::default(),
+            commands_dead_lettered: Counter::default(),
             timers_fired: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -99,8 +101,13 @@ impl Metrics {
         );
         registry.register(
             "publish_failures",
-            "Commands whose publication failed (they are retried)",
+            "Failed attempts to publish a command (each is retried)",
             self.publish_failures.clone(),
+        );
+        registry.register(
+            "commands_dead_lettered",
+            "Commands dead-lettered after their publish budget or a permanent refusal",
+            self.commands_dead_lettered.clone(),
         );
         registry.register(
             "timers_fired",

@@ -56,6 +56,9 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
     /// W3C trace context for the participant.
     pub traceparent: Option<String>,
+    /// Failed attempts to hand it to its transport so far.
+    #[serde(default)]
+    pub publish_attempts: u32,
 }
 
 /// What a successful call to [`EventStore::commit`] found.
@@ -104,13 +107,33 @@ pub struct EventRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// An inbound message that could not be used, kept with its raw bytes.
+/// A message that could not be used (inbound) or not be delivered (an outbox
+/// row past its publish budget), kept with its raw bytes.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub channel: String,
     pub reason: String,
     pub raw: Vec<u8>,
     pub headers: serde_json::Value,
+    /// For a command that could not be delivered: its outbox row.
+    pub outbox_message_id: Option<Uuid>,
+}
+
+/// What to do with an outbox row its transport did not take.
+#[derive(Debug, Clone)]
+pub enum PublishFailure {
+    /// Try again at `at`.
+    Retry {
+        message_id: Uuid,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// Out of budget, or refused for good: stop, and keep it as a dead letter.
+    DeadLetter {
+        message_id: Uuid,
+        error: String,
+        letter: DeadLetter,
+    },
 }
 
 /// A saga whose timer is due.
@@ -157,13 +180,21 @@ pub trait EventStore: Send + Sync + 'static {
         detail: &str,
     ) -> Result<bool, StoreError>;
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError>;
-    /// Outbox rows not yet marked sent and created before `before`, oldest first.
+    /// Outbox rows to publish at `now`, oldest first: neither sent nor
+    /// dead-lettered, and either due for a retry or never tried and older than
+    /// `grace` (younger ones are the live path's).
     async fn unsent(
         &self,
-        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError>;
+    /// Records failed publishes: a retry time, or a dead letter.
+    async fn publish_failed(&self, failures: &[PublishFailure]) -> Result<(), StoreError>;
+    /// Puts a dead-lettered outbox row back in line with a fresh budget; the
+    /// row, or `None` if it was not dead-lettered.
+    async fn requeue(&self, message_id: Uuid) -> Result<Option<OutboxMessage>, StoreError>;
     /// Sagas whose wake-up time is at or before `now`, most overdue first.
     async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError>;
     async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError>;
@@ -179,14 +210,54 @@ pub trait EventStore: Send + Sync + 'static {
     async fn backlog(&self) -> Result<Backlog, StoreError>;
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("transport failed: {0}")]
-pub struct TransportError(pub String);
+/// Why a transport did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct TransportError {
+    pub reason: String,
+    /// Retrying cannot help (e.g. the message is too large for the broker).
+    pub permanent: bool,
+}
+
+impl TransportError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// The messages of a batch a transport did not take; the others were delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} message(s) not published", failed.len())]
+pub struct PublishError {
+    pub failed: Vec<(Uuid, TransportError)>,
+}
+
+impl PublishError {
+    /// Every message of the batch failed for the same reason (e.g. the broker is down).
+    pub fn all(messages: &[OutboxMessage], error: TransportError) -> Self {
+        Self {
+            failed: messages
+                .iter()
+                .map(|m| (m.message_id, error.clone()))
+                .collect(),
+        }
+    }
+}
 
 /// Delivers committed commands to participants.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), TransportError>;
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), PublishError>;
 }
 
 /// Which sagas an operator's search returns; newest first.
@@ -237,6 +308,8 @@ pub struct DeadLetterRecord {
     pub resolved_by: Option<String>,
     pub resolved_note: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// For a command that could not be delivered: its outbox row.
+    pub outbox_message_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! Publishes committed outbox rows and sweeps up rows left unsent (after a
-//! crash, or a transport failure).
+//! crash, or a transport failure). A row its transport does not take is tried
+//! again with exponential back-off and jitter; past its budget (or refused for
+//! good) it becomes a dead letter with the last error, for an operator.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,11 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use sagaplane_sagas::RetryPolicy;
+use serde_json::json;
 use uuid::Uuid;
 
+use crate::codec;
 use crate::metrics::Metrics;
-use crate::ports::{EventStore, OutboxMessage, Transport};
+use crate::ports::{
+    DeadLetter, EventStore, OutboxMessage, PublishError, PublishFailure, Transport, TransportError,
+};
 
 const BATCH: usize = 256;
 const SWEEP_LIMIT: i64 = 1_000;
@@ -36,6 +43,7 @@ pub(crate) struct OutboxRelay {
     sweep_interval: Duration,
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
+    policy: RetryPolicy,
 }
 
 impl OutboxRelay {
@@ -43,6 +51,7 @@ impl OutboxRelay {
         store: Arc<dyn EventStore>,
         transport: Arc<dyn Transport>,
         sweep_interval: Duration,
+        policy: RetryPolicy,
         metrics: Metrics,
         recovered: Arc<AtomicBool>,
     ) -> Self {
@@ -57,6 +66,7 @@ impl OutboxRelay {
             awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
+            policy,
         }
     }
 
@@ -78,33 +88,44 @@ impl OutboxRelay {
         let batch: Vec<OutboxMessage> = self.queue.drain(..n).collect();
         let store = self.store.clone();
         let transport = self.transport.clone();
+        let policy = self.policy;
         let fut = async move {
             let ids: Vec<Uuid> = batch.iter().map(|m| m.message_id).collect();
-            let result = match transport.publish(&batch).await {
-                Ok(()) => store.mark_sent(&ids).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (ids, result)
+            let failed = transport.publish(&batch).await.err();
+            let outcome = settle(store.as_ref(), &batch, failed, policy).await;
+            (ids, outcome)
         };
-        ctx.spawn(fut.into_actor(self).map(|(ids, result), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(ids, outcome), act, ctx| {
             act.flushing = false;
             for id in &ids {
                 act.queued.remove(id);
             }
-            match result {
-                Ok(()) => {
-                    act.metrics.commands_published.inc_by(ids.len() as u64);
-                    if let Some(awaiting) = &mut act.awaiting_recovery {
-                        for id in &ids {
-                            awaiting.remove(id);
-                        }
+            // Every row was tried: start-up recovery counts it as handed over.
+            if let Some(awaiting) = &mut act.awaiting_recovery {
+                for id in &ids {
+                    awaiting.remove(id);
+                }
+            }
+            act.check_recovered();
+            match outcome {
+                Ok(settled) => {
+                    let m = &act.metrics;
+                    m.commands_published.inc_by(settled.sent as u64);
+                    m.publish_failures.inc_by(settled.retried as u64);
+                    m.commands_dead_lettered.inc_by(settled.dead as u64);
+                    if let Some(at) = settled.next_retry {
+                        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+                        ctx.run_later(delay, |act, ctx| act.sweep(ctx, false));
                     }
-                    act.check_recovered();
                 }
                 Err(error) => {
-                    // The rows stay unsent in the store; the sweep publishes them again.
+                    // Nothing recorded: the rows stay as they were and a sweep finds them.
                     act.metrics.publish_failures.inc_by(ids.len() as u64);
-                    tracing::warn!(error, count = ids.len(), "outbox batch not published");
+                    tracing::warn!(
+                        error,
+                        count = ids.len(),
+                        "outbox batch outcome not recorded"
+                    );
                 }
             }
             act.flush(ctx);
@@ -123,13 +144,13 @@ impl OutboxRelay {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>, everything: bool) {
-        let before = if everything {
-            Utc::now()
+        let grace = if everything {
+            chrono::Duration::zero()
         } else {
-            Utc::now() - self.grace
+            self.grace
         };
         let store = self.store.clone();
-        let fut = async move { store.unsent(before, SWEEP_LIMIT).await };
+        let fut = async move { store.unsent(Utc::now(), grace, SWEEP_LIMIT).await };
         ctx.spawn(
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {
@@ -174,5 +195,92 @@ impl Handler<Publish> for OutboxRelay {
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
         self.enqueue(msg.0);
         self.flush(ctx);
+    }
+}
+
+/// What became of one published batch.
+struct Settled {
+    sent: usize,
+    retried: usize,
+    dead: usize,
+    /// The earliest retry scheduled.
+    next_retry: Option<DateTime<Utc>>,
+}
+
+/// Marks the delivered rows sent and records, for each one the transport did
+/// not take, when to try again or that it is now a dead letter.
+async fn settle(
+    store: &dyn EventStore,
+    batch: &[OutboxMessage],
+    failed: Option<PublishError>,
+    policy: RetryPolicy,
+) -> Result<Settled, String> {
+    let failed: Vec<(Uuid, TransportError)> = failed.map(|f| f.failed).unwrap_or_default();
+    let is_failed = |id: &Uuid| failed.iter().any(|(f, _)| f == id);
+    let sent: Vec<Uuid> = batch
+        .iter()
+        .map(|m| m.message_id)
+        .filter(|id| !is_failed(id))
+        .collect();
+    if !sent.is_empty() {
+        store.mark_sent(&sent).await.map_err(|e| e.to_string())?;
+    }
+    let now = Utc::now();
+    let mut settled = Settled {
+        sent: sent.len(),
+        retried: 0,
+        dead: 0,
+        next_retry: None,
+    };
+    let mut failures = Vec::with_capacity(failed.len());
+    for (id, error) in failed {
+        let Some(m) = batch.iter().find(|m| m.message_id == id) else {
+            continue;
+        };
+        let attempts = m.publish_attempts + 1;
+        if error.permanent || attempts >= policy.max_attempts {
+            tracing::error!(message_id = %id, saga_id = %m.saga_id, step = %m.step, attempts, error = %error, "command dead-lettered");
+            settled.dead += 1;
+            failures.push(PublishFailure::DeadLetter {
+                message_id: id,
+                error: error.reason.clone(),
+                letter: dead_letter(m, &error, attempts),
+            });
+        } else {
+            let seed = id.as_u64_pair().1 ^ attempts as u64;
+            let at = now + policy.backoff(attempts, seed);
+            tracing::warn!(message_id = %id, attempts, retry_at = %at, error = %error, "command not published; will retry");
+            settled.retried += 1;
+            settled.next_retry = Some(settled.next_retry.map_or(at, |n| n.min(at)));
+            failures.push(PublishFailure::Retry {
+                message_id: id,
+                error: error.reason,
+                at,
+            });
+        }
+    }
+    if !failures.is_empty() {
+        store
+            .publish_failed(&failures)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(settled)
+}
+
+/// The command as it would have gone out, kept for operators.
+fn dead_letter(m: &OutboxMessage, error: &TransportError, attempts: u32) -> DeadLetter {
+    let event = codec::command_event(m, codec::COMMAND_SOURCE);
+    DeadLetter {
+        channel: format!("outbox:{}", m.participant),
+        reason: format!("not delivered after {attempts} attempt(s): {error}"),
+        raw: serde_json::to_vec(&event).expect("a command serialises"),
+        headers: json!({
+            "saga_id": m.saga_id,
+            "step": m.step,
+            "attempt": m.attempt,
+            "command_type": m.command_type,
+        }),
+        outbox_message_id: Some(m.message_id),
     }
 }

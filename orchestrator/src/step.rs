@@ -94,6 +94,7 @@ pub(crate) async fn step<S: Saga>(
                 data: c.data,
                 created_at: now,
                 traceparent: trace.map(|t| t.child().to_string()),
+                publish_attempts: 0,
             }));
             new_events.push(NewEvent {
                 event_type: S::event_type(event),

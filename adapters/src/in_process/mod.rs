@@ -4,8 +4,11 @@
 
 mod participants;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use sagaplane_orchestrator::ports::{OutboxMessage, Transport, TransportError};
+use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
 use tokio::sync::mpsc;
 
 pub use participants::{SimulatedParticipants, SimulatorSettings};
@@ -15,23 +18,32 @@ pub const CHANNEL: &str = "in-process";
 
 pub struct InProcessTransport {
     tx: mpsc::UnboundedSender<OutboxMessage>,
+    reachable: Arc<AtomicBool>,
 }
 
 impl InProcessTransport {
-    /// The transport and the receiving end the participants read.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<OutboxMessage>) {
+    /// The transport to `participants` and the receiving end they read.
+    pub fn new(
+        participants: &SimulatedParticipants,
+    ) -> (Self, mpsc::UnboundedReceiver<OutboxMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+        let reachable = participants.reachability();
+        (Self { tx, reachable }, rx)
     }
 }
 
 #[async_trait]
 impl Transport for InProcessTransport {
-    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), TransportError> {
-        for m in messages {
-            self.tx
-                .send(m.clone())
-                .map_err(|_| TransportError("the simulated participants have stopped".into()))?;
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), PublishError> {
+        if !self.reachable.load(Ordering::Relaxed) {
+            let down = TransportError::transient("the simulated participants are unreachable");
+            return Err(PublishError::all(messages, down));
+        }
+        for (i, m) in messages.iter().enumerate() {
+            if self.tx.send(m.clone()).is_err() {
+                let stopped = TransportError::transient("the simulated participants have stopped");
+                return Err(PublishError::all(&messages[i..], stopped));
+            }
         }
         Ok(())
     }

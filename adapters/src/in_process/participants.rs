@@ -61,6 +61,8 @@ pub struct SimulatedParticipants {
     effects: Arc<Mutex<HashMap<String, u32>>>,
     /// Set once the stuck inventory has been "fixed" (see [`Self::repair`]).
     repaired: Arc<AtomicBool>,
+    /// Cleared to simulate an outage: the transport cannot reach them.
+    reachable: Arc<AtomicBool>,
 }
 
 impl SimulatedParticipants {
@@ -70,6 +72,7 @@ impl SimulatedParticipants {
             applied: Arc::default(),
             effects: Arc::default(),
             repaired: Arc::default(),
+            reachable: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -77,6 +80,16 @@ impl SimulatedParticipants {
     /// from now on (so an operator's `resume` can be shown to work).
     pub fn repair(&self) {
         self.repaired.store(true, Ordering::Relaxed);
+    }
+
+    /// Simulates an outage (`false`) of the participants, or its end: while
+    /// unreachable, the in-process transport refuses every command.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    pub(super) fn reachability(&self) -> Arc<AtomicBool> {
+        self.reachable.clone()
     }
 
     /// Answers every command from `commands` through `orchestrator`.

@@ -24,6 +24,7 @@ struct DeadLetterRow {
     resolved_by: Option<String>,
     resolved_note: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
+    outbox_message_id: Option<Uuid>,
 }
 
 impl From<DeadLetterRow> for DeadLetterRecord {
@@ -43,12 +44,13 @@ impl From<DeadLetterRow> for DeadLetterRecord {
             resolved_by: r.resolved_by,
             resolved_note: r.resolved_note,
             resolved_at: r.resolved_at,
+            outbox_message_id: r.outbox_message_id,
         }
     }
 }
 
 const DEAD_LETTER_COLUMNS: &str = "id, channel, reason, raw, headers, received_at, resolution, \
-     resolved_by, resolved_note, resolved_at";
+     resolved_by, resolved_note, resolved_at, outbox_message_id";
 
 #[async_trait]
 impl OperatorQueries for PgEventStore {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
     Backlog, CommitOutcome, DeadLetter, DueTimer, EventRecord, EventStore, OutboxMessage,
-    SagaRecord, StepCommit, StoreError, StoredHistory,
+    PublishFailure, SagaRecord, StepCommit, StoreError, StoredHistory,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -118,6 +118,7 @@ struct OutboxRow {
     data: serde_json::Value,
     created_at: DateTime<Utc>,
     traceparent: Option<String>,
+    publish_attempts: i32,
 }
 
 impl From<OutboxRow> for OutboxMessage {
@@ -134,9 +135,13 @@ impl From<OutboxRow> for OutboxMessage {
             data: r.data,
             created_at: r.created_at,
             traceparent: r.traceparent,
+            publish_attempts: r.publish_attempts.max(0) as u32,
         }
     }
 }
+
+const OUTBOX_COLUMNS: &str = "message_id, saga_id, saga_type, step, attempt, participant, \
+     command_type, idempotency_key, data, created_at, traceparent, publish_attempts";
 
 #[async_trait]
 impl EventStore for PgEventStore {
@@ -192,31 +197,23 @@ impl EventStore for PgEventStore {
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO dead_letters (channel, reason, raw, headers) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&letter.channel)
-        .bind(&letter.reason)
-        .bind(&letter.raw)
-        .bind(&letter.headers)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_dead_letter(&self.pool, &letter).await
     }
 
     async fn unsent(
         &self,
-        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT message_id, saga_id, saga_type, step, attempt, participant, command_type, \
-                    idempotency_key, data, created_at, traceparent \
-             FROM outbox WHERE sent_at IS NULL AND created_at < $1 \
-             ORDER BY message_id LIMIT $2",
-        )
-        .bind(before)
+        let rows: Vec<OutboxRow> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox \
+             WHERE sent_at IS NULL AND dead_lettered_at IS NULL \
+               AND (next_attempt_at <= $1 OR (next_attempt_at IS NULL AND created_at <= $2)) \
+             ORDER BY message_id LIMIT $3"
+        ))
+        .bind(now)
+        .bind(now - grace)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
@@ -226,13 +223,75 @@ impl EventStore for PgEventStore {
 
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET sent_at = now() WHERE message_id = ANY($1) AND sent_at IS NULL",
+            "UPDATE outbox SET sent_at = now(), next_attempt_at = NULL \
+             WHERE message_id = ANY($1) AND sent_at IS NULL",
         )
         .bind(ids)
         .execute(&self.pool)
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn publish_failed(&self, failures: &[PublishFailure]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for failure in failures {
+            match failure {
+                PublishFailure::Retry {
+                    message_id,
+                    error,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET publish_attempts = publish_attempts + 1, \
+                                last_error = $2, next_attempt_at = $3 \
+                         WHERE message_id = $1 AND sent_at IS NULL",
+                    )
+                    .bind(message_id)
+                    .bind(error)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+                PublishFailure::DeadLetter {
+                    message_id,
+                    error,
+                    letter,
+                } => {
+                    let moved = sqlx::query(
+                        "UPDATE outbox SET publish_attempts = publish_attempts + 1, \
+                                last_error = $2, next_attempt_at = NULL, dead_lettered_at = now() \
+                         WHERE message_id = $1 AND sent_at IS NULL AND dead_lettered_at IS NULL",
+                    )
+                    .bind(message_id)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    // Only the attempt that moved the row leaves a dead letter.
+                    if moved == 1 {
+                        insert_dead_letter(&mut *tx, letter).await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn requeue(&self, message_id: Uuid) -> Result<Option<OutboxMessage>, StoreError> {
+        let row: Option<OutboxRow> = sqlx::query_as(&format!(
+            "UPDATE outbox SET publish_attempts = 0, next_attempt_at = NULL, \
+                    dead_lettered_at = NULL \
+             WHERE message_id = $1 AND sent_at IS NULL AND dead_lettered_at IS NOT NULL \
+             RETURNING {OUTBOX_COLUMNS}"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(Into::into))
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError> {
@@ -328,8 +387,9 @@ impl EventStore for PgEventStore {
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), \
-                    (SELECT min(created_at) FROM outbox WHERE sent_at IS NULL), \
+            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
+                    (SELECT min(created_at) FROM outbox \
+                     WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
                     (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
         )
         .fetch_one(&self.pool)
@@ -341,4 +401,23 @@ impl EventStore for PgEventStore {
             dead_letters,
         })
     }
+}
+
+async fn insert_dead_letter<'e, E>(executor: E, letter: &DeadLetter) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query(
+        "INSERT INTO dead_letters (channel, reason, raw, headers, outbox_message_id) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&letter.channel)
+    .bind(&letter.reason)
+    .bind(&letter.raw)
+    .bind(&letter.headers)
+    .bind(letter.outbox_message_id)
+    .execute(executor)
+    .await
+    .map_err(db)?;
+    Ok(())
 }

@@ -1,6 +1,8 @@
-//! `/v1/dead-letters`: inbound messages that could not be used, kept whole;
-//! an admin redrives one (applies it once more, e.g. after the saga it names
-//! was restored) or discards it, and either is recorded with who and why.
+//! `/v1/dead-letters`: inbound messages that could not be used and commands
+//! that could not be delivered, kept whole. An admin redrives one (applies an
+//! inbound message once more, e.g. after the saga it names appeared; puts a
+//! command back in line with a fresh publish budget) or discards it, and
+//! either is recorded with who and why.
 
 use actix_web::{web, HttpResponse};
 use base64::Engine;
@@ -12,6 +14,7 @@ use sagaplane_sagas::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::sagas::{actor_error, MAX_PAGE};
 use crate::auth::{Caller, Role};
@@ -22,7 +25,10 @@ use crate::startup::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DeadLetterDto {
     id: i64,
-    /// Where it came from, e.g. `in-process`.
+    /// `inbound` (a message that could not be used) or `outbox` (a command
+    /// that could not be delivered).
+    kind: String,
+    /// Where it came from (e.g. `in-process`), or for a command `outbox:<participant>`.
     channel: String,
     /// Why it could not be used.
     reason: String,
@@ -38,12 +44,20 @@ pub(crate) struct DeadLetterDto {
     resolved_by: Option<String>,
     resolved_note: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
+    /// For a command: its outbox id.
+    outbox_message_id: Option<Uuid>,
 }
 
 impl From<DeadLetterRecord> for DeadLetterDto {
     fn from(d: DeadLetterRecord) -> Self {
         Self {
             id: d.id,
+            kind: if d.outbox_message_id.is_some() {
+                "outbox"
+            } else {
+                "inbound"
+            }
+            .into(),
             channel: d.channel,
             reason: d.reason,
             raw_base64: base64::engine::general_purpose::STANDARD.encode(&d.raw),
@@ -54,6 +68,7 @@ impl From<DeadLetterRecord> for DeadLetterDto {
             resolved_by: d.resolved_by,
             resolved_note: d.resolved_note,
             resolved_at: d.resolved_at,
+            outbox_message_id: d.outbox_message_id,
         }
     }
 }
@@ -87,8 +102,9 @@ pub(crate) struct ResolveRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RedriveResult {
-    /// `applied`, `duplicate` (it had been applied before) or `ignored`
-    /// (the saga had moved on; recorded, not applied).
+    /// For a reply: `applied`, `duplicate` (it had been applied before) or
+    /// `ignored` (the saga had moved on; recorded, not applied). For a command:
+    /// `requeued` (it goes out again with a fresh publish budget).
     outcome: String,
     dead_letter: DeadLetterDto,
 }
@@ -152,8 +168,8 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(DeadLetterDto::from(letter)))
 }
 
-/// Apply a dead letter once more, e.g. after the saga it names was restored.
-/// Still unusable → 409, and it stays open.
+/// Redrive a dead letter: apply an inbound message once more (still unusable →
+/// 409, and it stays open), or send a command again with a fresh publish budget.
 #[utoipa::path(
     post, path = "/v1/dead-letters/{id}/redrive", tag = "dead letters",
     params(("id" = i64, Path, description = "Dead letter id")),
@@ -182,6 +198,19 @@ pub(crate) async fn redrive(
     let reason = reason(body.into_inner())?;
     let letter = find(&state, &path).await?;
     open(&letter)?;
+    if let Some(message_id) = letter.outbox_message_id {
+        if !state.orchestrator.requeue(message_id).await? {
+            return Err(ApiError::Conflict(format!(
+                "command {message_id} is no longer dead-lettered"
+            )));
+        }
+        let note = format!("{reason} (outcome: requeued)");
+        let letter = resolve(&state, letter.id, Resolution::Redriven, &caller, &note).await?;
+        return Ok(HttpResponse::Ok().json(RedriveResult {
+            outcome: "requeued".into(),
+            dead_letter: letter.into(),
+        }));
+    }
     let inbound = codec::decode_reply(&letter.channel, &letter.raw)
         .map_err(|e| ApiError::Conflict(format!("the message is still unusable: {e}")))?;
     let outcome = match state.orchestrator.apply_reply(inbound).await {
