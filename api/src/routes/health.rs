@@ -35,7 +35,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
         problems.push(reason);
     }
     if !state.orchestrator.recovered() {
-        problems.push("start-up recovery has not finished publishing unsent commands".into());
+        problems.push("start-up recovery has not yet tried every command left unsent".into());
     }
     if problems.is_empty() {
         Ok(HttpResponse::Ok().json(HealthDto {
