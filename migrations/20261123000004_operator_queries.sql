@@ -1,9 +1,9 @@
--- Operator search: newest first, by status or type, with keyset pagination on
--- (created_at, id); "stuck for" looks at unsettled sagas only, so that index
--- stays as small as the live work.
+-- Operator search: newest first with keyset pagination on (created_at, id);
+-- "stuck for" looks at unsettled sagas only, so that index stays as small as
+-- the live work. A business key is found through the unique (saga_type,
+-- business_key) index: search names the registered types. Every index here is
+-- written on every step, so there are no more than these.
 CREATE INDEX sagas_created ON sagas (created_at DESC, id DESC);
-CREATE INDEX sagas_status_created ON sagas (status, created_at DESC, id DESC);
-CREATE INDEX sagas_by_business_key ON sagas (business_key);
 CREATE INDEX sagas_unsettled_updated ON sagas (updated_at)
     WHERE status IN ('running', 'compensating', 'suspended');
 

@@ -79,8 +79,7 @@ pub fn command_event(message: &OutboxMessage, source: &str) -> CloudEvent {
     }
 }
 
-/// The reply CloudEvent a participant sends for `command` (used by the
-/// simulated participants and the test stand-ins).
+/// The reply CloudEvent a participant sends for `command`.
 pub fn reply_event(
     command: &CloudEvent,
     reply_id: String,
@@ -88,11 +87,41 @@ pub fn reply_event(
     reply: &Reply,
 ) -> CloudEvent {
     CloudEvent {
+        subject: command.subject.clone(),
+        correlationid: command.correlationid.clone(),
+        causationid: Some(command.id.clone()),
+        idempotencykey: command.idempotencykey.clone(),
+        traceparent: command.traceparent.clone(),
+        ..reply_body(reply_id, source, reply)
+    }
+}
+
+/// The reply CloudEvent for a command read straight from the outbox (the
+/// in-process participants): as [`reply_event`] to its CloudEvent.
+pub fn reply_to(
+    command: &OutboxMessage,
+    reply_id: String,
+    source: &str,
+    reply: &Reply,
+) -> CloudEvent {
+    let saga = command.saga_id.to_string();
+    CloudEvent {
+        subject: Some(saga.clone()),
+        correlationid: Some(saga),
+        causationid: Some(command.message_id.to_string()),
+        idempotencykey: Some(command.idempotency_key.clone()),
+        traceparent: command.traceparent.clone(),
+        ..reply_body(reply_id, source, reply)
+    }
+}
+
+fn reply_body(reply_id: String, source: &str, reply: &Reply) -> CloudEvent {
+    CloudEvent {
         specversion: SPEC_VERSION.into(),
         id: reply_id,
         source: source.into(),
         event_type: REPLY_TYPE.into(),
-        subject: command.subject.clone(),
+        subject: None,
         time: Some(reply.at),
         datacontenttype: Some(JSON.into()),
         data: serde_json::to_value(ReplyData {
@@ -101,10 +130,10 @@ pub fn reply_event(
             outcome: reply.outcome.clone(),
         })
         .expect("a reply serialises"),
-        correlationid: command.correlationid.clone(),
-        causationid: Some(command.id.clone()),
-        idempotencykey: command.idempotencykey.clone(),
-        traceparent: command.traceparent.clone(),
+        correlationid: None,
+        causationid: None,
+        idempotencykey: None,
+        traceparent: None,
         sagastep: None,
         sagaattempt: None,
     }
@@ -142,10 +171,10 @@ pub fn decode_reply(channel: &str, raw: &[u8]) -> Result<Inbound, DecodeError> {
     if raw.len() > MAX_REPLY_BYTES {
         return Err(DecodeError::TooLarge(raw.len()));
     }
-    let value: Value =
-        serde_json::from_slice(raw).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let event: CloudEvent =
-        serde_json::from_value(value).map_err(|e| DecodeError::NotCloudEvent(e.to_string()))?;
+    let event: CloudEvent = serde_json::from_slice(raw).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => DecodeError::NotCloudEvent(e.to_string()),
+        _ => DecodeError::NotJson(e.to_string()),
+    })?;
     decode_reply_event(channel, event, raw.to_vec())
 }
 
@@ -247,6 +276,19 @@ mod tests {
             message.traceparent
         );
         assert_eq!(inbound.raw, raw);
+    }
+
+    #[test]
+    fn a_reply_to_an_outbox_row_equals_the_reply_to_its_cloudevent() {
+        let message = command();
+        let reply = Reply {
+            step: message.step.clone(),
+            attempt: 2,
+            outcome: Outcome::Succeeded,
+            at: Utc::now(),
+        };
+        let via_event = reply_event(&command_event(&message, "s"), "r".into(), "p", &reply);
+        assert_eq!(reply_to(&message, "r".into(), "p", &reply), via_event);
     }
 
     #[test]

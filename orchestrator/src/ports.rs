@@ -265,7 +265,8 @@ pub trait Transport: Send + Sync + 'static {
 pub struct SagaFilter {
     /// Any of these statuses; empty means all.
     pub statuses: Vec<String>,
-    pub saga_type: Option<String>,
+    /// Any of these types; empty means all.
+    pub saga_types: Vec<String>,
     pub business_key: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     /// Exclusive.

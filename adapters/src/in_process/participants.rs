@@ -131,8 +131,8 @@ impl SimulatedParticipants {
         };
         // The reply travels as a CloudEvent, as from any real participant; the
         // same command redelivered yields the same reply id.
-        let event = codec::reply_event(
-            &codec::command_event(&command, "sagaplane"),
+        let event = codec::reply_to(
+            &command,
             format!("{}:reply", command.message_id),
             command.participant.as_str(),
             &reply,

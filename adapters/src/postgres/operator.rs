@@ -62,8 +62,10 @@ impl OperatorQueries for PgEventStore {
                 .push_bind(&f.statuses)
                 .push(")");
         }
-        if let Some(t) = &f.saga_type {
-            q.push(" AND saga_type = ").push_bind(t);
+        if !f.saga_types.is_empty() {
+            q.push(" AND saga_type = ANY(")
+                .push_bind(&f.saga_types)
+                .push(")");
         }
         if let Some(k) = &f.business_key {
             q.push(" AND business_key = ").push_bind(k);

@@ -422,7 +422,12 @@ pub(crate) async fn search(
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let filter = SagaFilter {
         statuses,
-        saga_type: q.saga_type,
+        // A business key is indexed with its type: name every type when none is given.
+        saga_types: match (q.saga_type, &q.business_key) {
+            (Some(t), _) => vec![t],
+            (None, Some(_)) => state.saga_types.iter().map(|t| t.to_string()).collect(),
+            (None, None) => Vec::new(),
+        },
         business_key: q.business_key,
         created_from: q.created_from,
         created_to: q.created_to,
