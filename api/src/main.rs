@@ -6,6 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sagaplane_api::{bench, cli, telemetry, Application, Settings};
 
+/// Many small, short-lived allocations per step (JSON, messages): mimalloc
+/// serves them with less time spent in the allocator than the system's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sagaplane",
