@@ -161,7 +161,13 @@ impl Settings {
             figment = figment.merge(Toml::file(file));
         }
         figment
-            .merge(Env::prefixed("SAGAPLANE_").split("__"))
+            .merge(
+                Env::prefixed("SAGAPLANE_")
+                    // Only settings: `SAGAPLANE_URL` and `SAGAPLANE_TOKEN` are the
+                    // operator CLI's, and tools may have their own.
+                    .filter(|key| key == "listen" || key.as_str().contains("__"))
+                    .split("__"),
+            )
             .merge(
                 Env::raw()
                     .only(&["DATABASE_URL"])
@@ -225,6 +231,10 @@ mod tests {
             assert_eq!(s.database.url, "postgres://db/x");
             assert_eq!(s.saga.step_timeout_ms, 1500);
             assert_eq!(s.http, HttpSettings::default());
+            // The CLI's variables and other tools' are not settings.
+            jail.set_env("SAGAPLANE_URL", "http://127.0.0.1:1");
+            jail.set_env("SAGAPLANE_TOKEN", "t");
+            jail.set_env("SAGAPLANE_SCHEMATHESIS", "/x");
             jail.set_env("SAGAPLANE_LISTEN", "0.0.0.0:1");
             assert_eq!(Settings::load(None).map_err(|e| *e)?.listen, "0.0.0.0:1");
             Ok(())

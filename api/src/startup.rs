@@ -47,7 +47,13 @@ impl Application {
             .await
             .context("Failed to open the database")?;
         let store = Arc::new(store);
-        let participants = SimulatedParticipants::new(settings.simulator.clone());
+        let mut participants = SimulatedParticipants::new(settings.simulator.clone());
+        if settings.simulator.durable_memory {
+            participants = participants
+                .with_durable_memory(store.pool().clone())
+                .await
+                .context("Failed to set up the simulated participants' tables")?;
+        }
         let (transport, commands) = InProcessTransport::new(&participants);
         let orchestrator = Orchestrator::builder(
             store.clone(),

@@ -12,6 +12,7 @@ use sagaplane_orchestrator::{codec, Orchestrator};
 use sagaplane_sagas::{Outcome, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use super::CHANNEL;
@@ -36,6 +37,11 @@ pub struct SimulatorSettings {
     pub hang_customer_prefix: String,
     /// Order service fails to confirm an order id starting with this.
     pub no_confirm_prefix: String,
+    /// Keep what was applied in PostgreSQL (tables `simulator_effects` and
+    /// `simulator_applications` in the orchestrator's database), as a real
+    /// participant keeps its own state, so it survives a restart; otherwise in
+    /// memory.
+    pub durable_memory: bool,
 }
 
 impl Default for SimulatorSettings {
@@ -49,6 +55,7 @@ impl Default for SimulatorSettings {
             decline_above_cents: 1_000_000,
             hang_customer_prefix: "HANG-".into(),
             no_confirm_prefix: "NOCONFIRM-".into(),
+            durable_memory: false,
         }
     }
 }
@@ -63,6 +70,8 @@ pub struct SimulatedParticipants {
     repaired: Arc<AtomicBool>,
     /// Cleared to simulate an outage: the transport cannot reach them.
     reachable: Arc<AtomicBool>,
+    /// Where what was applied is kept when `durable_memory` is on.
+    durable: Option<PgPool>,
 }
 
 impl SimulatedParticipants {
@@ -73,7 +82,27 @@ impl SimulatedParticipants {
             effects: Arc::default(),
             repaired: Arc::default(),
             reachable: Arc::new(AtomicBool::new(true)),
+            durable: None,
         }
+    }
+
+    /// Keeps what the participants applied in `pool`'s database (creating their
+    /// tables if missing) instead of in memory.
+    pub async fn with_durable_memory(mut self, pool: PgPool) -> Result<Self, sqlx::Error> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS simulator_effects (
+                 idempotency_key text PRIMARY KEY,
+                 outcome jsonb NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             -- One row per application of an effect: the audit a test reads.
+             CREATE TABLE IF NOT EXISTS simulator_applications (
+                 idempotency_key text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .execute(&pool)
+        .await?;
+        self.durable = Some(pool);
+        Ok(self)
     }
 
     /// The inventory team fixed its fault: SKUs with the stuck prefix release
@@ -119,7 +148,11 @@ impl SimulatedParticipants {
         if self.settings.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
         }
-        let Some(outcome) = self.outcome(&command) else {
+        let outcome = match &self.durable {
+            Some(pool) => self.durable_outcome(pool, &command).await,
+            None => self.outcome(&command),
+        };
+        let Some(outcome) = outcome else {
             tracing::debug!(saga_id = %command.saga_id, step = %command.step, "simulated participant stays silent");
             return;
         };
@@ -149,6 +182,72 @@ impl SimulatedParticipants {
                     tracing::warn!(error.message = %e, attempt, "simulated reply not accepted");
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
+            }
+        }
+    }
+
+    /// As [`Self::outcome`], with what was applied kept in PostgreSQL: the
+    /// effect and its record are one transaction, and the first of two
+    /// concurrent deliveries wins. A database error means no answer (the
+    /// saga's timeout asks again).
+    async fn durable_outcome(&self, pool: &PgPool, command: &OutboxMessage) -> Option<Outcome> {
+        let key = command.idempotency_key.as_str();
+        let recorded = || {
+            sqlx::query_scalar::<_, serde_json::Value>(
+                "SELECT outcome FROM simulator_effects WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+        };
+        let previous = recorded().await;
+        match previous {
+            Ok(Some(outcome)) => return serde_json::from_value(outcome).ok(),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error.message = %e, "simulated participant cannot read its memory");
+                return None;
+            }
+        }
+        if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
+            return Some(Outcome::Failed {
+                reason: "simulated transient failure".into(),
+            });
+        }
+        let outcome = self.rule(command.step.as_str(), &command.data)?;
+        if let Outcome::Failed { .. } = outcome {
+            return Some(outcome);
+        }
+        let applied = async {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO simulator_effects (idempotency_key, outcome) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(key)
+            .bind(serde_json::to_value(&outcome).expect("an outcome serialises"))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 && outcome == Outcome::Succeeded {
+                sqlx::query("INSERT INTO simulator_applications (idempotency_key) VALUES ($1)")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(inserted == 1)
+        };
+        match applied.await {
+            Ok(true) => Some(outcome),
+            // Another delivery of the same command applied it first.
+            Ok(false) => recorded()
+                .await
+                .ok()
+                .flatten()
+                .and_then(|o| serde_json::from_value(o).ok()),
+            Err(e) => {
+                tracing::warn!(error.message = %e, "simulated participant cannot record an effect");
+                None
             }
         }
     }
