@@ -1,0 +1,239 @@
+//! The kill test: the real binary under load, SIGKILLed at random moments and
+//! started again, six times. Then every saga must have ended as its input
+//! dictates, no participant may have applied an idempotency key twice, and no
+//! saga's history may have a gap or a duplicate.
+//!
+//! The simulated participants run inside the killed process but keep what
+//! they applied in PostgreSQL (`simulator.durable_memory`), as real
+//! participants keep their own state; every application is a row in
+//! `simulator_applications`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+use crate::helpers::{fresh_database_url, order, order_request};
+use crate::server::{free_port, Server};
+
+const SAGAS: usize = 300;
+const CLIENTS: usize = 20;
+const KILLS: usize = 6;
+
+const ENV: &[(&str, &str)] = &[
+    ("SAGAPLANE_SIMULATOR__DURABLE_MEMORY", "true"),
+    ("SAGAPLANE_SIMULATOR__LATENCY_MS", "15"),
+    ("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1000"),
+    // Enough attempts that kills alone never exhaust a step's budget.
+    ("SAGAPLANE_SAGA__STEP_MAX_ATTEMPTS", "50"),
+    ("SAGAPLANE_SAGA__COMPENSATION_MAX_ATTEMPTS", "50"),
+    ("SAGAPLANE_SAGA__BACKOFF_INITIAL_MS", "50"),
+    ("SAGAPLANE_SAGA__BACKOFF_MAX_MS", "200"),
+    ("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50"),
+    ("SAGAPLANE_ORCHESTRATOR__OUTBOX_SWEEP_INTERVAL_MS", "300"),
+];
+
+/// One saga of the load: its input and what must become of it.
+struct Case {
+    key: String,
+    order: Value,
+    status: &'static str,
+    /// Steps whose effect must be applied, exactly once.
+    required: &'static [&'static str],
+}
+
+fn cases() -> Vec<Case> {
+    (0..SAGAS)
+        .map(|i| {
+            let key = format!("k-{i}");
+            let (order, status, required): (Value, _, &'static [&'static str]) = match i % 4 {
+                0 => (
+                    order(&key, "c", "OOS-1", 100),
+                    "compensated",
+                    &["cancel-order"],
+                ),
+                1 => (
+                    order(&key, "c", "SKU-1", 5_000_000),
+                    "compensated",
+                    &["reserve-inventory", "release-inventory", "cancel-order"],
+                ),
+                2 => (
+                    order(&format!("NOCONFIRM-{i}"), "c", "SKU-1", 100),
+                    "compensated",
+                    &[
+                        "reserve-inventory",
+                        "charge-payment",
+                        "refund-payment",
+                        "release-inventory",
+                        "cancel-order",
+                    ],
+                ),
+                _ => (
+                    order(&key, "c", "SKU-1", 100),
+                    "completed",
+                    &["reserve-inventory", "charge-payment", "confirm-order"],
+                ),
+            };
+            Case {
+                key,
+                order,
+                status,
+                required,
+            }
+        })
+        .collect()
+}
+
+/// Starts `case` (retrying through outages: the business key makes a repeat
+/// harmless) and waits a little for it; the saga's id.
+async fn drive(client: &reqwest::Client, base: &str, case: &Case, deadline: Instant) -> String {
+    let body = order_request(&case.key, case.order.clone());
+    let id = loop {
+        assert!(Instant::now() < deadline, "saga {} never started", case.key);
+        let sent = client
+            .post(format!("{base}/v1/sagas"))
+            .json(&body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            if [StatusCode::OK, StatusCode::CREATED].contains(&r.status()) {
+                if let Ok(saga) = r.json::<Value>().await {
+                    break saga["id"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Like a client waiting for its order; a kill only cuts the wait short.
+    let _ = client
+        .get(format!("{base}/v1/sagas/{id}?wait=2"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
+    let db = fresh_database_url();
+    let port = free_port();
+    let mut server = Server::start_on(port, &db, ENV).await;
+    let base = server.base.clone();
+    let cases = Arc::new(cases());
+    let deadline = Instant::now() + Duration::from_secs(90);
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let cases = cases.clone();
+        let base = base.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut ids = Vec::new();
+            for i in (c..SAGAS).step_by(CLIENTS) {
+                ids.push((i, drive(&client, &base, &cases[i], deadline).await));
+            }
+            ids
+        }));
+    }
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(150..700))).await;
+        server.kill();
+        server = Server::start_on(port, &db, ENV).await;
+    }
+    let mut ids = HashMap::new();
+    for client in clients {
+        ids.extend(client.await.expect("a client finished"));
+    }
+    assert_eq!(ids.len(), SAGAS);
+
+    // Every saga ends as its input dictates.
+    for (i, id) in &ids {
+        let case = &cases[*i];
+        let saga = loop {
+            let saga = server.get(&format!("/v1/sagas/{id}?wait=5")).await;
+            let status = saga["status"].as_str().unwrap().to_owned();
+            if ["completed", "compensated", "cancelled", "suspended"].contains(&status.as_str())
+                || Instant::now() > deadline
+            {
+                break saga;
+            }
+        };
+        assert_eq!(saga["status"], case.status, "saga {}: {saga}", case.key);
+    }
+
+    let pool = PgPool::connect(&db).await.unwrap();
+    // No participant applied any idempotency key twice.
+    let twice: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, count(*) FROM simulator_applications \
+         GROUP BY idempotency_key HAVING count(*) > 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(twice, [], "effects applied more than once");
+    // Each saga's required effects were applied; any other is the undo of a
+    // step that timed out (it may have been applied, so it is compensated).
+    let applied: Vec<(String,)> =
+        sqlx::query_as("SELECT idempotency_key FROM simulator_applications")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut by_saga: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (key,) in applied {
+        let (saga, step) = key.split_once(':').expect("keys are <saga>:<step>");
+        by_saga.entry(saga.into()).or_default().insert(step.into());
+    }
+    for (i, id) in &ids {
+        let case = &cases[*i];
+        let steps = by_saga.remove(id).unwrap_or_default();
+        for required in case.required {
+            assert!(
+                steps.contains(*required),
+                "saga {}: {required} missing from {steps:?}",
+                case.key
+            );
+        }
+        for step in &steps {
+            assert!(
+                case.required.contains(&step.as_str())
+                    || ["release-inventory", "refund-payment"].contains(&step.as_str()),
+                "saga {}: unexpected effect {step} in {steps:?}",
+                case.key
+            );
+        }
+    }
+    assert!(by_saga.is_empty(), "effects for unknown sagas: {by_saga:?}");
+
+    // No saga's history has a gap or a duplicate, and its row agrees.
+    let broken: Vec<(uuid::Uuid,)> = sqlx::query_as(
+        "SELECT s.id FROM sagas s JOIN saga_events e ON e.saga_id = s.id \
+         GROUP BY s.id, s.version \
+         HAVING min(e.seq) <> 1 OR max(e.seq) <> count(*) OR max(e.seq) <> s.version",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(broken, [], "histories with a gap or a duplicate");
+    let sagas: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sagas, SAGAS as i64, "one saga per business key");
+    // The kills landed on work in flight: commands and replies were lost with
+    // the process, and the steps' deadlines asked again.
+    let timed_out: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM saga_events \
+         WHERE event_type = 'StepFailed' AND data->>'cause' = 'timed_out'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    eprintln!("{KILLS} kills, {SAGAS} sagas: {timed_out} step attempts timed out and were retried");
+    assert!(timed_out > 0, "no kill interrupted a step");
+    server.kill();
+}
