@@ -5,6 +5,7 @@ mod access;
 mod bad_input;
 mod bench;
 mod cli;
+mod crash_loop;
 mod dead_letters;
 mod helpers;
 mod idempotency;

@@ -83,6 +83,9 @@ pub struct RuntimeSettings {
     pub publish_backoff_initial_ms: u64,
     /// Cap on that delay.
     pub publish_backoff_max_ms: u64,
+    /// A saga whose actor panics this often within `crash_window_ms` is suspended.
+    pub crash_limit: u32,
+    pub crash_window_ms: u64,
 }
 
 impl Default for Settings {
@@ -143,6 +146,8 @@ impl Default for RuntimeSettings {
             publish_max_attempts: c.publish.max_attempts,
             publish_backoff_initial_ms: c.publish.backoff_initial_ms,
             publish_backoff_max_ms: c.publish.backoff_max_ms,
+            crash_limit: c.crash_limit,
+            crash_window_ms: c.crash_window.as_millis() as u64,
         }
     }
 }
@@ -206,6 +211,8 @@ impl Settings {
                 backoff_initial_ms: o.publish_backoff_initial_ms,
                 backoff_max_ms: o.publish_backoff_max_ms,
             },
+            crash_limit: o.crash_limit.max(1),
+            crash_window: Duration::from_millis(o.crash_window_ms),
         }
     }
 }

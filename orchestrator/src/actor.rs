@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use sagaplane_sagas::{Action, FieldError, Policy, Rejection, Reply, Saga, SagaId, Status};
 use serde_json::Value;
 use tracing::Instrument;
@@ -101,6 +102,11 @@ pub enum ActorError {
     Contended,
     #[error("the orchestrator is shutting down")]
     Unavailable,
+    #[error("the saga's actor panicked: {0}")]
+    Panicked(String),
+    /// The actor panicked too often in a short time: the saga was suspended.
+    #[error("the saga was suspended: {0}")]
+    CrashLoop(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -178,8 +184,22 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
             saga_type = S::TYPE,
             trace_id = tracing::field::Empty
         );
-        let fut =
-            async move { crate::step::step::<S>(&deps, id, loaded, msg.0).await }.instrument(span);
+        let fut = async move {
+            // A panic in the saga's code (or ours) fails this input only: the
+            // actor drops its state and stops, and the next input rebuilds it
+            // from the events. The caller counts crashes (crash-loop guard).
+            let step = crate::step::step::<S>(&deps, id, loaded, msg.0);
+            match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(panic = %message, "saga actor panicked");
+                    deps.metrics.actor_panics.inc();
+                    (Err(ActorError::Panicked(message)), None)
+                }
+            }
+        }
+        .instrument(span);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
             |(result, loaded), act, ctx| {
                 act.busy = false;
@@ -196,4 +216,12 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
             },
         )))
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -18,7 +18,9 @@ use crate::ports::{
     DeadLetter, EventStore, NewEvent, OutboxMessage, SagaRecord, StoreError, Transport,
 };
 use crate::relay::{OutboxRelay, Publish};
-use crate::supervisor::{Gone, Kind, Kinds, Route, RouteError, SagaKind, Snapshot, Supervisor};
+use crate::supervisor::{
+    Crashed, Gone, Kind, Kinds, Route, RouteError, SagaKind, Snapshot, Supervisor,
+};
 use crate::timers::TimerService;
 use crate::trace::TraceParent;
 
@@ -38,6 +40,9 @@ pub struct OrchestratorConfig {
     /// How often a command its transport did not take is tried again, and how
     /// soon, before it is dead-lettered.
     pub publish: RetryPolicy,
+    /// A saga whose actor panics this often within `crash_window` is suspended.
+    pub crash_limit: u32,
+    pub crash_window: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -52,6 +57,8 @@ impl Default for OrchestratorConfig {
                 backoff_initial_ms: 200,
                 backoff_max_ms: 60_000,
             },
+            crash_limit: 3,
+            crash_window: Duration::from_secs(60),
         }
     }
 }
@@ -91,6 +98,8 @@ pub struct Inbound {
 #[derive(Clone)]
 pub struct Orchestrator {
     supervisor: Addr<Supervisor>,
+    crash_limit: u32,
+    crash_window: Duration,
     relay: Addr<OutboxRelay>,
     store: Arc<dyn EventStore>,
     notifier: Arc<SettledNotifier>,
@@ -162,6 +171,8 @@ impl OrchestratorBuilder {
         });
         let orchestrator = Orchestrator {
             supervisor,
+            crash_limit: config.crash_limit.max(1),
+            crash_window: config.crash_window,
             relay: relay_addr,
             store: self.store.clone(),
             notifier,
@@ -336,6 +347,30 @@ impl Orchestrator {
         }
     }
 
+    /// Counts a panic of a saga's actor; past the crash limit the saga is
+    /// suspended instead of crash-looping (its timer disarmed, so only an
+    /// operator or a new reply drives it again).
+    async fn crashed(&self, saga_id: SagaId, message: String) -> Result<Handled, ActorError> {
+        let window = self.crash_window;
+        let crashes = self
+            .supervisor
+            .send(Crashed { saga_id, window })
+            .await
+            .unwrap_or(1);
+        if crashes < self.crash_limit {
+            return Err(ActorError::Panicked(message));
+        }
+        let reason = format!(
+            "the saga's actor panicked {crashes} times within {} s; last: {message}",
+            window.as_secs()
+        );
+        if self.store.suspend(saga_id, &reason).await? {
+            tracing::error!(saga_id = %saga_id, reason, "crash-looping saga suspended");
+            self.notifier.notify(saga_id);
+        }
+        Err(ActorError::CrashLoop(reason))
+    }
+
     /// Puts a dead-lettered command back in line with a fresh publish budget;
     /// `false` if it was not dead-lettered (already requeued, or sent).
     pub async fn requeue(&self, message_id: Uuid) -> Result<bool, StoreError> {
@@ -422,6 +457,9 @@ impl Orchestrator {
                 Err(_) => return Err(ActorError::Unavailable),
             };
             match routed.recipient.send(Handle(input.clone())).await {
+                Ok(Err(ActorError::Panicked(message))) => {
+                    return self.crashed(saga_id, message).await
+                }
                 Ok(result) => return result,
                 Err(_) => self.supervisor.do_send(Gone {
                     saga_id,

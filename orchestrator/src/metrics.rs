@@ -42,6 +42,7 @@ pub struct Metrics {
     pub commands_published: Counter,
     pub publish_failures: Counter,
     pub commands_dead_lettered: Counter,
+    pub actor_panics: Counter,
     pub timers_fired: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
@@ -62,6 +63,7 @@ impl Default for Metrics {
             commands_published: Counter::default(),
             publish_failures: Counter::default(),
             commands_dead_lettered: Counter::default(),
+            actor_panics: Counter::default(),
             timers_fired: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -108,6 +110,11 @@ impl Metrics {
             "commands_dead_lettered",
             "Commands dead-lettered after their publish budget or a permanent refusal",
             self.commands_dead_lettered.clone(),
+        );
+        registry.register(
+            "actor_panics",
+            "Saga inputs that panicked (the actor is rebuilt from its events)",
+            self.actor_panics.clone(),
         );
         registry.register(
             "timers_fired",

@@ -8,6 +8,10 @@ use sagaplane_sagas::{SagaId, View};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The type of the event the supervisor appends when it suspends a saga that
+/// keeps crashing. It is not the saga's own: folding a history skips it.
+pub const SUSPENDED_BY_SUPERVISOR: &str = "SuspendedBySupervisor";
+
 /// Everything one saga step writes, committed atomically.
 #[derive(Debug, Clone)]
 pub struct StepCommit {
@@ -198,6 +202,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Sagas whose wake-up time is at or before `now`, most overdue first.
     async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError>;
     async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError>;
+    /// Suspends a saga whose own code cannot take a step (its actor keeps
+    /// panicking): appends a [`SUSPENDED_BY_SUPERVISOR`] event with the reason,
+    /// marks the row suspended and disarms its timer. `false` if it was not
+    /// there or already suspended.
+    async fn suspend(&self, saga: SagaId, reason: &str) -> Result<bool, StoreError>;
     async fn get(&self, saga: SagaId) -> Result<Option<SagaRecord>, StoreError>;
     async fn find_by_key(
         &self,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use sagaplane_sagas::{Explanation, Saga, SagaId, View};
@@ -68,6 +69,8 @@ struct Live {
 pub(crate) struct Supervisor {
     kinds: Kinds,
     live: HashMap<SagaId, Live>,
+    /// When each saga's actor panicked lately.
+    crashes: HashMap<SagaId, Vec<Instant>>,
     next_generation: u64,
     deps: Arc<Deps>,
 }
@@ -77,6 +80,7 @@ impl Supervisor {
         Self {
             kinds,
             live: HashMap::new(),
+            crashes: HashMap::new(),
             next_generation: 0,
             deps,
         }
@@ -138,6 +142,30 @@ impl Handler<Route> for Supervisor {
             recipient,
             generation,
         })
+    }
+}
+
+/// A saga's actor panicked; answers how often within the crash window.
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub(crate) struct Crashed {
+    pub saga_id: SagaId,
+    pub window: Duration,
+}
+
+impl Handler<Crashed> for Supervisor {
+    type Result = u32;
+
+    fn handle(&mut self, msg: Crashed, _ctx: &mut Context<Self>) -> u32 {
+        let now = Instant::now();
+        // Forget crashes older than their window, of every saga.
+        self.crashes.retain(|_, times| {
+            times.retain(|t| now.duration_since(*t) < msg.window);
+            !times.is_empty()
+        });
+        let times = self.crashes.entry(msg.saga_id).or_default();
+        times.push(now);
+        times.len() as u32
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
     Backlog, CommitOutcome, DeadLetter, DueTimer, EventRecord, EventStore, OutboxMessage,
-    PublishFailure, SagaRecord, StepCommit, StoreError, StoredHistory,
+    PublishFailure, SagaRecord, StepCommit, StoreError, StoredHistory, SUSPENDED_BY_SUPERVISOR,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -147,9 +147,15 @@ const OUTBOX_COLUMNS: &str = "message_id, saga_id, saga_type, step, attempt, par
 impl EventStore for PgEventStore {
     async fn load(&self, saga: SagaId) -> Result<Option<StoredHistory>, StoreError> {
         // One statement, so the type and the events come from one snapshot.
-        type Row = (String, Option<String>, Option<serde_json::Value>);
+        type Row = (
+            String,
+            Option<String>,
+            i64,
+            Option<String>,
+            Option<serde_json::Value>,
+        );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT s.saga_type, s.traceparent, e.data FROM sagas s \
+            "SELECT s.saga_type, s.traceparent, s.version, e.event_type, e.data FROM sagas s \
              LEFT JOIN saga_events e ON e.saga_id = s.id \
              WHERE s.id = $1 ORDER BY e.seq",
         )
@@ -157,14 +163,21 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let Some((saga_type, traceparent, _)) = rows.first().cloned() else {
+        let Some((saga_type, traceparent, version, _, _)) = rows.first().cloned() else {
             return Ok(None);
         };
-        let events: Vec<serde_json::Value> = rows.into_iter().filter_map(|(_, _, e)| e).collect();
+        // The supervisor's own events are not the saga's to fold.
+        let events: Vec<serde_json::Value> = rows
+            .into_iter()
+            .filter(|(_, _, _, event_type, _)| {
+                event_type.as_deref() != Some(SUSPENDED_BY_SUPERVISOR)
+            })
+            .filter_map(|(_, _, _, _, e)| e)
+            .collect();
         Ok(Some(StoredHistory {
             saga_type,
             traceparent,
-            version: events.len() as u64,
+            version: version as u64,
             events,
         }))
     }
@@ -311,6 +324,36 @@ impl EventStore for PgEventStore {
                 wake_at,
             })
             .collect())
+    }
+
+    async fn suspend(&self, saga: SagaId, reason: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE sagas SET status = 'suspended', last_error = $2, wake_at = NULL, \
+                    version = version + 1, updated_at = now() \
+             WHERE id = $1 AND status IN ('running', 'compensating') RETURNING version",
+        )
+        .bind(saga.as_uuid())
+        .bind(reason)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(version) = version else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
+             VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(saga.as_uuid())
+        .bind(version)
+        .bind(SUSPENDED_BY_SUPERVISOR)
+        .bind(serde_json::json!({ "reason": reason }))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError> {

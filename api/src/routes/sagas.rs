@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::ports::{EventRecord, SagaFilter, SagaRecord};
+use sagaplane_orchestrator::ports::{EventRecord, SagaFilter, SagaRecord, SUSPENDED_BY_SUPERVISOR};
 use sagaplane_orchestrator::{ActorError, Snapshot, StartError, StartOutcome, TraceParent};
 use sagaplane_sagas::{FieldError, SagaId, Status, WaitingOn};
 use serde::{Deserialize, Serialize};
@@ -590,11 +590,16 @@ pub(crate) async fn events(
             .await
             .map_err(actor_error)?
             .unwrap_or_default();
-        // An event appended between the two reads has no state yet: zip drops it.
+        // One snapshot per event of the saga's own; the supervisor's have none.
+        // An event appended between the two reads has none yet either.
+        let mut snapshots = snapshots.iter();
         events
             .into_iter()
-            .zip(&snapshots)
-            .map(|(e, s)| EventDto::new(e, Some(state_dto(s))))
+            .map(|e| {
+                let own = e.event_type != SUSPENDED_BY_SUPERVISOR;
+                let state = own.then(|| snapshots.next().map(state_dto)).flatten();
+                EventDto::new(e, state)
+            })
             .collect()
     } else {
         events.into_iter().map(|e| EventDto::new(e, None)).collect()
@@ -617,6 +622,9 @@ pub(crate) fn no_saga(raw: &str) -> ApiError {
 pub(crate) fn actor_error(e: ActorError) -> ApiError {
     match e {
         ActorError::Unavailable | ActorError::Contended => ApiError::Unavailable,
+        ActorError::CrashLoop(reason) => ApiError::Conflict(format!(
+            "the saga could not take this input and was suspended: {reason}"
+        )),
         ActorError::UnknownSaga(id) => no_saga(&id.to_string()),
         other => ApiError::Internal(other.into()),
     }
