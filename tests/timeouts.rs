@@ -90,3 +90,39 @@ async fn a_compensation_that_keeps_failing_suspends_the_saga() {
         "a suspended saga sends nothing more"
     );
 }
+
+#[actix_web::test]
+async fn a_saga_deadline_shorter_than_the_retries_ends_it_earlier() {
+    let app = spawn_app_with(|s| {
+        s.saga.step_timeout_ms = 200;
+        s.saga.step_max_attempts = 10;
+        s.saga.backoff_initial_ms = 50;
+        s.saga.backoff_max_ms = 50;
+        s.saga.deadline_ms = 700;
+        s.orchestrator.timer_interval_ms = 20;
+    })
+    .await;
+    let id = app.start_order("d-1", order("o", "c", "HANG-1", 100)).await;
+    let saga = app.settled(&id).await;
+    assert_eq!(saga["status"], "compensated");
+    let events = app.events(&id).await;
+    let failed: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "StepFailed")
+        .collect();
+    let last = failed.last().unwrap();
+    assert_eq!(last["data"]["cause"], "deadline_exceeded", "{last}");
+    assert_eq!(last["data"]["then"]["action"], "compensate");
+    // Ten attempts of 200 ms did not fit in 700 ms: it stopped after a few.
+    let attempts = app
+        .commanded_steps(&id)
+        .await
+        .iter()
+        .filter(|s| *s == "reserve-inventory")
+        .count();
+    assert!((2..=4).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        &app.commanded_steps(&id).await[attempts..],
+        ["release-inventory", "cancel-order"]
+    );
+}

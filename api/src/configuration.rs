@@ -66,6 +66,9 @@ pub struct SagaSettings {
     pub compensation_max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// The whole saga must have gone forward to its end within this long of
+    /// its start, or it compensates; 0: no deadline.
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +135,7 @@ impl Default for SagaSettings {
             compensation_max_attempts: p.compensation.max_attempts,
             backoff_initial_ms: p.forward.backoff_initial_ms,
             backoff_max_ms: p.forward.backoff_max_ms,
+            deadline_ms: p.saga_deadline_ms,
         }
     }
 }
@@ -202,6 +206,7 @@ impl Settings {
                 step_timeout_ms: s.step_timeout_ms,
                 forward: retry(s.step_max_attempts.max(1)),
                 compensation: retry(s.compensation_max_attempts.max(1)),
+                saga_deadline_ms: s.deadline_ms,
             },
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
             timer_interval: Duration::from_millis(o.timer_interval_ms.max(1)),

@@ -320,6 +320,11 @@ pub struct Policy {
     pub step_timeout_ms: u64,
     pub forward: RetryPolicy,
     pub compensation: RetryPolicy,
+    /// The whole saga must have gone forward to its end within this long of
+    /// its start, or it compensates (0: no deadline). Compensation itself is
+    /// not cut short.
+    #[serde(default)]
+    pub saga_deadline_ms: u64,
 }
 
 impl Default for Policy {
@@ -336,6 +341,7 @@ impl Default for Policy {
                 backoff_initial_ms: 200,
                 backoff_max_ms: 10_000,
             },
+            saga_deadline_ms: 0,
         }
     }
 }

@@ -63,6 +63,8 @@ pub enum FailureCause {
     TimedOut,
     /// An operator declared the step failed or asked to compensate.
     Operator,
+    /// The saga's overall deadline passed before it went forward to its end.
+    DeadlineExceeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

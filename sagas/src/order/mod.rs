@@ -93,11 +93,13 @@ impl Saga for OrderSaga {
             step: pending.map(|p| p.step.name()),
             attempt: pending.map(|p| p.attempt),
             step_since: pending.map(|p| p.since),
-            wake_at: pending.and_then(|p| match p.wait {
-                Wait::Reply { deadline } => Some(deadline),
-                Wait::Retry { at } => Some(at),
-                Wait::Operator => None,
-            }),
+            wake_at: pending
+                .and_then(|p| match p.wait {
+                    Wait::Reply { deadline } => Some(deadline),
+                    Wait::Retry { at } => Some(at),
+                    Wait::Operator => None,
+                })
+                .map(|t| self.saga_deadline().map_or(t, |d| t.min(d))),
             last_error: self.last_error.clone(),
         }
     }
@@ -152,6 +154,8 @@ impl Saga for OrderSaga {
                 "compensations_left": names(&self.plan),
                 // A timed-out attempt may have been applied: its undo is planned.
                 "outcome_uncertain": self.pending.is_some_and(|p| p.uncertain),
+                // While going forward: when the saga compensates if not done.
+                "saga_deadline": self.saga_deadline(),
             }),
         }
     }
@@ -261,6 +265,27 @@ impl OrderSaga {
         let Some(p) = self.pending else {
             return Vec::new();
         };
+        if let Some(deadline) = self.saga_deadline().filter(|d| now >= *d) {
+            // Whatever the step waits for, the saga ran out of time: undo what
+            // was done — the step in flight too, when its command is out.
+            let in_doubt = p.uncertain || matches!(p.wait, Wait::Reply { .. });
+            let reason = format!(
+                "the saga's deadline of {} ms passed at {deadline}",
+                self.policy().saga_deadline_ms
+            );
+            return vec![event(
+                now,
+                EventKind::StepFailed {
+                    step: p.step,
+                    attempt: p.attempt,
+                    cause: FailureCause::DeadlineExceeded,
+                    reason,
+                    then: Then::Compensate {
+                        plan: self.compensation_plan(p.step, in_doubt),
+                    },
+                },
+            )];
+        }
         match p.wait {
             Wait::Reply { deadline } if now >= deadline => {
                 let reason = format!(

@@ -12,6 +12,8 @@ use crate::{Policy, SagaId, Status};
 pub struct OrderSaga {
     pub(super) id: SagaId,
     pub(super) started: Option<(OrderInput, Policy)>,
+    /// When the saga started: its overall deadline counts from here.
+    pub(super) started_at: Option<DateTime<Utc>>,
     pub(super) status: Status,
     /// Forward steps that succeeded, in order.
     pub(super) done: Vec<Step>,
@@ -50,6 +52,7 @@ impl OrderSaga {
         Self {
             id,
             started: None,
+            started_at: None,
             status: Status::Running,
             done: Vec::new(),
             undone: Vec::new(),
@@ -85,6 +88,17 @@ impl OrderSaga {
         &self.undone
     }
 
+    /// When the saga must have gone forward to its end, while it still goes
+    /// forward; `None` without a deadline or once compensating.
+    pub(super) fn saga_deadline(&self) -> Option<DateTime<Utc>> {
+        let ms = self.policy().saga_deadline_ms;
+        let running = self.status == Status::Running;
+        match (self.started_at, ms, running) {
+            (Some(at), 1.., true) => Some(at + Duration::milliseconds(ms as i64)),
+            _ => None,
+        }
+    }
+
     pub(super) fn policy(&self) -> Policy {
         self.started
             .as_ref()
@@ -96,6 +110,7 @@ impl OrderSaga {
         match &event.kind {
             EventKind::SagaStarted { order, policy } => {
                 self.started = Some((order.clone(), *policy));
+                self.started_at = Some(at);
                 self.status = Status::Running;
                 self.begin(Step::ReserveInventory, 1, at, false);
             }
