@@ -21,6 +21,9 @@ async fn store() -> PgEventStore {
         .expect("the store opens")
 }
 
+/// Every partition.
+const ALL: u64 = u64::MAX;
+
 fn view(status: Status, wake_in_ms: Option<i64>) -> View {
     View {
         status,
@@ -192,11 +195,11 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
         .collect();
     store.commit(Arc::new(first.clone())).await.unwrap();
     let now = Utc::now();
-    let unsent = store.unsent(now, Duration::zero(), 10).await.unwrap();
+    let unsent = store.unsent(now, Duration::zero(), 10, ALL).await.unwrap();
     assert_eq!(unsent, first.outbox, "read back whole, in commit order");
     assert!(
         store
-            .unsent(now, Duration::minutes(1), 10)
+            .unsent(now, Duration::minutes(1), 10, ALL)
             .await
             .unwrap()
             .is_empty(),
@@ -206,7 +209,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
         .mark_sent(&[first.outbox[0].message_id])
         .await
         .unwrap();
-    let unsent = store.unsent(now, Duration::zero(), 10).await.unwrap();
+    let unsent = store.unsent(now, Duration::zero(), 10, ALL).await.unwrap();
     assert_eq!(unsent, first.outbox[1..]);
 
     // A failed publish waits for its retry time; a dead letter is out of line
@@ -222,11 +225,14 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
         .await
         .unwrap();
     assert!(store
-        .unsent(Utc::now(), Duration::zero(), 10)
+        .unsent(Utc::now(), Duration::zero(), 10, ALL)
         .await
         .unwrap()
         .is_empty());
-    let due = store.unsent(retry_at, Duration::zero(), 10).await.unwrap();
+    let due = store
+        .unsent(retry_at, Duration::zero(), 10, ALL)
+        .await
+        .unwrap();
     assert_eq!(due[0].publish_attempts, 1);
     let letter = DeadLetter {
         channel: "outbox:inventory".into(),
@@ -247,7 +253,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
     store.publish_failed(&[dead]).await.unwrap();
     let far = Utc::now() + Duration::days(1);
     assert!(store
-        .unsent(far, Duration::zero(), 10)
+        .unsent(far, Duration::zero(), 10, ALL)
         .await
         .unwrap()
         .is_empty());
@@ -270,19 +276,63 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
     assert!(store.requeue(m).await.unwrap().is_none());
     assert_eq!(
         store
-            .unsent(Utc::now(), Duration::zero(), 10)
+            .unsent(Utc::now(), Duration::zero(), 10, ALL)
             .await
             .unwrap()
             .len(),
         1
     );
 
-    let due = store.due(Utc::now(), 10).await.unwrap();
+    let due = store.due(Utc::now(), 10, ALL).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].saga_id, due[0].saga_type.as_str()), (id, "order"));
     assert!(due[0].wake_at < Utc::now());
     let mut next = step(id, 1, 1, None);
     next.view = view(Status::Running, Some(60_000));
     store.commit(Arc::new(next.clone())).await.unwrap();
-    assert!(store.due(Utc::now(), 10).await.unwrap().is_empty());
+    assert!(store.due(Utc::now(), 10, ALL).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nodes_share_the_partitions_and_take_over_a_dead_ones() {
+    let store = store().await;
+    let ttl = std::time::Duration::from_secs(30);
+    let a = store.lease_partitions("a", ttl).await.unwrap();
+    assert_eq!(a, u64::MAX, "alone, a node holds every partition");
+    // B joins: nothing is free yet, so it waits for A to give half back.
+    assert_eq!(store.lease_partitions("b", ttl).await.unwrap(), 0);
+    let a = store.lease_partitions("a", ttl).await.unwrap();
+    assert_eq!(a.count_ones(), 32);
+    let b = store.lease_partitions("b", ttl).await.unwrap();
+    assert_eq!(b.count_ones(), 32);
+    assert_eq!(a & b, 0, "no partition has two owners");
+    assert_eq!(a | b, u64::MAX);
+    // A dies: its heartbeat and leases run out, and B takes everything.
+    sqlx::query(
+        "UPDATE cluster_nodes SET heartbeat_at = now() - interval '1 minute' WHERE node = 'a'",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE partition_leases SET expires_at = now() - interval '1 second' WHERE owner = 'a'",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(store.lease_partitions("b", ttl).await.unwrap(), u64::MAX);
+
+    // Timers are found only in the partitions asked for.
+    let id = saga();
+    let mut first = step(id, 0, 1, Some("due"));
+    first.view = view(Status::Running, Some(-10));
+    store.commit(Arc::new(first)).await.unwrap();
+    let partition: i32 = sqlx::query_scalar("SELECT partition FROM sagas WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let only = 1u64 << partition;
+    assert_eq!(store.due(Utc::now(), 10, only).await.unwrap().len(), 1);
+    assert!(store.due(Utc::now(), 10, !only).await.unwrap().is_empty());
 }

@@ -25,6 +25,27 @@ pub struct Settings {
     pub orchestrator: RuntimeSettings,
     pub simulator: SimulatorSettings,
     pub auth: AuthSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Several nodes on one database share the saga partitions through leases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's name in the leases; empty: a new random one per start.
+    pub node_id: String,
+    /// How long a partition lease lasts unless renewed; a dead node's
+    /// partitions are taken over after at most this long.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            lease_ttl_ms: OrchestratorConfig::default().lease_ttl.as_millis() as u64,
+        }
+    }
 }
 
 /// Access control; with no tokens the API is open (and the server says so at start).
@@ -101,6 +122,7 @@ impl Default for Settings {
             orchestrator: RuntimeSettings::default(),
             simulator: SimulatorSettings::default(),
             auth: AuthSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -218,6 +240,12 @@ impl Settings {
             },
             crash_limit: o.crash_limit.max(1),
             crash_window: Duration::from_millis(o.crash_window_ms),
+            node_id: if self.cluster.node_id.trim().is_empty() {
+                OrchestratorConfig::default().node_id
+            } else {
+                self.cluster.node_id.clone()
+            },
+            lease_ttl: Duration::from_millis(self.cluster.lease_ttl_ms.max(300)),
         }
     }
 }

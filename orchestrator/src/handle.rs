@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
 use crate::codec;
+use crate::leases::{LeaseKeeper, Ownership};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{
@@ -43,6 +44,10 @@ pub struct OrchestratorConfig {
     /// A saga whose actor panics this often within `crash_window` is suspended.
     pub crash_limit: u32,
     pub crash_window: Duration,
+    /// This node's name in the partition leases; unique per process.
+    pub node_id: String,
+    /// How long a partition lease lasts unless renewed (every third of it).
+    pub lease_ttl: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -59,6 +64,8 @@ impl Default for OrchestratorConfig {
             },
             crash_limit: 3,
             crash_window: Duration::from_secs(60),
+            node_id: format!("node-{}", Uuid::new_v4().simple()),
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -141,11 +148,21 @@ impl OrchestratorBuilder {
         let config = self.config;
         let metrics = Metrics::default();
         let recovered = Arc::new(AtomicBool::new(false));
+        let ownership = Ownership::default();
+        LeaseKeeper::new(
+            self.store.clone(),
+            config.node_id.clone(),
+            config.lease_ttl,
+            ownership.clone(),
+            metrics.clone(),
+        )
+        .start();
         let relay = OutboxRelay::new(
             self.store.clone(),
             self.transport,
             config.outbox_sweep_interval,
             config.publish,
+            ownership.clone(),
             metrics.clone(),
             recovered.clone(),
         )
@@ -180,7 +197,13 @@ impl OrchestratorBuilder {
             recovered,
             kinds,
         };
-        TimerService::new(self.store, orchestrator.clone(), config.timer_interval).start();
+        TimerService::new(
+            self.store,
+            orchestrator.clone(),
+            config.timer_interval,
+            ownership,
+        )
+        .start();
         orchestrator
     }
 }

@@ -11,6 +11,7 @@
 //! - `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
 //! - [`codec`]: CloudEvents 1.0 for commands out and replies in, on every transport.
+//! - [`leases`]: which partitions' timers and unsent commands this node looks after.
 //! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
 //! - [`Metrics`]: what all of them count, for Prometheus.
 //! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
@@ -19,6 +20,7 @@ mod actor;
 pub mod clock;
 pub mod codec;
 mod handle;
+pub mod leases;
 mod metrics;
 mod notifier;
 pub mod ports;

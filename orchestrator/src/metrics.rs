@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub publish_failures: Counter,
     pub commands_dead_lettered: Counter,
     pub actor_panics: Counter,
+    pub partitions_owned: Gauge,
     pub timers_fired: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
@@ -64,6 +66,7 @@ impl Default for Metrics {
             publish_failures: Counter::default(),
             commands_dead_lettered: Counter::default(),
             actor_panics: Counter::default(),
+            partitions_owned: Gauge::default(),
             timers_fired: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -115,6 +118,11 @@ impl Metrics {
             "actor_panics",
             "Saga inputs that panicked (the actor is rebuilt from its events)",
             self.actor_panics.clone(),
+        );
+        registry.register(
+            "partitions_owned",
+            "Saga partitions this node holds the lease of (of 64)",
+            self.partitions_owned.clone(),
         );
         registry.register(
             "timers_fired",

@@ -184,7 +184,8 @@ pub trait EventStore: Send + Sync + 'static {
         detail: &str,
     ) -> Result<bool, StoreError>;
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError>;
-    /// Outbox rows to publish at `now`, oldest first: neither sent nor
+    /// Outbox rows of the `partitions` (a bit set) to publish at `now`, oldest
+    /// first: neither sent nor
     /// dead-lettered, and either due for a retry or never tried and older than
     /// `grace` (younger ones are the live path's).
     async fn unsent(
@@ -192,6 +193,7 @@ pub trait EventStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         grace: chrono::Duration,
         limit: i64,
+        partitions: u64,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError>;
     /// Records failed publishes: a retry time, or a dead letter.
@@ -199,8 +201,22 @@ pub trait EventStore: Send + Sync + 'static {
     /// Puts a dead-lettered outbox row back in line with a fresh budget; the
     /// row, or `None` if it was not dead-lettered.
     async fn requeue(&self, message_id: Uuid) -> Result<Option<OutboxMessage>, StoreError>;
-    /// Sagas whose wake-up time is at or before `now`, most overdue first.
-    async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>, StoreError>;
+    /// Sagas of the `partitions` (a bit set) whose wake-up time is at or
+    /// before `now`, most overdue first.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        partitions: u64,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+    /// Renews `node`'s partition leases for `ttl`, takes free or expired ones
+    /// up to a fair share of the live nodes, and gives back any above it; the
+    /// partitions it holds now, as a bit set.
+    async fn lease_partitions(
+        &self,
+        node: &str,
+        ttl: std::time::Duration,
+    ) -> Result<u64, StoreError>;
     async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError>;
     /// Suspends a saga whose own code cannot take a step (its actor keeps
     /// panicking): appends a [`SUSPENDED_BY_SUPERVISOR`] event with the reason,

@@ -15,6 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::codec;
+use crate::leases::Ownership;
 use crate::metrics::Metrics;
 use crate::ports::{
     DeadLetter, EventStore, OutboxMessage, PublishError, PublishFailure, Transport, TransportError,
@@ -44,6 +45,7 @@ pub(crate) struct OutboxRelay {
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
     policy: RetryPolicy,
+    ownership: Ownership,
 }
 
 impl OutboxRelay {
@@ -52,6 +54,7 @@ impl OutboxRelay {
         transport: Arc<dyn Transport>,
         sweep_interval: Duration,
         policy: RetryPolicy,
+        ownership: Ownership,
         metrics: Metrics,
         recovered: Arc<AtomicBool>,
     ) -> Self {
@@ -67,6 +70,7 @@ impl OutboxRelay {
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
             policy,
+            ownership,
         }
     }
 
@@ -144,13 +148,26 @@ impl OutboxRelay {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>, everything: bool) {
+        if everything && !self.ownership.settled() {
+            // Recovery sweeps the partitions this node holds: wait for the leases.
+            ctx.run_later(Duration::from_millis(50), |act, ctx| act.sweep(ctx, true));
+            return;
+        }
         let grace = if everything {
             chrono::Duration::zero()
         } else {
             self.grace
         };
+        let partitions = self.ownership.mask();
         let store = self.store.clone();
-        let fut = async move { store.unsent(Utc::now(), grace, SWEEP_LIMIT).await };
+        let fut = async move {
+            if partitions == 0 {
+                return Ok(Vec::new());
+            }
+            store
+                .unsent(Utc::now(), grace, SWEEP_LIMIT, partitions)
+                .await
+        };
         ctx.spawn(
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {

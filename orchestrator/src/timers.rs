@@ -1,6 +1,7 @@
 //! Durable timers: each saga's next deadline is a column of its read-model row,
 //! written in the step's transaction; this service polls for due ones and turns
-//! them into `Wake` inputs — after a restart too.
+//! them into `Wake` inputs — after a restart too — for the partitions this
+//! node holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use crate::handle::Orchestrator;
+use crate::leases::Ownership;
 use crate::ports::EventStore;
 
 const BATCH: i64 = 256;
@@ -18,21 +20,29 @@ pub(crate) struct TimerService {
     store: Arc<dyn EventStore>,
     orchestrator: Orchestrator,
     interval: Duration,
+    ownership: Ownership,
     busy: bool,
 }
 
 impl TimerService {
-    pub fn new(store: Arc<dyn EventStore>, orchestrator: Orchestrator, interval: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        orchestrator: Orchestrator,
+        interval: Duration,
+        ownership: Ownership,
+    ) -> Self {
         Self {
             store,
             orchestrator,
             interval,
+            ownership,
             busy: false,
         }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        let partitions = self.ownership.mask();
+        if self.busy || partitions == 0 {
             return;
         }
         self.busy = true;
@@ -41,7 +51,7 @@ impl TimerService {
         let metrics = self.orchestrator.metrics().clone();
         let fut = async move {
             let now = Utc::now();
-            let due = store.due(now, BATCH).await?;
+            let due = store.due(now, BATCH, partitions).await?;
             let fired = due.len();
             metrics.timers_fired.inc_by(fired as u64);
             let wakes = due.into_iter().map(|timer| {
