@@ -21,3 +21,4 @@ mod schemathesis;
 mod server;
 mod timeouts;
 mod trace;
+mod two_nodes;

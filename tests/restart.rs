@@ -40,9 +40,10 @@ async fn the_state_after_a_restart_equals_the_state_before() {
     for id in [&completed, &compensated, &waiting] {
         before.push(first.snapshot(id).await);
     }
+    let port = first.port;
     first.kill();
 
-    let second = Server::start(&db, &[]).await;
+    let second = Server::start_on(port, &db, &[]).await;
     for (id, expected) in [&completed, &compensated, &waiting]
         .into_iter()
         .zip(&before)
@@ -79,9 +80,15 @@ async fn sagas_in_flight_when_the_process_is_killed_finish_after_a_restart() {
             expected,
         ));
     }
+    let port = first.port;
     first.kill();
 
-    let second = Server::start(&db, &[("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50")]).await;
+    let second = Server::start_on(
+        port,
+        &db,
+        &[("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50")],
+    )
+    .await;
     for (id, expected) in &sagas {
         let saga = second.get(&format!("/v1/sagas/{id}?wait=20")).await;
         assert_eq!(saga["status"], *expected, "saga {id}: {saga}");

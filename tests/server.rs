@@ -19,6 +19,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// A restart on the same port is the same node (same default node id).
+    pub port: u16,
     pub client: reqwest::Client,
 }
 
@@ -49,6 +51,7 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            port,
             client: reqwest::Client::new(),
         };
         for _ in 0..300 {

@@ -32,7 +32,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
-    /// This node's name in the leases; empty: a new random one per start.
+    /// This node's name in the leases; empty: `<hostname>/<listen address>`.
     pub node_id: String,
     /// How long a partition lease lasts unless renewed; a dead node's
     /// partitions are taken over after at most this long.
@@ -241,13 +241,24 @@ impl Settings {
             crash_limit: o.crash_limit.max(1),
             crash_window: Duration::from_millis(o.crash_window_ms),
             node_id: if self.cluster.node_id.trim().is_empty() {
-                OrchestratorConfig::default().node_id
+                // Stable across restarts (a restarted node renews its own
+                // leases at once) and unique among nodes on one host.
+                format!("{}/{}", hostname(), self.listen)
             } else {
                 self.cluster.node_id.clone()
             },
             lease_ttl: Duration::from_millis(self.cluster.lease_ttl_ms.max(300)),
         }
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
