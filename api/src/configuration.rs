@@ -2,6 +2,7 @@
 //! environment (`SAGAPLANE_LISTEN`, `DATABASE_URL`, and `SAGAPLANE_<SECTION>__<KEY>`
 //! for every other key). Every key is documented in README.md.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     pub auth: AuthSettings,
     pub cluster: ClusterSettings,
+    /// Per saga type overrides of `[saga]`, e.g. `[saga_types.order]`.
+    pub saga_types: BTreeMap<String, SagaTypeSettings>,
 }
 
 /// Several nodes on one database share the saga partitions through leases.
@@ -90,6 +93,56 @@ pub struct SagaSettings {
     /// The whole saga must have gone forward to its end within this long of
     /// its start, or it compensates; 0: no deadline.
     pub deadline_ms: u64,
+    /// Step name → its own timeout, instead of `step_timeout_ms`.
+    pub step_timeouts_ms: BTreeMap<String, u64>,
+}
+
+/// `[saga_types.<type>]`: the `[saga]` keys for one saga type; each one given
+/// replaces the `[saga]` value (`step_timeouts_ms` entries are added to it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SagaTypeSettings {
+    pub step_timeout_ms: Option<u64>,
+    pub step_max_attempts: Option<u32>,
+    pub compensation_max_attempts: Option<u32>,
+    pub backoff_initial_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub step_timeouts_ms: BTreeMap<String, u64>,
+}
+
+impl SagaSettings {
+    /// These settings with a saga type's overrides.
+    fn with(&self, t: &SagaTypeSettings) -> SagaSettings {
+        let mut step_timeouts_ms = self.step_timeouts_ms.clone();
+        step_timeouts_ms.extend(t.step_timeouts_ms.clone());
+        SagaSettings {
+            step_timeout_ms: t.step_timeout_ms.unwrap_or(self.step_timeout_ms),
+            step_max_attempts: t.step_max_attempts.unwrap_or(self.step_max_attempts),
+            compensation_max_attempts: t
+                .compensation_max_attempts
+                .unwrap_or(self.compensation_max_attempts),
+            backoff_initial_ms: t.backoff_initial_ms.unwrap_or(self.backoff_initial_ms),
+            backoff_max_ms: t.backoff_max_ms.unwrap_or(self.backoff_max_ms),
+            deadline_ms: t.deadline_ms.unwrap_or(self.deadline_ms),
+            step_timeouts_ms,
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        let retry = |max_attempts: u32| RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            backoff_initial_ms: self.backoff_initial_ms,
+            backoff_max_ms: self.backoff_max_ms,
+        };
+        Policy {
+            step_timeout_ms: self.step_timeout_ms,
+            step_timeouts_ms: self.step_timeouts_ms.clone(),
+            forward: retry(self.step_max_attempts),
+            compensation: retry(self.compensation_max_attempts),
+            saga_deadline_ms: self.deadline_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +176,7 @@ impl Default for Settings {
             simulator: SimulatorSettings::default(),
             auth: AuthSettings::default(),
             cluster: ClusterSettings::default(),
+            saga_types: BTreeMap::new(),
         }
     }
 }
@@ -158,6 +212,7 @@ impl Default for SagaSettings {
             backoff_initial_ms: p.forward.backoff_initial_ms,
             backoff_max_ms: p.forward.backoff_max_ms,
             deadline_ms: p.saga_deadline_ms,
+            step_timeouts_ms: BTreeMap::new(),
         }
     }
 }
@@ -216,20 +271,14 @@ impl Settings {
     }
 
     pub fn orchestrator_config(&self) -> OrchestratorConfig {
-        let s = &self.saga;
-        let retry = |max_attempts| RetryPolicy {
-            max_attempts,
-            backoff_initial_ms: s.backoff_initial_ms,
-            backoff_max_ms: s.backoff_max_ms,
-        };
         let o = &self.orchestrator;
         OrchestratorConfig {
-            policy: Policy {
-                step_timeout_ms: s.step_timeout_ms,
-                forward: retry(s.step_max_attempts.max(1)),
-                compensation: retry(s.compensation_max_attempts.max(1)),
-                saga_deadline_ms: s.deadline_ms,
-            },
+            policy: self.saga.policy(),
+            type_policies: self
+                .saga_types
+                .iter()
+                .map(|(t, overrides)| (t.clone(), self.saga.with(overrides).policy()))
+                .collect(),
             idle_timeout: Duration::from_millis(o.idle_timeout_ms),
             timer_interval: Duration::from_millis(o.timer_interval_ms.max(1)),
             outbox_sweep_interval: Duration::from_millis(o.outbox_sweep_interval_ms.max(1)),
@@ -288,6 +337,33 @@ mod tests {
             jail.set_env("SAGAPLANE_SCHEMATHESIS", "/x");
             jail.set_env("SAGAPLANE_LISTEN", "0.0.0.0:1");
             assert_eq!(Settings::load(None).map_err(|e| *e)?.listen, "0.0.0.0:1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_saga_type_and_a_step_can_have_their_own_timeouts() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "types.toml",
+                "[saga]\nstep_timeout_ms = 1000\n[saga.step_timeouts_ms]\n\"confirm-order\" = 3000\n\
+                 [saga_types.order]\ndeadline_ms = 60000\nstep_max_attempts = 7\n\
+                 [saga_types.order.step_timeouts_ms]\n\"charge-payment\" = 5000\n",
+            )?;
+            let s = Settings::load(Some(Path::new("types.toml"))).map_err(|e| *e)?;
+            let c = s.orchestrator_config();
+            assert_eq!(c.policy.step_timeout_ms("charge-payment"), 1_000);
+            assert_eq!(c.policy.saga_deadline_ms, 0);
+            let order = &c.type_policies["order"];
+            assert_eq!(order.step_timeout_ms("charge-payment"), 5_000);
+            assert_eq!(order.step_timeout_ms("confirm-order"), 3_000);
+            assert_eq!(order.step_timeout_ms("reserve-inventory"), 1_000);
+            assert_eq!(order.saga_deadline_ms, 60_000);
+            assert_eq!(order.forward.max_attempts, 7);
+            assert_eq!(
+                order.compensation.max_attempts,
+                c.policy.compensation.max_attempts
+            );
             Ok(())
         });
     }

@@ -42,6 +42,17 @@ impl Application {
     /// an actix system; the server runs once [`Application::run_until_stopped`]
     /// is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let known = [OrderSaga::TYPE];
+        if let Some(t) = settings
+            .saga_types
+            .keys()
+            .find(|t| !known.contains(&t.as_str()))
+        {
+            anyhow::bail!(
+                "Invalid configuration: [saga_types.{t}] names no saga type; known: {}",
+                known.join(", ")
+            );
+        }
         let db = &settings.database;
         let store = PgEventStore::connect(&db.url, db.max_connections, settings.group_commit())
             .await
@@ -72,7 +83,7 @@ impl Application {
             queries: store,
             tokens: settings.auth.tokens.clone(),
             http: settings.http.clone(),
-            saga_types: vec![OrderSaga::TYPE],
+            saga_types: known.to_vec(),
             exposition: routes::Exposition::new(orchestrator.metrics()),
         });
         let max_body = settings.http.max_body_bytes;

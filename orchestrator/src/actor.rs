@@ -1,6 +1,7 @@
 //! One actor per live saga: inputs are handled one at a time, each as one
 //! store transaction; commands leave only after that transaction committed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,15 @@ pub(crate) struct Deps {
     pub supervisor: Recipient<Gone>,
     pub metrics: Metrics,
     pub policy: Policy,
+    pub type_policies: HashMap<String, Policy>,
     pub idle_timeout: Duration,
+}
+
+impl Deps {
+    /// The policy new sagas of `saga_type` start with.
+    pub fn policy_for(&self, saga_type: &str) -> &Policy {
+        self.type_policies.get(saga_type).unwrap_or(&self.policy)
+    }
 }
 
 /// An input for a saga, before it is parsed for the saga's type.

@@ -30,8 +30,10 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
-    /// Step timeouts and retry budgets given to every new saga.
+    /// Step timeouts, retry budgets and deadline given to every new saga …
     pub policy: Policy,
+    /// … unless its type has its own here.
+    pub type_policies: HashMap<String, Policy>,
     /// A saga actor stops after this long without input.
     pub idle_timeout: Duration,
     /// How often due timers are looked for.
@@ -54,6 +56,7 @@ impl Default for OrchestratorConfig {
     fn default() -> Self {
         Self {
             policy: Policy::default(),
+            type_policies: HashMap::new(),
             idle_timeout: Duration::from_secs(30),
             timer_interval: Duration::from_millis(100),
             outbox_sweep_interval: Duration::from_secs(5),
@@ -182,6 +185,7 @@ impl OrchestratorBuilder {
                 supervisor: ctx.address().recipient(),
                 metrics: deps_metrics,
                 policy: config.policy,
+                type_policies: config.type_policies,
                 idle_timeout: config.idle_timeout,
             });
             Supervisor::new(supervisor_kinds, deps)

@@ -29,7 +29,7 @@ pub(crate) async fn step<S: Saga>(
     mut loaded: Option<Loaded<S>>,
     input: SagaInput,
 ) -> StepResult<S> {
-    let parsed = match Parsed::<S>::new(input, deps.policy) {
+    let parsed = match Parsed::<S>::new(input, deps.policy_for(S::TYPE)) {
         Ok(p) => p,
         Err(e) => return (Err(e), loaded),
     };
@@ -219,7 +219,7 @@ impl<S: Saga> Parsed<S> {
         matches!(self.input, Input::Operator { .. })
     }
 
-    fn new(input: SagaInput, policy: Policy) -> Result<Self, ActorError> {
+    fn new(input: SagaInput, policy: &Policy) -> Result<Self, ActorError> {
         Ok(match input {
             SagaInput::Start {
                 business_key,
@@ -248,7 +248,11 @@ impl<S: Saga> Parsed<S> {
                     serde_json::to_value(&start).expect("start input serialises to JSON");
                 let trace = traceparent.unwrap_or_else(TraceParent::new_root);
                 Self {
-                    input: Input::Start { start, policy, now },
+                    input: Input::Start {
+                        start,
+                        policy: policy.clone(),
+                        now,
+                    },
                     message_id: None,
                     new_saga: Some(NewSaga {
                         business_key,

@@ -1,5 +1,6 @@
 //! What every saga definition is made of.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
@@ -315,9 +316,13 @@ impl RetryPolicy {
 
 /// How long steps may take and how often they are retried; fixed when a saga
 /// starts and recorded in its first event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
+    /// Time a participant has to answer one attempt of a step …
     pub step_timeout_ms: u64,
+    /// … unless its step is named here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub step_timeouts_ms: BTreeMap<String, u64>,
     pub forward: RetryPolicy,
     pub compensation: RetryPolicy,
     /// The whole saga must have gone forward to its end within this long of
@@ -327,10 +332,21 @@ pub struct Policy {
     pub saga_deadline_ms: u64,
 }
 
+impl Policy {
+    /// The timeout of one attempt of `step`.
+    pub fn step_timeout_ms(&self, step: &str) -> u64 {
+        self.step_timeouts_ms
+            .get(step)
+            .copied()
+            .unwrap_or(self.step_timeout_ms)
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {
             step_timeout_ms: 30_000,
+            step_timeouts_ms: BTreeMap::new(),
             forward: RetryPolicy {
                 max_attempts: 3,
                 backoff_initial_ms: 200,

@@ -290,7 +290,7 @@ impl OrderSaga {
             Wait::Reply { deadline } if now >= deadline => {
                 let reason = format!(
                     "no reply within {} ms (attempt {})",
-                    self.policy().step_timeout_ms,
+                    self.policy().step_timeout_ms(p.step.name()),
                     p.attempt
                 );
                 vec![self.failure(p, FailureCause::TimedOut, reason, now)]

@@ -1,5 +1,7 @@
 //! The order saga's state and how each event changes it.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::events::{EventKind, FailureCause, OrderEvent, Then};
@@ -99,17 +101,16 @@ impl OrderSaga {
         }
     }
 
-    pub(super) fn policy(&self) -> Policy {
-        self.started
-            .as_ref()
-            .map_or_else(Policy::default, |(_, p)| *p)
+    pub(super) fn policy(&self) -> &Policy {
+        static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::default);
+        self.started.as_ref().map_or(&DEFAULT, |(_, p)| p)
     }
 
     pub(super) fn apply(mut self, event: &OrderEvent) -> Self {
         let at = event.at;
         match &event.kind {
             EventKind::SagaStarted { order, policy } => {
-                self.started = Some((order.clone(), *policy));
+                self.started = Some((order.clone(), policy.clone()));
                 self.started_at = Some(at);
                 self.status = Status::Running;
                 self.begin(Step::ReserveInventory, 1, at, false);
@@ -187,7 +188,7 @@ impl OrderSaga {
     }
 
     fn begin(&mut self, step: Step, attempt: u32, at: DateTime<Utc>, uncertain: bool) {
-        let timeout = Duration::milliseconds(self.policy().step_timeout_ms as i64);
+        let timeout = Duration::milliseconds(self.policy().step_timeout_ms(step.name()) as i64);
         self.pending = Some(Pending {
             step,
             attempt,

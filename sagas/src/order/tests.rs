@@ -14,6 +14,7 @@ fn t0() -> DateTime<Utc> {
 fn policy() -> Policy {
     Policy {
         step_timeout_ms: 1_000,
+        step_timeouts_ms: Default::default(),
         forward: RetryPolicy {
             max_attempts: 2,
             backoff_initial_ms: 100,
@@ -788,4 +789,30 @@ fn without_a_deadline_only_the_step_timeouts_count() {
     h.ok(Step::ChargePayment);
     h.ok(Step::ConfirmOrder);
     assert_eq!(h.state.status(), Status::Completed);
+}
+
+#[test]
+fn a_step_can_have_a_timeout_of_its_own() {
+    let mut h = Harness::new();
+    let mut p = policy();
+    p.step_timeouts_ms.insert("charge-payment".into(), 5_000);
+    h.when(Input::Start {
+        start: order(),
+        policy: p,
+        now: t0(),
+    })
+    .unwrap();
+    let reserve = h.state.view().wake_at.unwrap();
+    assert_eq!(reserve, t0() + Duration::milliseconds(1_000));
+    h.ok(Step::ReserveInventory);
+    assert_eq!(
+        h.state.view().wake_at,
+        Some(h.now + Duration::milliseconds(5_000))
+    );
+    assert!(h.wake_after(4_999).is_empty());
+    let events = h.wake_after(1);
+    assert!(matches!(
+        &events[0].kind,
+        EventKind::StepFailed { cause: FailureCause::TimedOut, reason, .. } if reason.contains("5000 ms")
+    ));
 }
