@@ -41,6 +41,11 @@ async fn metrics_move_when_sagas_complete_and_compensate() {
         app.metric("sagaplane_store_commit_seconds_count").await,
         7.0
     );
+    // The same 7 steps went through the group committer, in 1 to 7 batches.
+    let batches = app.metric("sagaplane_store_batch_size_count").await;
+    assert!((1.0..=7.0).contains(&batches), "{batches} batches");
+    assert_eq!(app.metric("sagaplane_store_batch_size_sum").await, 7.0);
+    assert_eq!(app.metric("sagaplane_partitions_owned").await, 64.0);
     assert_eq!(app.metric("sagaplane_outbox_unsent").await, 0.0);
     // Both sagas reserved; one went on, the other was cancelled.
     for (step, count) in [

@@ -267,6 +267,7 @@ impl Settings {
         GroupCommit {
             concurrency: self.database.commit_concurrency.max(1),
             max_batch: self.database.commit_max_batch.max(1),
+            on_batch: None,
         }
     }
 

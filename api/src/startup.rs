@@ -7,8 +7,8 @@ use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use sagaplane_adapters::{InProcessTransport, PgEventStore, SimulatedParticipants};
-use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
+use sagaplane_adapters::{GroupCommit, InProcessTransport, PgEventStore, SimulatedParticipants};
+use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator};
 use sagaplane_sagas::order::OrderSaga;
 use sagaplane_sagas::Saga;
 use utoipa::OpenApi;
@@ -54,7 +54,13 @@ impl Application {
             );
         }
         let db = &settings.database;
-        let store = PgEventStore::connect(&db.url, db.max_connections, settings.group_commit())
+        let metrics = Metrics::default();
+        let batch_sizes = metrics.store_batch_size.clone();
+        let group_commit = GroupCommit {
+            on_batch: Some(Arc::new(move |n| batch_sizes.observe(n as f64))),
+            ..settings.group_commit()
+        };
+        let store = PgEventStore::connect(&db.url, db.max_connections, group_commit)
             .await
             .context("Failed to open the database")?;
         let store = Arc::new(store);
@@ -71,6 +77,7 @@ impl Application {
             Arc::new(transport),
             settings.orchestrator_config(),
         )
+        .metrics(metrics)
         .register::<OrderSaga>()
         .start();
         participants.spawn(commands, orchestrator.clone());

@@ -124,6 +124,7 @@ pub struct OrchestratorBuilder {
     transport: Arc<dyn Transport>,
     config: OrchestratorConfig,
     kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+    metrics: Metrics,
 }
 
 /// What an operator action did, or would do on a dry run.
@@ -139,6 +140,12 @@ pub struct ActionReport {
 }
 
 impl OrchestratorBuilder {
+    /// Counts into `metrics` (e.g. shared with the store) instead of new ones.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn register<S: Saga>(mut self) -> Self {
         self.kinds.insert(S::TYPE, Box::new(Kind::<S>::new()));
         self
@@ -149,7 +156,7 @@ impl OrchestratorBuilder {
     /// timer service fires deadlines that fell due while the process was down.
     pub fn start(self) -> Orchestrator {
         let config = self.config;
-        let metrics = Metrics::default();
+        let metrics = self.metrics;
         let recovered = Arc::new(AtomicBool::new(false));
         let ownership = Ownership::default();
         LeaseKeeper::new(
@@ -223,6 +230,7 @@ impl Orchestrator {
             transport,
             config,
             kinds: HashMap::new(),
+            metrics: Metrics::default(),
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub timers_fired: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
+    /// Saga steps written per transaction (group commit).
+    pub store_batch_size: Histogram,
     /// Seconds from an attempt of a step being sent to the saga moving on.
     pub step_seconds: HistogramFamily<StepLabels>,
     /// Seconds between a timer falling due and its firing.
@@ -70,6 +72,8 @@ impl Default for Metrics {
             timers_fired: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            // 1 to 512 steps.
+            store_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             step_seconds: Family::new_with_constructor(seconds_histogram),
             timer_lag_seconds: seconds_histogram(),
         }
@@ -133,6 +137,11 @@ impl Metrics {
             "store_commit_seconds",
             "Time a saga step waited for its transaction",
             self.store_commit_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_size",
+            "Saga steps written per transaction (group commit)",
+            self.store_batch_size.clone(),
         );
         registry.register(
             "step_seconds",

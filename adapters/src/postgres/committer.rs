@@ -15,13 +15,17 @@ pub(super) struct Job {
     pub done: oneshot::Sender<StepOutcome>,
 }
 
+/// Told the size of every batch written (for a histogram).
+pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// How batches are formed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct GroupCommit {
     /// Batches written at the same time.
     pub concurrency: usize,
     /// Steps in one batch at most.
     pub max_batch: usize,
+    pub on_batch: Option<BatchObserver>,
 }
 
 impl Default for GroupCommit {
@@ -29,6 +33,7 @@ impl Default for GroupCommit {
         Self {
             concurrency: 4,
             max_batch: 256,
+            on_batch: None,
         }
     }
 }
@@ -60,6 +65,9 @@ pub(super) async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, co
                 break;
             }
             batch.push(job);
+        }
+        if let Some(observe) = &config.on_batch {
+            observe(batch.len());
         }
         let pool = pool.clone();
         tokio::spawn(async move {

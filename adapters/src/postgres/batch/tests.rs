@@ -135,6 +135,7 @@ async fn a_step_the_database_refuses_fails_alone() {
         GroupCommit {
             concurrency: 1,
             max_batch: 64,
+            on_batch: None,
         },
     );
     let good: Vec<Arc<StepCommit>> = (0..20)
