@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        telemetry::init("info,sagaplane=debug", false);
+        // Tests export nothing: the guard may go at once.
+        let _ = telemetry::init("info,sagaplane=debug", false);
     }
 });
 

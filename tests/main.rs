@@ -13,6 +13,8 @@ mod kill;
 mod observability;
 mod openapi;
 mod operators;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod relay;
 mod replies;
 mod restart;

@@ -55,7 +55,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config, log_json } => {
-            telemetry::init("info", log_json);
+            let _telemetry = telemetry::init("info", log_json);
             let settings = Settings::load(config.as_deref()).context("Invalid configuration")?;
             let app = Application::build(settings).await?;
             app.run_until_stopped().await.context("HTTP server failed")
