@@ -50,33 +50,45 @@ async fn generated_requests_get_no_5xx_and_fit_the_document() {
     })
     .await;
     let url = format!("{}/openapi.json", app.address);
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(binary)
-            .args(["run", &url])
-            .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-            .args([
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,\
-                 response_schema_conformance,response_headers_conformance",
-            ])
-            .args([
-                "--max-examples",
-                "60",
-                "--request-timeout",
-                "10",
-                "--workers",
-                "2",
-            ])
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("schemathesis runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let run = || {
+        let (binary, url) = (binary.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary)
+                .args(["run", &url])
+                .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,\
+                     response_schema_conformance,response_headers_conformance",
+                ])
+                .args([
+                    "--max-examples",
+                    "60",
+                    "--request-timeout",
+                    "10",
+                    "--workers",
+                    "2",
+                ])
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("schemathesis runs")
+        })
+    };
+    let mut output = run().await.unwrap();
+    let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Python before 3.11.8 sometimes fails to parse source inside hypothesis
+    // (CPython gh-106905): an error of the tool, not a finding. Run once more.
+    if !output.status.success()
+        && stdout.contains("AST constructor recursion depth mismatch")
+        && !stdout.contains("FAILURES")
+    {
+        eprintln!("schemathesis hit CPython's AST recursion bug; running it again");
+        output = run().await.unwrap();
+        stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        run.status.success(),
+        output.status.success(),
         "schemathesis failed:\n{stdout}\n{stderr}"
     );
     // "Test cases:\n  1270 generated, 1270 passed"
