@@ -82,7 +82,9 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes queued rows one batch at a time, in commit order.
+    /// Publishes queued rows one batch at a time, in commit order. A batch's
+    /// outcome is recorded while the next one is already being published: the
+    /// bookkeeping write is not on the path of the next command.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flushing || self.queue.is_empty() {
             return;
@@ -90,17 +92,33 @@ impl OutboxRelay {
         self.flushing = true;
         let n = self.queue.len().min(BATCH);
         let batch: Vec<OutboxMessage> = self.queue.drain(..n).collect();
-        let store = self.store.clone();
         let transport = self.transport.clone();
+        let fut = async move {
+            let failed = transport.publish(&batch).await.err();
+            (batch, failed)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(batch, failed), act, ctx| {
+            act.flushing = false;
+            act.settle(ctx, batch, failed);
+            act.flush(ctx);
+        }));
+    }
+
+    /// Records what became of a published batch.
+    fn settle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        batch: Vec<OutboxMessage>,
+        failed: Option<PublishError>,
+    ) {
+        let store = self.store.clone();
         let policy = self.policy;
         let fut = async move {
             let ids: Vec<Uuid> = batch.iter().map(|m| m.message_id).collect();
-            let failed = transport.publish(&batch).await.err();
             let outcome = settle(store.as_ref(), &batch, failed, policy).await;
             (ids, outcome)
         };
         ctx.spawn(fut.into_actor(self).map(|(ids, outcome), act, ctx| {
-            act.flushing = false;
             for id in &ids {
                 act.queued.remove(id);
             }
@@ -132,7 +150,6 @@ impl OutboxRelay {
                     );
                 }
             }
-            act.flush(ctx);
         }));
     }
 

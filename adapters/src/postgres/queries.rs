@@ -239,8 +239,12 @@ impl EventStore for PgEventStore {
     }
 
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        // The one write that does not wait for the disk (synchronous_commit off
+        // for this transaction only): lost in a crash, the rows are published
+        // again, which the idempotency key and the inbox make harmless.
         sqlx::query(
             "UPDATE outbox SET sent_at = now(), next_attempt_at = NULL \
+             FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
              WHERE message_id = ANY($1) AND sent_at IS NULL",
         )
         .bind(ids)
