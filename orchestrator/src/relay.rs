@@ -38,6 +38,10 @@ pub(crate) struct OutboxRelay {
     queue: VecDeque<OutboxMessage>,
     queued: HashSet<Uuid>,
     flushing: bool,
+    /// Published, their outcome not yet recorded.
+    published: Vec<OutboxMessage>,
+    failed: Vec<(Uuid, TransportError)>,
+    settling: bool,
     /// Rows found unsent at start-up and not yet published; `None` until the
     /// start-up sweep has run.
     awaiting_recovery: Option<HashSet<Uuid>>,
@@ -66,6 +70,9 @@ impl OutboxRelay {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             flushing: false,
+            published: Vec::new(),
+            failed: Vec::new(),
+            settling: false,
             awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
@@ -99,18 +106,26 @@ impl OutboxRelay {
         };
         ctx.spawn(fut.into_actor(self).map(|(batch, failed), act, ctx| {
             act.flushing = false;
-            act.settle(ctx, batch, failed);
+            act.published.extend(batch);
+            if let Some(f) = failed {
+                act.failed.extend(f.failed);
+            }
+            act.settle(ctx);
             act.flush(ctx);
         }));
     }
 
-    /// Records what became of a published batch.
-    fn settle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        batch: Vec<OutboxMessage>,
-        failed: Option<PublishError>,
-    ) {
+    /// Records what became of the batches published since the last record,
+    /// all in one write; one record at a time, so that under load each covers
+    /// many batches.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
+        if self.settling || self.published.is_empty() {
+            return;
+        }
+        self.settling = true;
+        let batch = std::mem::take(&mut self.published);
+        let failed = std::mem::take(&mut self.failed);
+        let failed = (!failed.is_empty()).then_some(PublishError { failed });
         let store = self.store.clone();
         let policy = self.policy;
         let fut = async move {
@@ -119,6 +134,7 @@ impl OutboxRelay {
             (ids, outcome)
         };
         ctx.spawn(fut.into_actor(self).map(|(ids, outcome), act, ctx| {
+            act.settling = false;
             for id in &ids {
                 act.queued.remove(id);
             }
@@ -150,6 +166,7 @@ impl OutboxRelay {
                     );
                 }
             }
+            act.settle(ctx);
         }));
     }
 

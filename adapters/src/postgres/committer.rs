@@ -8,7 +8,7 @@ use sagaplane_orchestrator::ports::{StepCommit, StoreError};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::batch::{commit_batch, StepOutcome};
+use super::batch::{commit_batch, commit_one, StepOutcome};
 
 pub(super) struct Job {
     pub step: Arc<StepCommit>,
@@ -77,7 +77,15 @@ pub(super) async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, co
     }
 }
 
-async fn write(pool: &PgPool, batch: Vec<Job>) {
+async fn write(pool: &PgPool, mut batch: Vec<Job>) {
+    if batch.len() == 1 {
+        // Alone: one statement, one round trip.
+        let Job { step, done } = batch.pop().expect("a batch of one");
+        let outcome = commit_one(pool, &step).await;
+        drop(step);
+        let _ = done.send(outcome);
+        return;
+    }
     let steps: Vec<Arc<StepCommit>> = batch.iter().map(|j| j.step.clone()).collect();
     let outcomes = match commit_batch(pool, &steps).await {
         Ok(outcomes) => outcomes,

@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 use super::queries::db;
 
+mod one;
+pub(super) use one::commit_one;
+
 /// What became of one step of a batch.
 pub(super) type StepOutcome = Result<CommitOutcome, StoreError>;
 
