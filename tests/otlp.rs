@@ -125,6 +125,8 @@ async fn spans_of_saga_inputs_are_exported_over_otlp_http() {
                 && r.content_type == "application/x-protobuf"
                 && contains(&r.body, b"saga_input")
                 && contains(&r.body, id.as_bytes())
+                // The span of a reply names the step it answers.
+                && contains(&r.body, b"charge-payment")
                 && contains(&r.body, b"sagaplane")
         });
         if exported {

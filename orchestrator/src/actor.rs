@@ -191,6 +191,7 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
             "saga_input",
             saga_id = %id,
             saga_type = S::TYPE,
+            step = tracing::field::Empty,
             trace_id = tracing::field::Empty
         );
         let fut = async move {

@@ -69,6 +69,9 @@ pub(crate) async fn step<S: Saga>(
         }
         let now = crate::clock::now();
         let before = current.state.view();
+        if let Some(step) = before.step {
+            tracing::Span::current().record("step", step);
+        }
         // Commands follow the input's trace, else the saga's own.
         let trace = parsed.trace.as_ref().or(current.trace.as_ref());
         if let Some(t) = trace {
