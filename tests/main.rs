@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod crash_loop;
 mod dead_letters;
+mod eventbridge;
 mod helpers;
 mod idempotency;
 mod kill;

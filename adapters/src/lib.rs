@@ -6,9 +6,12 @@
 //!   timers and dead letters on PostgreSQL (sqlx), with embedded migrations.
 //! - [`in_process`]: [`InProcessTransport`] and [`SimulatedParticipants`], the
 //!   default set-up for local runs, demos, tests and benchmarks.
+//! - [`eventbridge`]: [`EventBridgeTransport`], commands to AWS participants.
 
+pub mod eventbridge;
 pub mod in_process;
 pub mod postgres;
 
+pub use eventbridge::{EventBridgeSettings, EventBridgeTransport};
 pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
 pub use postgres::{GroupCommit, PgEventStore};
