@@ -124,9 +124,11 @@ async fn transport(port: u16) -> EventBridgeTransport {
         bus: "sagas".into(),
         region: "us-east-1".into(),
         endpoint_url: format!("http://127.0.0.1:{port}"),
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
         ..EventBridgeSettings::default()
     };
-    EventBridgeTransport::with_credentials(settings, "test", "test").await
+    EventBridgeTransport::new(settings).await
 }
 
 #[tokio::test]
@@ -198,4 +200,86 @@ async fn commands_reach_the_bus_as_cloudevents_and_an_outage_fails_them_transien
         .await
         .expect("published after the outage");
     assert_eq!(moto.aws(&["receive", &queue, "3"]).await.len(), 3);
+}
+
+#[actix_web::test]
+async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
+    let Some(venv) = venv() else {
+        assert!(std::env::var_os("SAGAPLANE_REQUIRE_MOTO").is_none());
+        eprintln!("SKIPPED: moto_server not found");
+        return;
+    };
+    let port = free_port();
+    let moto = Moto::start(&venv, port).await;
+    let queue = moto.aws(&["setup", "sagas", "commands"]).await[0].clone();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.transports.eventbridge = Some(EventBridgeSettings {
+            bus: "sagas".into(),
+            region: "us-east-1".into(),
+            endpoint_url: format!("http://127.0.0.1:{port}"),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            ..EventBridgeSettings::default()
+        });
+        s.routing.insert("inventory".into(), "eventbridge".into());
+    })
+    .await;
+    let id = app
+        .start_order("eb-1", crate::helpers::order("o-1", "c-1", "SKU-1", 500))
+        .await;
+    // Inventory is on AWS: its command is on the bus (and so in the queue)…
+    let bodies = moto.aws(&["receive", &queue, "1"]).await;
+    assert_eq!(bodies.len(), 1, "the reserve command reached EventBridge");
+    let command: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let event = &command["detail"];
+    assert_eq!(event["subject"], id.as_str());
+    assert_eq!(event["type"], "order.inventory.reserve.v1");
+    assert_eq!(app.saga(&id).await["current_step"], "reserve-inventory");
+    // …and its reply (here handed straight to the orchestrator, as an ingress
+    // would) moves the saga on to the in-process payment and order services.
+    let cmd: sagaplane_orchestrator::codec::CloudEvent =
+        serde_json::from_value(event.clone()).unwrap();
+    let reply = sagaplane_sagas::Reply {
+        step: "reserve-inventory".into(),
+        attempt: 1,
+        outcome: sagaplane_sagas::Outcome::Succeeded,
+        at: Utc::now(),
+    };
+    let answer =
+        sagaplane_orchestrator::codec::reply_event(&cmd, "r-eb-1".into(), "inventory", &reply);
+    app.orchestrator
+        .receive_raw(
+            "eventbridge",
+            serde_json::to_vec(&answer).unwrap(),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], "completed");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM outbox WHERE participant = 'inventory' AND sent_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn routing_to_a_transport_that_is_not_configured_stops_the_start() {
+    let mut settings = sagaplane_api::Settings {
+        listen: "127.0.0.1:0".into(),
+        ..sagaplane_api::Settings::default()
+    };
+    settings.database.url = crate::helpers::fresh_database_url();
+    settings
+        .routing
+        .insert("payment".into(), "eventbridge".into());
+    let err = sagaplane_api::Application::build(settings)
+        .await
+        .err()
+        .expect("the start is refused");
+    let message = err.to_string();
+    assert!(message.contains("`payment` to `eventbridge`"), "{message}");
+    assert!(message.contains("configured: in-process"), "{message}");
 }

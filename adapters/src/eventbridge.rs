@@ -33,6 +33,10 @@ pub struct EventBridgeSettings {
     pub endpoint_url: String,
     /// `Source` of every event.
     pub source: String,
+    /// Fixed credentials, for a local emulator; empty: the standard AWS chain
+    /// (environment, profile, IAM role).
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 impl Default for EventBridgeSettings {
@@ -42,6 +46,8 @@ impl Default for EventBridgeSettings {
             region: String::new(),
             endpoint_url: String::new(),
             source: codec::COMMAND_SOURCE.into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
         }
     }
 }
@@ -52,18 +58,16 @@ pub struct EventBridgeTransport {
 }
 
 impl EventBridgeTransport {
-    /// Credentials come from the standard chain (environment, profile, IAM role).
     pub async fn new(settings: EventBridgeSettings) -> Self {
-        Self::build(settings, None).await
-    }
-
-    /// With fixed credentials (for a local emulator).
-    pub async fn with_credentials(settings: EventBridgeSettings, key: &str, secret: &str) -> Self {
-        let credentials = Credentials::new(key, secret, None, None, "sagaplane-settings");
-        Self::build(settings, Some(credentials)).await
-    }
-
-    async fn build(settings: EventBridgeSettings, credentials: Option<Credentials>) -> Self {
+        let credentials = (!settings.access_key_id.is_empty()).then(|| {
+            Credentials::new(
+                &settings.access_key_id,
+                &settings.secret_access_key,
+                None,
+                None,
+                "sagaplane-settings",
+            )
+        });
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if !settings.region.is_empty() {
             loader = loader.region(Region::new(settings.region.clone()));

@@ -7,11 +7,14 @@
 //! - [`in_process`]: [`InProcessTransport`] and [`SimulatedParticipants`], the
 //!   default set-up for local runs, demos, tests and benchmarks.
 //! - [`eventbridge`]: [`EventBridgeTransport`], commands to AWS participants.
+//! - [`routing`]: [`RoutingTransport`], which transport carries whose commands.
 
 pub mod eventbridge;
 pub mod in_process;
 pub mod postgres;
+pub mod routing;
 
 pub use eventbridge::{EventBridgeSettings, EventBridgeTransport};
 pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
 pub use postgres::{GroupCommit, PgEventStore};
+pub use routing::RoutingTransport;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use sagaplane_adapters::{GroupCommit, SimulatorSettings};
+use sagaplane_adapters::{EventBridgeSettings, GroupCommit, SimulatorSettings};
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
 
@@ -29,6 +29,18 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Per saga type overrides of `[saga]`, e.g. `[saga_types.order]`.
     pub saga_types: BTreeMap<String, SagaTypeSettings>,
+    /// Transports besides the in-process one.
+    pub transports: TransportSettings,
+    /// Participant → transport (`in-process`, `eventbridge`); participants not
+    /// named here use `in-process`.
+    pub routing: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportSettings {
+    /// `[transports.eventbridge]`: commands to AWS participants.
+    pub eventbridge: Option<EventBridgeSettings>,
 }
 
 /// Several nodes on one database share the saga partitions through leases.
@@ -177,6 +189,8 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             cluster: ClusterSettings::default(),
             saga_types: BTreeMap::new(),
+            transports: TransportSettings::default(),
+            routing: BTreeMap::new(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The composition root: store, transport, orchestrator and HTTP server.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -7,8 +8,11 @@ use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use sagaplane_adapters::{GroupCommit, InProcessTransport, PgEventStore, SimulatedParticipants};
-use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator};
+use sagaplane_adapters::{
+    EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
+    SimulatedParticipants,
+};
+use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator, Transport};
 use sagaplane_sagas::order::OrderSaga;
 use sagaplane_sagas::Saga;
 use utoipa::OpenApi;
@@ -71,15 +75,13 @@ impl Application {
                 .await
                 .context("Failed to set up the simulated participants' tables")?;
         }
-        let (transport, commands) = InProcessTransport::new(&participants);
-        let orchestrator = Orchestrator::builder(
-            store.clone(),
-            Arc::new(transport),
-            settings.orchestrator_config(),
-        )
-        .metrics(metrics)
-        .register::<OrderSaga>()
-        .start();
+        let (in_process, commands) = InProcessTransport::new(&participants);
+        let transport = routing(&settings, Arc::new(in_process)).await?;
+        let orchestrator =
+            Orchestrator::builder(store.clone(), transport, settings.orchestrator_config())
+                .metrics(metrics)
+                .register::<OrderSaga>()
+                .start();
         participants.spawn(commands, orchestrator.clone());
 
         let listener = TcpListener::bind(&settings.listen)
@@ -162,4 +164,31 @@ fn json_error(e: JsonPayloadError, limit: usize) -> ApiError {
 
 fn query_error(e: QueryPayloadError) -> ApiError {
     ApiError::BadRequest(format!("invalid query string: {e}"))
+}
+
+/// The transport of each participant's commands, from `[routing]`.
+async fn routing(
+    settings: &Settings,
+    in_process: Arc<dyn Transport>,
+) -> anyhow::Result<Arc<dyn Transport>> {
+    let mut transports: HashMap<&str, Arc<dyn Transport>> =
+        HashMap::from([("in-process", in_process.clone())]);
+    if let Some(eventbridge) = &settings.transports.eventbridge {
+        let t = EventBridgeTransport::new(eventbridge.clone()).await;
+        transports.insert("eventbridge", Arc::new(t));
+    }
+    let mut routing = RoutingTransport::new(in_process);
+    for (participant, name) in &settings.routing {
+        let transport = transports.get(name.as_str()).ok_or_else(|| {
+            let mut known: Vec<&str> = transports.keys().copied().collect();
+            known.sort_unstable();
+            anyhow::anyhow!(
+                "Invalid configuration: [routing] sends `{participant}` to `{name}`, \
+                 which is not a configured transport; configured: {}",
+                known.join(", ")
+            )
+        })?;
+        routing = routing.route(participant, transport.clone());
+    }
+    Ok(Arc::new(routing))
 }

@@ -1,0 +1,59 @@
+//! Which transport carries which participant's commands: configuration, not code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport};
+
+/// Sends each command through the transport its participant is routed to,
+/// or the default one.
+pub struct RoutingTransport {
+    routes: HashMap<String, Arc<dyn Transport>>,
+    default: Arc<dyn Transport>,
+}
+
+impl RoutingTransport {
+    pub fn new(default: Arc<dyn Transport>) -> Self {
+        Self {
+            routes: HashMap::new(),
+            default,
+        }
+    }
+
+    /// `participant`'s commands go through `transport`.
+    pub fn route(mut self, participant: impl Into<String>, transport: Arc<dyn Transport>) -> Self {
+        self.routes.insert(participant.into(), transport);
+        self
+    }
+
+    fn transport_of(&self, m: &OutboxMessage) -> &Arc<dyn Transport> {
+        self.routes.get(&m.participant).unwrap_or(&self.default)
+    }
+}
+
+#[async_trait]
+impl Transport for RoutingTransport {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), PublishError> {
+        // Group by transport, keeping each group's commit order.
+        let mut groups: Vec<(&Arc<dyn Transport>, Vec<OutboxMessage>)> = Vec::new();
+        for m in messages {
+            let transport = self.transport_of(m);
+            match groups.iter_mut().find(|(t, _)| Arc::ptr_eq(t, transport)) {
+                Some((_, group)) => group.push(m.clone()),
+                None => groups.push((transport, vec![m.clone()])),
+            }
+        }
+        let mut failed = Vec::new();
+        for (transport, group) in groups {
+            if let Err(e) = transport.publish(&group).await {
+                failed.extend(e.failed);
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError { failed })
+        }
+    }
+}
