@@ -10,6 +10,7 @@ mod dead_letters;
 mod eventbridge;
 mod helpers;
 mod idempotency;
+mod ingress;
 mod kill;
 mod observability;
 mod openapi;

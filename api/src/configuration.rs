@@ -34,6 +34,42 @@ pub struct Settings {
     /// Participant → transport (`in-process`, `eventbridge`); participants not
     /// named here use `in-process`.
     pub routing: BTreeMap<String, String>,
+    pub ingress: IngressSettings,
+}
+
+/// Inbound channels for replies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressSettings {
+    /// `POST /v1/ingress/eventbridge`, for EventBridge API destinations.
+    pub eventbridge: EventBridgeIngressSettings,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventBridgeIngressSettings {
+    /// The key the API destination's connection sends; empty: the ingress is off (404).
+    pub api_key: String,
+    /// The header it comes in.
+    pub header: String,
+}
+
+impl Default for EventBridgeIngressSettings {
+    fn default() -> Self {
+        Self {
+            api_key: String::new(),
+            header: "x-api-key".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventBridgeIngressSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBridgeIngressSettings")
+            .field("api_key", &"<redacted>")
+            .field("header", &self.header)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -191,6 +227,7 @@ impl Default for Settings {
             saga_types: BTreeMap::new(),
             transports: TransportSettings::default(),
             routing: BTreeMap::new(),
+            ingress: IngressSettings::default(),
         }
     }
 }

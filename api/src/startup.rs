@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::TokenSettings;
-use crate::configuration::{HttpSettings, Settings};
+use crate::configuration::{HttpSettings, IngressSettings, Settings};
 use crate::problem::ApiError;
 use crate::routes;
 
@@ -28,6 +28,7 @@ pub(crate) struct AppState {
     pub orchestrator: Orchestrator,
     pub queries: Arc<dyn OperatorQueries>,
     pub tokens: Vec<TokenSettings>,
+    pub ingress: IngressSettings,
     pub http: HttpSettings,
     pub saga_types: Vec<&'static str>,
     pub exposition: routes::Exposition,
@@ -91,6 +92,7 @@ impl Application {
             orchestrator: orchestrator.clone(),
             queries: store,
             tokens: settings.auth.tokens.clone(),
+            ingress: settings.ingress.clone(),
             http: settings.http.clone(),
             saga_types: known.to_vec(),
             exposition: routes::Exposition::new(orchestrator.metrics()),

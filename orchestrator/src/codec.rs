@@ -178,6 +178,24 @@ pub fn decode_reply(channel: &str, raw: &[u8]) -> Result<Inbound, DecodeError> {
     decode_reply_event(channel, event, raw.to_vec())
 }
 
+/// Reads a reply that EventBridge delivers (an API destination's call): the
+/// event envelope with the reply CloudEvent as its `detail`, or the CloudEvent
+/// alone (an input transformer that sends only the detail).
+pub fn decode_eventbridge_reply(channel: &str, raw: &[u8]) -> Result<Inbound, DecodeError> {
+    if raw.len() > MAX_REPLY_BYTES {
+        return Err(DecodeError::TooLarge(raw.len()));
+    }
+    let mut value: Value =
+        serde_json::from_slice(raw).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let detail = match value.get_mut("detail") {
+        Some(detail) if detail.is_object() => detail.take(),
+        _ => value,
+    };
+    let event: CloudEvent =
+        serde_json::from_value(detail).map_err(|e| DecodeError::NotCloudEvent(e.to_string()))?;
+    decode_reply_event(channel, event, raw.to_vec())
+}
+
 /// Reads a reply from an already parsed CloudEvent (e.g. the `detail` of an
 /// EventBridge event); `raw` is kept for dead-lettering.
 pub fn decode_reply_event(

@@ -351,7 +351,8 @@ impl Orchestrator {
         }
     }
 
-    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+    /// Keeps an inbound message that cannot be used, with its bytes and why.
+    pub async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
         tracing::warn!(channel = %letter.channel, reason = %letter.reason, "inbound message dead-lettered");
         self.store.dead_letter(letter).await?;
         self.metrics.dead_letters.inc();

@@ -7,7 +7,6 @@
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::codec;
 use sagaplane_orchestrator::ports::{DeadLetterRecord, Resolution};
 use sagaplane_orchestrator::{ActorError, Handled};
 use sagaplane_sagas::FieldError;
@@ -211,7 +210,7 @@ pub(crate) async fn redrive(
             dead_letter: letter.into(),
         }));
     }
-    let inbound = codec::decode_reply(&letter.channel, &letter.raw)
+    let inbound = super::ingress::decode(&letter.channel, &letter.raw)
         .map_err(|e| ApiError::Conflict(format!("the message is still unusable: {e}")))?;
     let outcome = match state.orchestrator.apply_reply(inbound).await {
         Ok(Handled::Applied { .. }) => "applied",

@@ -4,6 +4,7 @@
 mod actions;
 mod dead_letters;
 mod health;
+mod ingress;
 mod metrics;
 mod sagas;
 
@@ -39,6 +40,7 @@ routes! {
     get "/v1/dead-letters/{id}" => dead_letters::get,
     post "/v1/dead-letters/{id}/redrive" => dead_letters::redrive,
     post "/v1/dead-letters/{id}/discard" => dead_letters::discard,
+    post "/v1/ingress/eventbridge" => ingress::eventbridge,
 }
 
 /// The OpenAPI document: every route above, its schemas and the security scheme.
@@ -53,6 +55,7 @@ routes! {
         sagas::start, sagas::search, sagas::stats, sagas::get, sagas::events,
         actions::act,
         dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
+        ingress::eventbridge,
     ),
     // Named only in a path parameter, which utoipa does not collect.
     components(schemas(actions::ActionName)),
@@ -62,15 +65,20 @@ routes! {
         (name = "operators", description = "Interventions, recorded in the saga's history"),
         (name = "dead letters", description = "Inbound messages that could not be used"),
         (name = "health", description = "Liveness, readiness and metrics"),
+        (name = "ingress", description = "Replies from participants, as their channels deliver them"),
     )
 )]
 pub struct ApiDoc;
 
+/// The security schemes: bearer tokens for people and services, an API key for
+/// the EventBridge ingress.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -82,6 +90,13 @@ impl utoipa::Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "eventbridge_api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The key of the EventBridge connection (ingress.eventbridge; the header name is configurable)",
+            ))),
         );
     }
 }

@@ -1,0 +1,129 @@
+//! `POST /v1/ingress/eventbridge`: replies from AWS participants, as an
+//! EventBridge API destination delivers them. Answered only after the reply's
+//! step committed, so a failure makes EventBridge retry (and the inbox
+//! de-duplicates what was applied before).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use sagaplane_orchestrator::codec;
+use sagaplane_orchestrator::ports::DeadLetter;
+use sagaplane_orchestrator::Handled;
+use serde::Serialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+use super::sagas::actor_error;
+use crate::problem::{ApiError, Problem};
+use crate::startup::AppState;
+
+/// The channel name of replies that came this way.
+pub(crate) const CHANNEL: &str = "eventbridge";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngressResult {
+    /// `applied`, `duplicate` (handled before), `ignored` (the saga had moved
+    /// on; recorded) or `dead_lettered` (no such saga; kept for an operator).
+    outcome: String,
+}
+
+/// A reply from an AWS participant: the EventBridge event whose `detail` is
+/// the reply CloudEvent (or that CloudEvent alone).
+#[utoipa::path(
+    post, path = "/v1/ingress/eventbridge", tag = "ingress",
+    request_body(content = Object, description = "An EventBridge event with the reply CloudEvent as `detail`"),
+    responses(
+        (status = 200, description = "Handled (after commit)", body = IngressResult),
+        (status = 400, description = "Not a reply CloudEvent; kept as a dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The EventBridge ingress is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not handled now; send it again", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("eventbridge_api_key" = []))
+)]
+pub(crate) async fn eventbridge(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &state.ingress.eventbridge;
+    if settings.api_key.is_empty() {
+        return Err(ApiError::NotFound(
+            "the EventBridge ingress is not configured (ingress.eventbridge.api_key)".into(),
+        ));
+    }
+    let presented = http
+        .headers()
+        .get(settings.header.as_str())
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !bool::from(presented.ct_eq(settings.api_key.as_bytes())) {
+        return Err(ApiError::Unauthorized(format!(
+            "a valid API key is required in the `{}` header",
+            settings.header
+        )));
+    }
+    let limit = state.http.max_body_bytes;
+    let mut raw = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
+        if raw.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let inbound = match decode(CHANNEL, &raw) {
+        Ok(inbound) => inbound,
+        Err(e) => {
+            let reason = e.to_string();
+            state
+                .orchestrator
+                .dead_letter(DeadLetter {
+                    channel: CHANNEL.into(),
+                    reason: reason.clone(),
+                    raw,
+                    headers: json!({}),
+                    outbox_message_id: None,
+                })
+                .await?;
+            return Err(ApiError::BadRequest(format!(
+                "{reason}; the message was kept as a dead letter"
+            )));
+        }
+    };
+    let outcome = match state.orchestrator.receive(inbound).await {
+        Ok(Handled::Applied { .. }) => "applied",
+        Ok(Handled::Duplicate) => "duplicate",
+        Ok(Handled::DeadLettered) => "dead_lettered",
+        Ok(_) => "ignored",
+        Err(e) => return Err(unavailable(e)),
+    };
+    Ok(HttpResponse::Ok().json(IngressResult {
+        outcome: outcome.into(),
+    }))
+}
+
+/// Reads the bytes a channel delivered as a reply; also used to redrive its
+/// dead letters.
+pub(crate) fn decode(
+    channel: &str,
+    raw: &[u8],
+) -> Result<sagaplane_orchestrator::Inbound, codec::DecodeError> {
+    match channel {
+        CHANNEL => codec::decode_eventbridge_reply(channel, raw),
+        _ => codec::decode_reply(channel, raw),
+    }
+}
+
+/// Anything that kept the reply from being applied now: EventBridge retries.
+fn unavailable(e: sagaplane_orchestrator::ActorError) -> ApiError {
+    match actor_error(e) {
+        ApiError::Internal(e) => {
+            tracing::error!(error.message = %e, "eventbridge reply not applied");
+            ApiError::Unavailable
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,165 @@
+//! `POST /v1/ingress/eventbridge`: replies as an EventBridge API destination
+//! delivers them — authenticated by an API key, applied once, poison kept.
+
+use reqwest::StatusCode;
+use sagaplane_orchestrator::codec::{self, CloudEvent};
+use sagaplane_sagas::{Outcome, Reply};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, order, spawn_app_with, TestApp};
+
+const KEY: &str = "eventbridge-connection-key";
+
+async fn app() -> TestApp {
+    spawn_app_with(|s| {
+        s.ingress.eventbridge.api_key = KEY.into();
+        // Inventory's commands go nowhere, as if to AWS: its reply comes in here.
+        s.simulator.hang_sku_prefix = "AWS-".into();
+    })
+    .await
+}
+
+async fn post(app: &TestApp, key: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/v1/ingress/eventbridge", app.address))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    request.send().await.unwrap()
+}
+
+/// The EventBridge event an API destination sends for a participant's reply.
+async fn envelope(app: &TestApp, saga: &str, event_id: &str) -> Vec<u8> {
+    let command: Value = sqlx::query_scalar(
+        "SELECT jsonb_build_object('id', message_id, 'subject', saga_id, \
+                'idempotencykey', idempotency_key) \
+         FROM outbox WHERE saga_id = $1::uuid AND step = 'reserve-inventory'",
+    )
+    .bind(saga)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let command = CloudEvent {
+        specversion: "1.0".into(),
+        id: command["id"].as_str().unwrap().into(),
+        source: "sagaplane".into(),
+        event_type: "order.inventory.reserve.v1".into(),
+        subject: command["subject"].as_str().map(Into::into),
+        time: None,
+        datacontenttype: None,
+        data: Value::Null,
+        correlationid: None,
+        causationid: None,
+        idempotencykey: command["idempotencykey"].as_str().map(Into::into),
+        traceparent: None,
+        sagastep: None,
+        sagaattempt: None,
+    };
+    let reply = Reply {
+        step: "reserve-inventory".into(),
+        attempt: 1,
+        outcome: Outcome::Succeeded,
+        at: chrono::Utc::now(),
+    };
+    let detail = codec::reply_event(&command, event_id.into(), "inventory", &reply);
+    serde_json::to_vec(&json!({
+        "version": "0", "id": "eb-envelope-id", "detail-type": "sagaplane.reply.v1",
+        "source": "inventory-service", "account": "123456789012",
+        "time": "2026-11-23T12:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": detail
+    }))
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn a_reply_is_applied_once_and_only_with_the_key() {
+    let app = app().await;
+    let id = app
+        .start_order("in-1", order("o-1", "c-1", "AWS-1", 500))
+        .await;
+    let body = envelope(&app, &id, "reply-1").await;
+
+    for key in [None, Some("wrong")] {
+        let r = post(&app, key, body.clone()).await;
+        assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    }
+    assert_eq!(app.saga(&id).await["current_step"], "reserve-inventory");
+
+    let r = post(&app, Some(KEY), body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "applied");
+    // Answered after commit: the saga has moved on already.
+    assert_ne!(app.saga(&id).await["current_step"], "reserve-inventory");
+    // EventBridge delivers at least once: the same event again changes nothing.
+    let r = post(&app, Some(KEY), body).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    assert_eq!(app.settled(&id).await["status"], "completed");
+    assert_eq!(
+        app.event_types(&id)
+            .await
+            .iter()
+            .filter(|t| *t == "InventoryReserved")
+            .count(),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn poison_is_kept_as_a_dead_letter_and_redriven_through_the_same_decoder() {
+    let app = app().await;
+    let r = post(&app, Some(KEY), b"{not json".to_vec()).await;
+    let problem = assert_problem(r, StatusCode::BAD_REQUEST).await;
+    assert!(problem["detail"].as_str().unwrap().contains("dead letter"));
+    let not_a_reply = serde_json::to_vec(&json!({"detail": {"specversion": "1.0", "id": "x",
+        "source": "s", "type": "something.else.v1"}}))
+    .unwrap();
+    assert_problem(
+        post(&app, Some(KEY), not_a_reply).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let stored: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT channel, raw FROM dead_letters ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0], ("eventbridge".to_owned(), b"{not json".to_vec()));
+
+    // A reply for a saga not known (yet) is kept too, and redriven once it is.
+    let id = app
+        .start_order("in-2", order("o-2", "c-1", "AWS-1", 500))
+        .await;
+    let body = envelope(&app, &id, "reply-2").await;
+    sqlx::query(
+        "INSERT INTO dead_letters (channel, reason, raw) VALUES ('eventbridge', 'test', $1)",
+    )
+    .bind(&body)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let letter: i64 = sqlx::query_scalar("SELECT max(id) FROM dead_letters")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(format!("{}/v1/dead-letters/{letter}/redrive", app.address))
+        .json(&json!({ "reason": "saga is there now" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "applied");
+    assert_eq!(app.settled(&id).await["status"], "completed");
+}
+
+#[actix_web::test]
+async fn without_a_key_configured_the_ingress_is_off() {
+    let app = crate::helpers::spawn_app().await;
+    let r = post(&app, Some("anything"), b"{}".to_vec()).await;
+    assert_problem(r, StatusCode::NOT_FOUND).await;
+}
