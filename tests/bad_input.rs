@@ -203,3 +203,28 @@ async fn a_bad_wait_is_a_bad_request() {
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
 }
+
+#[actix_web::test]
+async fn a_nul_character_is_refused_where_postgresql_could_not_store_it() {
+    let app = crate::helpers::spawn_app().await;
+    let body = serde_json::json!({
+        "saga_type": "order", "business_key": "k\u{0}1",
+        "input": crate::helpers::order("o-1", "c-1", "SKU-1", 100)
+    });
+    let problem =
+        assert_problem(app.post_saga(&body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["errors"][0]["field"], "business_key");
+    let body =
+        crate::helpers::order_request("k-2", crate::helpers::order("o-1", "c-1", "SKU\u{0}1", 100));
+    let problem =
+        assert_problem(app.post_saga(&body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["errors"][0]["field"], "input.items[0].sku");
+    for query in ["saga_type=%00", "business_key=a%00b"] {
+        assert_problem(
+            app.get(&format!("/v1/sagas?{query}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
+}

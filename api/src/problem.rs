@@ -144,9 +144,68 @@ impl From<sagaplane_orchestrator::StoreError> for ApiError {
 
 /// Reads a JSON body as `T`; a mismatch names the field that is wrong (422).
 pub fn parse_body<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    if let Some(path) = nul_at(&body, String::new()) {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            if path.is_empty() { "body".into() } else { path },
+            "must not contain the NUL character",
+        )]));
+    }
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".into() } else { path };
         ApiError::Invalid(vec![FieldError::new(field, e.inner().to_string())])
     })
+}
+
+/// Where a string (or key) holds U+0000, which PostgreSQL cannot store.
+fn nul_at(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(v, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A query parameter PostgreSQL can store: no U+0000.
+pub fn no_nul(name: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ApiError::BadRequest(format!(
+            "{name} must not contain the NUL character"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_nul_anywhere_in_a_body_is_named() {
+        let body = json!({"a": {"b": ["ok", "x\u{0}y"]}});
+        assert_eq!(nul_at(&body, String::new()).as_deref(), Some("a.b[1]"));
+        assert_eq!(
+            nul_at(&json!({"k\u{0}": 1}), String::new()).as_deref(),
+            Some("k\u{0}")
+        );
+        assert_eq!(nul_at(&json!({"a": ["fine"]}), String::new()), None);
+    }
 }

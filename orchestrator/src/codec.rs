@@ -224,6 +224,17 @@ pub fn decode_reply_event(
                 "the reason is longer than 4096 bytes".into(),
             ));
         }
+        if reason.contains('\0') {
+            return Err(DecodeError::BadData(
+                "the reason holds a NUL character".into(),
+            ));
+        }
+    }
+    // PostgreSQL stores no U+0000 in text.
+    if event.id.contains('\0') || data.step.contains('\0') {
+        return Err(DecodeError::BadData(
+            "the id or step holds a NUL character".into(),
+        ));
     }
     Ok(Inbound {
         channel: channel.into(),

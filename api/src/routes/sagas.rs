@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::problem::{parse_body, ApiError, Problem};
+use crate::problem::{no_nul, parse_body, ApiError, Problem};
 use crate::startup::AppState;
 
 const MAX_BUSINESS_KEY_LEN: usize = 200;
@@ -392,6 +392,8 @@ pub(crate) async fn search(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let q = query.into_inner();
+    no_nul("saga_type", q.saga_type.as_deref())?;
+    no_nul("business_key", q.business_key.as_deref())?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
