@@ -54,6 +54,8 @@ async fn generated_requests_get_no_5xx_and_fit_the_document() {
         let (binary, url) = (binary.clone(), url.clone());
         tokio::task::spawn_blocking(move || {
             Command::new(binary)
+                // It keeps a cache where it runs: not in the source tree.
+                .current_dir(std::env::temp_dir())
                 .args(["run", &url])
                 .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
                 .args([
