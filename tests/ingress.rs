@@ -93,9 +93,18 @@ async fn a_reply_is_applied_once_and_only_with_the_key() {
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "applied");
     // Answered after commit: the saga has moved on already.
     assert_ne!(app.saga(&id).await["current_step"], "reserve-inventory");
-    // EventBridge delivers at least once: the same event again changes nothing.
-    let r = post(&app, Some(KEY), body).await;
+    // EventBridge delivers at least once: the same event again changes nothing,
+    // and so does the same reply arriving on another channel.
+    let r = post(&app, Some(KEY), body.clone()).await;
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    let detail =
+        serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()["detail"]).unwrap();
+    let again = app
+        .orchestrator
+        .receive_raw("in-process", detail, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(again, sagaplane_orchestrator::Handled::Duplicate);
     assert_eq!(app.settled(&id).await["status"], "completed");
     assert_eq!(
         app.event_types(&id)
