@@ -3,12 +3,10 @@
 
 use base64::Engine;
 use reqwest::StatusCode;
-use sagaplane_orchestrator::codec::{self, CloudEvent};
 use sagaplane_orchestrator::Handled;
-use sagaplane_sagas::{Outcome, Reply};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, order, spawn_app, TestApp};
+use crate::helpers::{assert_problem, order, reservation_reply_event, spawn_app, TestApp};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.client
@@ -19,32 +17,9 @@ async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-/// A reply CloudEvent for `saga_id` saying its first reservation succeeded.
+/// The bytes of a reply saying `saga_id`'s first reservation succeeded.
 fn reservation_reply(saga_id: &str, reply_id: &str) -> Vec<u8> {
-    let command = CloudEvent {
-        specversion: "1.0".into(),
-        id: "cmd-1".into(),
-        source: "sagaplane".into(),
-        event_type: "order.inventory.reserve.v1".into(),
-        subject: Some(saga_id.into()),
-        time: None,
-        datacontenttype: None,
-        data: Value::Null,
-        correlationid: None,
-        causationid: None,
-        idempotencykey: None,
-        traceparent: None,
-        sagastep: None,
-        sagaattempt: None,
-    };
-    let reply = Reply {
-        step: "reserve-inventory".into(),
-        attempt: 1,
-        outcome: Outcome::Succeeded,
-        at: chrono::Utc::now(),
-    };
-    let event = codec::reply_event(&command, reply_id.into(), "inventory", &reply);
-    serde_json::to_vec(&event).unwrap()
+    serde_json::to_vec(&reservation_reply_event(saga_id, reply_id)).unwrap()
 }
 
 #[actix_web::test]

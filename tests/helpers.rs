@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sagaplane_adapters::SimulatedParticipants;
 use sagaplane_api::{telemetry, Application, Settings};
+use sagaplane_orchestrator::codec::{self, CloudEvent};
 use sagaplane_orchestrator::Orchestrator;
+use sagaplane_sagas::{Outcome, Reply};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -240,4 +242,32 @@ pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> 
         "{body}"
     );
     body
+}
+
+/// The reply CloudEvent a participant sends when `saga_id`'s first
+/// reservation succeeded.
+pub fn reservation_reply_event(saga_id: &str, reply_id: &str) -> CloudEvent {
+    let command = CloudEvent {
+        specversion: "1.0".into(),
+        id: format!("command-of-{reply_id}"),
+        source: "sagaplane".into(),
+        event_type: "order.inventory.reserve.v1".into(),
+        subject: Some(saga_id.into()),
+        time: None,
+        datacontenttype: None,
+        data: Value::Null,
+        correlationid: Some(saga_id.into()),
+        causationid: None,
+        idempotencykey: Some(format!("{saga_id}:reserve-inventory")),
+        traceparent: None,
+        sagastep: Some("reserve-inventory".into()),
+        sagaattempt: Some(1),
+    };
+    let reply = Reply {
+        step: "reserve-inventory".into(),
+        attempt: 1,
+        outcome: Outcome::Succeeded,
+        at: chrono::Utc::now(),
+    };
+    codec::reply_event(&command, reply_id.into(), "inventory", &reply)
 }

@@ -2,11 +2,9 @@
 //! delivers them — authenticated by an API key, applied once, poison kept.
 
 use reqwest::StatusCode;
-use sagaplane_orchestrator::codec::{self, CloudEvent};
-use sagaplane_sagas::{Outcome, Reply};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, order, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, order, reservation_reply_event, spawn_app_with, TestApp};
 
 const KEY: &str = "eventbridge-connection-key";
 
@@ -32,44 +30,12 @@ async fn post(app: &TestApp, key: Option<&str>, body: Vec<u8>) -> reqwest::Respo
 }
 
 /// The EventBridge event an API destination sends for a participant's reply.
-async fn envelope(app: &TestApp, saga: &str, event_id: &str) -> Vec<u8> {
-    let command: Value = sqlx::query_scalar(
-        "SELECT jsonb_build_object('id', message_id, 'subject', saga_id, \
-                'idempotencykey', idempotency_key) \
-         FROM outbox WHERE saga_id = $1::uuid AND step = 'reserve-inventory'",
-    )
-    .bind(saga)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    let command = CloudEvent {
-        specversion: "1.0".into(),
-        id: command["id"].as_str().unwrap().into(),
-        source: "sagaplane".into(),
-        event_type: "order.inventory.reserve.v1".into(),
-        subject: command["subject"].as_str().map(Into::into),
-        time: None,
-        datacontenttype: None,
-        data: Value::Null,
-        correlationid: None,
-        causationid: None,
-        idempotencykey: command["idempotencykey"].as_str().map(Into::into),
-        traceparent: None,
-        sagastep: None,
-        sagaattempt: None,
-    };
-    let reply = Reply {
-        step: "reserve-inventory".into(),
-        attempt: 1,
-        outcome: Outcome::Succeeded,
-        at: chrono::Utc::now(),
-    };
-    let detail = codec::reply_event(&command, event_id.into(), "inventory", &reply);
+fn envelope(saga: &str, event_id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "version": "0", "id": "eb-envelope-id", "detail-type": "sagaplane.reply.v1",
         "source": "inventory-service", "account": "123456789012",
         "time": "2026-11-23T12:00:00Z", "region": "eu-west-1", "resources": [],
-        "detail": detail
+        "detail": reservation_reply_event(saga, event_id)
     }))
     .unwrap()
 }
@@ -80,7 +46,7 @@ async fn a_reply_is_applied_once_and_only_with_the_key() {
     let id = app
         .start_order("in-1", order("o-1", "c-1", "AWS-1", 500))
         .await;
-    let body = envelope(&app, &id, "reply-1").await;
+    let body = envelope(&id, "reply-1");
 
     for key in [None, Some("wrong")] {
         let r = post(&app, key, body.clone()).await;
@@ -142,7 +108,7 @@ async fn poison_is_kept_as_a_dead_letter_and_redriven_through_the_same_decoder()
     let id = app
         .start_order("in-2", order("o-2", "c-1", "AWS-1", 500))
         .await;
-    let body = envelope(&app, &id, "reply-2").await;
+    let body = envelope(&id, "reply-2");
     sqlx::query(
         "INSERT INTO dead_letters (channel, reason, raw) VALUES ('eventbridge', 'test', $1)",
     )

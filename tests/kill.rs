@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::helpers::{fresh_database_url, order, order_request};
-use crate::server::{free_port, Server};
+use crate::server::{assert_histories_whole, assert_no_effect_twice, free_port, Server};
 
 const SAGAS: usize = 300;
 const CLIENTS: usize = 20;
@@ -168,14 +168,7 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
 
     let pool = PgPool::connect(&db).await.unwrap();
     // No participant applied any idempotency key twice.
-    let twice: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT idempotency_key, count(*) FROM simulator_applications \
-         GROUP BY idempotency_key HAVING count(*) > 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(twice, [], "effects applied more than once");
+    assert_no_effect_twice(&pool).await;
     // Each saga's required effects were applied; any other is the undo of a
     // step that timed out (it may have been applied, so it is compensated).
     let applied: Vec<(String,)> =
@@ -210,15 +203,7 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     assert!(by_saga.is_empty(), "effects for unknown sagas: {by_saga:?}");
 
     // No saga's history has a gap or a duplicate, and its row agrees.
-    let broken: Vec<(uuid::Uuid,)> = sqlx::query_as(
-        "SELECT s.id FROM sagas s JOIN saga_events e ON e.saga_id = s.id \
-         GROUP BY s.id, s.version \
-         HAVING min(e.seq) <> 1 OR max(e.seq) <> count(*) OR max(e.seq) <> s.version",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(broken, [], "histories with a gap or a duplicate");
+    assert_histories_whole(&pool).await;
     let sagas: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
         .fetch_one(&pool)
         .await

@@ -113,3 +113,29 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// No idempotency key was applied twice by the (durable) simulated participants.
+pub async fn assert_no_effect_twice(pool: &sqlx::PgPool) {
+    let twice: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, count(*) FROM simulator_applications \
+         GROUP BY idempotency_key HAVING count(*) > 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(twice, [], "effects applied more than once");
+}
+
+/// Every saga's history runs 1..=n without a gap or a duplicate, and its row's
+/// version is n.
+pub async fn assert_histories_whole(pool: &sqlx::PgPool) {
+    let broken: Vec<(uuid::Uuid,)> = sqlx::query_as(
+        "SELECT s.id FROM sagas s JOIN saga_events e ON e.saga_id = s.id \
+         GROUP BY s.id, s.version \
+         HAVING min(e.seq) <> 1 OR max(e.seq) <> count(*) OR max(e.seq) <> s.version",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(broken, [], "histories with a gap or a duplicate");
+}

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::helpers::{fresh_database_url, order};
-use crate::server::Server;
+use crate::server::{assert_histories_whole, assert_no_effect_twice, Server};
 
 const ENV: &[(&str, &str)] = &[
     ("SAGAPLANE_SIMULATOR__DURABLE_MEMORY", "true"),
@@ -89,23 +89,8 @@ async fn two_nodes_share_the_work_and_one_finishes_what_the_other_left() {
     }
     assert_eq!(owners(&pool).await, [(Some("node-b".into()), 64)]);
 
-    let twice: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT idempotency_key, count(*) FROM simulator_applications \
-         GROUP BY idempotency_key HAVING count(*) > 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(twice, [], "effects applied more than once");
-    let broken: Vec<(uuid::Uuid,)> = sqlx::query_as(
-        "SELECT s.id FROM sagas s JOIN saga_events e ON e.saga_id = s.id \
-         GROUP BY s.id, s.version \
-         HAVING min(e.seq) <> 1 OR max(e.seq) <> count(*) OR max(e.seq) <> s.version",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(broken, [], "histories with a gap or a duplicate");
+    assert_no_effect_twice(&pool).await;
+    assert_histories_whole(&pool).await;
     // Some of A's sagas really were left to B: their steps timed out on A's
     // lost replies and B's timers sent them again.
     let timed_out: i64 =

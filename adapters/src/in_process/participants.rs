@@ -208,15 +208,10 @@ impl SimulatedParticipants {
                 return None;
             }
         }
-        if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
-            return Some(Outcome::Failed {
-                reason: "simulated transient failure".into(),
-            });
-        }
-        let outcome = self.rule(command.step.as_str(), &command.data)?;
-        if let Outcome::Failed { .. } = outcome {
-            return Some(outcome);
-        }
+        let outcome = match self.fresh_outcome(command)? {
+            Fresh::Transient(failed) => return Some(failed),
+            Fresh::Final(outcome) => outcome,
+        };
         let applied = async {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -252,21 +247,30 @@ impl SimulatedParticipants {
         }
     }
 
+    /// What the participant makes of a command it has not applied before;
+    /// `None`: it stays silent.
+    fn fresh_outcome(&self, command: &OutboxMessage) -> Option<Fresh> {
+        if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
+            return Some(Fresh::Transient(Outcome::Failed {
+                reason: "simulated transient failure".into(),
+            }));
+        }
+        Some(match self.rule(command.step.as_str(), &command.data)? {
+            failed @ Outcome::Failed { .. } => Fresh::Transient(failed),
+            outcome => Fresh::Final(outcome),
+        })
+    }
+
     /// Applies the command once per idempotency key; `None` means no answer.
     fn outcome(&self, command: &OutboxMessage) -> Option<Outcome> {
         let mut applied = self.applied.lock().expect("applied lock poisoned");
         if let Some(previous) = applied.get(&command.idempotency_key) {
             return Some(previous.clone());
         }
-        if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
-            return Some(Outcome::Failed {
-                reason: "simulated transient failure".into(),
-            });
-        }
-        let outcome = self.rule(command.step.as_str(), &command.data)?;
-        if let Outcome::Failed { .. } = outcome {
-            return Some(outcome);
-        }
+        let outcome = match self.fresh_outcome(command)? {
+            Fresh::Transient(failed) => return Some(failed),
+            Fresh::Final(outcome) => outcome,
+        };
         if outcome == Outcome::Succeeded {
             let mut effects = self.effects.lock().expect("effects lock poisoned");
             *effects.entry(command.idempotency_key.clone()).or_default() += 1;
@@ -323,4 +327,10 @@ impl SimulatedParticipants {
         }
         Some(Outcome::Succeeded)
     }
+}
+
+/// A first answer: a transient failure is not remembered, anything else is.
+enum Fresh {
+    Transient(Outcome),
+    Final(Outcome),
 }
