@@ -119,16 +119,20 @@ fn command(i: usize, data: Value) -> OutboxMessage {
     }
 }
 
-async fn transport(port: u16) -> EventBridgeTransport {
-    let settings = EventBridgeSettings {
+/// The bus `sagas` on moto at `port`.
+fn moto_settings(port: u16) -> EventBridgeSettings {
+    EventBridgeSettings {
         bus: "sagas".into(),
         region: "us-east-1".into(),
         endpoint_url: format!("http://127.0.0.1:{port}"),
         access_key_id: "test".into(),
         secret_access_key: "test".into(),
         ..EventBridgeSettings::default()
-    };
-    EventBridgeTransport::new(settings).await
+    }
+}
+
+async fn transport(port: u16) -> EventBridgeTransport {
+    EventBridgeTransport::new(moto_settings(port)).await
 }
 
 #[tokio::test]
@@ -213,14 +217,7 @@ async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
     let moto = Moto::start(&venv, port).await;
     let queue = moto.aws(&["setup", "sagas", "commands"]).await[0].clone();
     let app = crate::helpers::spawn_app_with(|s| {
-        s.transports.eventbridge = Some(EventBridgeSettings {
-            bus: "sagas".into(),
-            region: "us-east-1".into(),
-            endpoint_url: format!("http://127.0.0.1:{port}"),
-            access_key_id: "test".into(),
-            secret_access_key: "test".into(),
-            ..EventBridgeSettings::default()
-        });
+        s.transports.eventbridge = Some(moto_settings(port));
         s.routing.insert("inventory".into(), "eventbridge".into());
     })
     .await;

@@ -344,15 +344,27 @@ async fn load<S: Saga>(
             S::TYPE
         )));
     }
-    let mut state = S::new(id);
-    for (i, data) in history.events.into_iter().enumerate() {
-        let event: S::Event = serde_json::from_value(data)
-            .map_err(|e| ActorError::Corrupt(format!("event {} of saga {id}: {e}", i + 1)))?;
-        state = state.evolve(&event);
-    }
+    let state = fold::<S>(id, history.events, |_| {}).map_err(ActorError::Corrupt)?;
     Ok(Some(Loaded {
         state,
         version: history.version,
         trace: history.traceparent.as_deref().and_then(TraceParent::parse),
     }))
+}
+
+/// Rebuilds a saga's state from its stored events, showing `each` the state
+/// after every one; `Err` names the event that cannot be read.
+pub(crate) fn fold<S: Saga>(
+    id: SagaId,
+    events: Vec<serde_json::Value>,
+    mut each: impl FnMut(&S),
+) -> Result<S, String> {
+    let mut state = S::new(id);
+    for (i, data) in events.into_iter().enumerate() {
+        let event: S::Event = serde_json::from_value(data)
+            .map_err(|e| format!("event {} of saga {id}: {e}", i + 1))?;
+        state = state.evolve(&event);
+        each(&state);
+    }
+    Ok(state)
 }

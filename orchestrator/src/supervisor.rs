@@ -44,18 +44,14 @@ impl<S: Saga> SagaKind for Kind<S> {
     }
 
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String> {
-        let mut state = S::new(id);
         let mut snapshots = Vec::with_capacity(events.len());
-        for (i, data) in events.into_iter().enumerate() {
-            let event: S::Event = serde_json::from_value(data)
-                .map_err(|e| format!("event {} of saga {id}: {e}", i + 1))?;
-            state = state.evolve(&event);
+        crate::step::fold::<S>(id, events, |state| {
             snapshots.push(Snapshot {
                 view: state.view(),
                 allowed_actions: state.allowed_actions(),
                 explanation: state.explain(),
-            });
-        }
+            })
+        })?;
         Ok(snapshots)
     }
 }

@@ -166,14 +166,13 @@ pub(crate) async fn act(
                 status,
                 allowed,
             }) => ApiError::NotAllowed {
-                detail: format!(
-                    "`{action}` is not allowed while the saga is {status}; allowed now: {}",
-                    if allowed.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
+                // The saga's own words: action, status and what is allowed now.
+                detail: Rejection::NotAllowed {
+                    action,
+                    status,
+                    allowed: allowed.clone(),
+                }
+                .to_string(),
                 saga_status: status.as_str().to_owned(),
                 allowed_actions: allowed,
             },
