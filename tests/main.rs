@@ -23,6 +23,7 @@ mod restart;
 mod sagas;
 mod schemathesis;
 mod server;
+mod servicebus_fake;
 mod timeouts;
 mod trace;
 mod two_nodes;
