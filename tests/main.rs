@@ -23,6 +23,7 @@ mod restart;
 mod sagas;
 mod schemathesis;
 mod server;
+mod servicebus;
 mod servicebus_fake;
 mod timeouts;
 mod trace;

@@ -7,14 +7,20 @@
 //! - [`in_process`]: [`InProcessTransport`] and [`SimulatedParticipants`], the
 //!   default set-up for local runs, demos, tests and benchmarks.
 //! - [`eventbridge`]: [`EventBridgeTransport`], commands to AWS participants.
+//! - [`servicebus`]: [`ServiceBusTransport`] and [`ServiceBusReceiver`], commands
+//!   to and replies from Azure participants.
 //! - [`routing`]: [`RoutingTransport`], which transport carries whose commands.
 
 pub mod eventbridge;
 pub mod in_process;
 pub mod postgres;
 pub mod routing;
+pub mod servicebus;
 
 pub use eventbridge::{EventBridgeSettings, EventBridgeTransport};
 pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
 pub use postgres::{GroupCommit, PgEventStore};
 pub use routing::RoutingTransport;
+pub use servicebus::{
+    ServiceBusReceiver, ServiceBusReceiverSettings, ServiceBusSettings, ServiceBusTransport,
+};

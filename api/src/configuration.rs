@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use sagaplane_adapters::{EventBridgeSettings, GroupCommit, SimulatorSettings};
+use sagaplane_adapters::{
+    EventBridgeSettings, GroupCommit, ServiceBusReceiverSettings, ServiceBusSettings,
+    SimulatorSettings,
+};
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
 
@@ -31,7 +34,7 @@ pub struct Settings {
     pub saga_types: BTreeMap<String, SagaTypeSettings>,
     /// Transports besides the in-process one.
     pub transports: TransportSettings,
-    /// Participant → transport (`in-process`, `eventbridge`); participants not
+    /// Participant → transport (`in-process`, `eventbridge`, `servicebus`); participants not
     /// named here use `in-process`.
     pub routing: BTreeMap<String, String>,
     pub ingress: IngressSettings,
@@ -43,6 +46,9 @@ pub struct Settings {
 pub struct IngressSettings {
     /// `POST /v1/ingress/eventbridge`, for EventBridge API destinations.
     pub eventbridge: EventBridgeIngressSettings,
+    /// `[ingress.servicebus]`: receive replies from a Service Bus queue or
+    /// subscription (through `[transports.servicebus]`'s namespace); absent: off.
+    pub servicebus: Option<ServiceBusReceiverSettings>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +83,8 @@ impl std::fmt::Debug for EventBridgeIngressSettings {
 pub struct TransportSettings {
     /// `[transports.eventbridge]`: commands to AWS participants.
     pub eventbridge: Option<EventBridgeSettings>,
+    /// `[transports.servicebus]`: commands to Azure participants.
+    pub servicebus: Option<ServiceBusSettings>,
 }
 
 /// Several nodes on one database share the saga partitions through leases.

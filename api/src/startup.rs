@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sagaplane_adapters::{
     EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
-    SimulatedParticipants,
+    ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
 use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator, Transport};
 use sagaplane_sagas::order::OrderSaga;
@@ -84,6 +84,12 @@ impl Application {
                 .register::<OrderSaga>()
                 .start();
         participants.spawn(commands, orchestrator.clone());
+        if let Some(receiver) = &settings.ingress.servicebus {
+            let connection = settings.transports.servicebus.clone().unwrap_or_default();
+            ServiceBusReceiver::new(&connection, receiver.clone(), orchestrator.clone())
+                .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?
+                .spawn();
+        }
 
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
@@ -178,6 +184,11 @@ async fn routing(
     if let Some(eventbridge) = &settings.transports.eventbridge {
         let t = EventBridgeTransport::new(eventbridge.clone()).await;
         transports.insert("eventbridge", Arc::new(t));
+    }
+    if let Some(servicebus) = &settings.transports.servicebus {
+        let t = ServiceBusTransport::new(servicebus.clone())
+            .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
+        transports.insert("servicebus", Arc::new(t));
     }
     let mut routing = RoutingTransport::new(in_process);
     for (participant, name) in &settings.routing {

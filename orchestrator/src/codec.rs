@@ -26,6 +26,8 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const COMMAND_SOURCE: &str = "sagaplane";
 pub const REPLY_TYPE: &str = "sagaplane.reply.v1";
 pub const JSON: &str = "application/json";
+/// The media type of a CloudEvent in structured mode, for transports that carry one.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 /// Replies larger than this are refused as poison.
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 

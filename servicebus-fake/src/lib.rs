@@ -390,6 +390,33 @@ impl FakeServiceBus {
         self.shared.state().fail_completes = status;
     }
 
+    /// Puts a message on a queue as a sender would, bytes as they are (a
+    /// client in another language may send what no UTF-8 string holds).
+    pub fn enqueue(&self, queue: &str, body: Vec<u8>) {
+        let mut state = self.shared.state();
+        let sequence_number = state.next_sequence;
+        state.next_sequence += 1;
+        state
+            .entities
+            .get_mut(queue)
+            .expect("a queue of the namespace")
+            .available
+            .push_back(Message {
+                body,
+                content_type: None,
+                message_id: Uuid::new_v4().simple().to_string(),
+                sequence_number,
+                delivery_count: 0,
+                enqueued_at: Utc::now(),
+                label: None,
+                correlation_id: None,
+                dead_letter_reason: None,
+            });
+        state.stats.sent += 1;
+        drop(state);
+        self.shared.arrived.notify_waiters();
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.state().stats
     }

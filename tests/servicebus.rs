@@ -1,0 +1,504 @@
+//! Azure participants over Service Bus: commands sent and replies received by
+//! the real `azure_messaging_servicebus` clients, against the project's
+//! Service Bus stand-in on 127.0.0.1 — peek-lock, completion after commit,
+//! abandonment, lock renewal, the broker's dead-letter subqueue, outages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use azure_messaging_servicebus::service_bus::{QueueClient, SendMessageOptions};
+use chrono::Utc;
+use sagaplane_adapters::{ServiceBusReceiverSettings, ServiceBusSettings, ServiceBusTransport};
+use sagaplane_orchestrator::codec::{self, CloudEvent};
+use sagaplane_orchestrator::ports::{OutboxMessage, Transport};
+use sagaplane_sagas::{Outcome, Reply, SagaId};
+use sagaplane_servicebus_fake::{Config, FakeServiceBus, Policy};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{order, spawn_app_with, TestApp};
+
+pub const KEY: &str = "b3JkZXJzLW5hbWVzcGFjZS10ZXN0LWtleQ==";
+pub const COMMANDS: &str = "payment-commands";
+pub const REPLIES: &str = "sagaplane-replies";
+
+/// The namespace `orders` with the payment service's queue and the replies queue.
+pub fn namespace(lock: Duration, max_deliveries: u32) -> FakeServiceBus {
+    FakeServiceBus::start(
+        Config::new("orders")
+            .policy(Policy::new("sagaplane", KEY))
+            .queue(COMMANDS)
+            .queue("sagaplane-commands")
+            .queue(REPLIES)
+            .lock_duration(lock)
+            .max_delivery_count(max_deliveries),
+    )
+}
+
+pub fn connection(fake: &FakeServiceBus) -> ServiceBusSettings {
+    ServiceBusSettings {
+        namespace: fake.namespace().into(),
+        policy: "sagaplane".into(),
+        key: KEY.into(),
+        endpoint: fake.endpoint(),
+        entities: [("payment".to_owned(), COMMANDS.to_owned())].into(),
+        ..ServiceBusSettings::default()
+    }
+}
+
+pub fn receiver() -> ServiceBusReceiverSettings {
+    ServiceBusReceiverSettings {
+        entity: REPLIES.into(),
+        wait_ms: 1_000,
+        renew_lock_every_ms: 300,
+        ..ServiceBusReceiverSettings::default()
+    }
+}
+
+/// The app with payment on Azure: its commands to `payment-commands`, its
+/// replies taken from `sagaplane-replies`.
+async fn app(fake: &FakeServiceBus) -> TestApp {
+    let connection = connection(fake);
+    spawn_app_with(move |s| {
+        s.transports.servicebus = Some(connection);
+        s.routing.insert("payment".into(), "servicebus".into());
+        s.ingress.servicebus = Some(receiver());
+    })
+    .await
+}
+
+fn queue(fake: &FakeServiceBus, name: &str) -> QueueClient {
+    connection(fake).queue_client(name).unwrap()
+}
+
+/// The reply a participant sends to `command`.
+pub fn reply_to(command: &CloudEvent, outcome: Outcome, source: &str) -> CloudEvent {
+    let reply = Reply {
+        step: command.sagastep.clone().expect("sagastep"),
+        attempt: command.sagaattempt.expect("sagaattempt"),
+        outcome,
+        at: Utc::now(),
+    };
+    // One reply id per command: a command delivered twice is answered alike.
+    codec::reply_event(command, format!("reply-to-{}", command.id), source, &reply)
+}
+
+async fn send_reply(replies: &QueueClient, event: &CloudEvent) {
+    let body = serde_json::to_string(event).unwrap();
+    let options = SendMessageOptions {
+        content_type: Some(codec::CONTENT_TYPE.into()),
+        ..SendMessageOptions::default()
+    };
+    replies.send_message(&body, Some(options)).await.unwrap();
+}
+
+/// The payment service on Azure: takes its commands from `payment-commands`
+/// in peek-lock mode, applies each idempotency key once, declines charges
+/// above `decline_above` cents, answers on `sagaplane-replies`, completes.
+pub struct AzurePayment {
+    task: tokio::task::JoinHandle<()>,
+    /// Idempotency key → deliveries of its command.
+    pub deliveries: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl AzurePayment {
+    pub fn spawn(fake: &FakeServiceBus, decline_above: i64) -> Self {
+        let commands = queue(fake, COMMANDS);
+        let replies = queue(fake, REPLIES);
+        let deliveries = Arc::new(Mutex::new(HashMap::new()));
+        let seen = deliveries.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(m) = commands
+                    .peek_lock_message2(Some(Duration::from_secs(1)))
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if u16::from(*m.status()) != 201 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let command: CloudEvent = serde_json::from_str(&m.body()).unwrap();
+                let key = command.idempotencykey.clone().unwrap();
+                *seen.lock().unwrap().entry(key).or_insert(0) += 1;
+                let amount = command.data["amount_cents"].as_i64().unwrap_or(0);
+                let outcome =
+                    if command.event_type == "order.payment.charge.v1" && amount > decline_above {
+                        Outcome::Refused {
+                            reason: "card declined".into(),
+                        }
+                    } else {
+                        Outcome::Succeeded
+                    };
+                let answer = reply_to(&command, outcome, "payment-service");
+                let body = serde_json::to_string(&answer).unwrap();
+                while replies.send_message(&body, None).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = m.delete_message().await;
+            }
+        });
+        Self { task, deliveries }
+    }
+
+    /// Commands applied (distinct idempotency keys).
+    pub fn applied(&self) -> usize {
+        self.deliveries.lock().unwrap().len()
+    }
+}
+
+impl Drop for AzurePayment {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The command waiting on the payment queue for `saga`.
+async fn waiting_command(app: &TestApp, fake: &FakeServiceBus, saga: &str) -> CloudEvent {
+    let found = app
+        .eventually(Duration::from_secs(10), || async {
+            fake.active(COMMANDS)
+                .iter()
+                .any(|m| m.correlation_id.as_deref() == Some(saga))
+        })
+        .await;
+    assert!(
+        found,
+        "the charge command of {saga} reached the payment queue"
+    );
+    let m = fake
+        .active(COMMANDS)
+        .into_iter()
+        .find(|m| m.correlation_id.as_deref() == Some(saga))
+        .unwrap();
+    serde_json::from_slice(&m.body).unwrap()
+}
+
+fn command(participant: &str, data: Value) -> OutboxMessage {
+    let saga = SagaId::from_uuid(Uuid::now_v7());
+    OutboxMessage {
+        message_id: Uuid::now_v7(),
+        saga_id: saga,
+        saga_type: "order".into(),
+        step: "charge-payment".into(),
+        attempt: 1,
+        participant: participant.into(),
+        command_type: "order.payment.charge.v1".into(),
+        idempotency_key: format!("{saga}:charge-payment"),
+        data,
+        created_at: Utc::now(),
+        traceparent: None,
+        publish_attempts: 0,
+    }
+}
+
+#[tokio::test]
+async fn commands_reach_their_participants_queue_and_broker_failures_are_told_apart() {
+    let mut fake = namespace(Duration::from_secs(30), 10);
+    let transport = ServiceBusTransport::new(connection(&fake)).unwrap();
+    let batch: Vec<OutboxMessage> = (0..3)
+        .map(|i| command("payment", json!({ "n": i })))
+        .chain([command("order", json!({ "n": 3 }))])
+        .collect();
+    transport.publish(&batch).await.expect("all sent");
+    // Payment's to its queue, in commit order; the others to the default entity.
+    let sent = fake.active(COMMANDS);
+    assert_eq!(sent.len(), 3);
+    for (m, c) in sent.iter().zip(&batch) {
+        let event: CloudEvent = serde_json::from_slice(&m.body).unwrap();
+        assert_eq!(event.id, c.message_id.to_string());
+        assert_eq!(
+            event.subject.as_deref(),
+            Some(c.saga_id.to_string().as_str())
+        );
+        assert_eq!(event.event_type, "order.payment.charge.v1");
+        assert_eq!(event.data, c.data);
+        assert_eq!(m.message_id, event.id);
+        assert_eq!(m.label.as_deref(), Some("order.payment.charge.v1"));
+        assert_eq!(m.content_type.as_deref(), Some(codec::CONTENT_TYPE));
+    }
+    assert_eq!(fake.active("sagaplane-commands").len(), 1);
+
+    // The broker answering 500, or gone: every command failed, transiently.
+    for outage in ["500", "down"] {
+        if outage == "500" {
+            fake.fail_with(Some(500));
+        } else {
+            fake.stop().await;
+        }
+        let e = transport.publish(&batch[..2]).await.expect_err(outage);
+        assert_eq!(e.failed.len(), 2, "{outage}");
+        assert!(
+            e.failed.iter().all(|(_, e)| !e.permanent),
+            "{outage}: {e:?}"
+        );
+        if outage == "500" {
+            assert!(e.failed[0].1.reason.contains("500"), "{:?}", e.failed[0]);
+            fake.fail_with(None);
+        } else {
+            fake.restart();
+        }
+    }
+    transport
+        .publish(&batch[..2])
+        .await
+        .expect("sent once back");
+    assert_eq!(fake.active(COMMANDS).len(), 5);
+
+    // Too large for the broker: refused for good, the rest still sent.
+    let big = command("payment", json!({ "blob": "x".repeat(300 * 1024) }));
+    let small = command("payment", json!({}));
+    let e = transport
+        .publish(&[big.clone(), small])
+        .await
+        .expect_err("the large one fails");
+    assert_eq!(e.failed.len(), 1);
+    assert_eq!(e.failed[0].0, big.message_id);
+    assert!(e.failed[0].1.permanent, "{:?}", e.failed[0]);
+    assert_eq!(fake.active(COMMANDS).len(), 6);
+}
+
+#[actix_web::test]
+async fn a_saga_whose_payment_is_on_azure_completes_or_compensates_over_service_bus() {
+    let fake = namespace(Duration::from_secs(30), 10);
+    let app = app(&fake).await;
+    let payment = AzurePayment::spawn(&fake, 50_000);
+    let paid = app
+        .start_order("sb-ok", order("o-1", "c-1", "SKU-1", 10_000))
+        .await;
+    let declined = app
+        .start_order("sb-no", order("o-2", "c-2", "SKU-1", 90_000))
+        .await;
+    assert_eq!(app.settled(&paid).await["status"], "completed");
+    assert_eq!(app.settled(&declined).await["status"], "compensated");
+    let history = app.event_types(&declined).await;
+    assert!(
+        history.contains(&"InventoryReleased".to_owned()),
+        "{history:?}"
+    );
+    assert!(
+        !history.contains(&"PaymentCharged".to_owned()),
+        "{history:?}"
+    );
+    assert_eq!(payment.applied(), 2, "one charge each");
+    // Both replies came in over Service Bus and were completed after commit.
+    let inbox = app
+        .count("SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%'")
+        .await;
+    assert_eq!(inbox, 2);
+    assert!(fake.active(REPLIES).is_empty());
+    assert_eq!(fake.completed(REPLIES).len(), 2);
+}
+
+#[actix_web::test]
+async fn a_broker_outage_delays_commands_and_loses_or_doubles_nothing() {
+    let fake = namespace(Duration::from_secs(30), 10);
+    fake.fail_with(Some(500));
+    let app = app(&fake).await;
+    let payment = AzurePayment::spawn(&fake, 1_000_000);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            app.start_order(
+                &format!("outage-{i}"),
+                order(&format!("o-{i}"), "c", "SKU-1", 100),
+            )
+            .await,
+        );
+    }
+    // While the broker answers 500 the charges wait in the outbox, retried.
+    let retried = app
+        .eventually(Duration::from_secs(10), || async {
+            app.count(
+                "SELECT count(*) FROM outbox WHERE participant = 'payment' \
+                 AND publish_attempts > 0 AND sent_at IS NULL",
+            )
+            .await
+                == 8
+        })
+        .await;
+    assert!(retried, "every charge was tried and failed");
+    assert_eq!(payment.applied(), 0);
+    fake.fail_with(None);
+    for id in &ids {
+        assert_eq!(app.settled(id).await["status"], "completed", "{id}");
+    }
+    assert_eq!(payment.applied(), 8);
+    let twice = payment
+        .deliveries
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|n| **n > 1)
+        .count();
+    let applied_replies = app
+        .count(
+            "SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%' AND outcome = 'applied'",
+        )
+        .await;
+    assert_eq!(
+        applied_replies, 8,
+        "one charge reply applied per saga (redelivered: {twice})"
+    );
+    crate::server::assert_histories_whole(&app.pool).await;
+}
+
+#[actix_web::test]
+async fn unusable_messages_are_dead_lettered_with_their_bytes_and_the_receiver_goes_on() {
+    let fake = namespace(Duration::from_millis(500), 2);
+    let app = app(&fake).await;
+    let id = app
+        .start_order("sb-poison", order("o-p", "c-p", "SKU-1", 100))
+        .await;
+    let command = waiting_command(&app, &fake, &id).await;
+    let replies = queue(&fake, REPLIES);
+
+    let mut unknown = reply_to(&command, Outcome::Succeeded, "payment-service");
+    unknown.id = "reply-for-no-saga".into();
+    unknown.subject = Some(SagaId::from_uuid(Uuid::now_v7()).to_string());
+    let poison: Vec<(String, &str)> = vec![
+        ("this is not JSON".into(), "not JSON"),
+        (r#"{"hello":"world"}"#.into(), "CloudEvent"),
+        (serde_json::to_string(&unknown).unwrap(), "no saga"),
+    ];
+    for (body, _) in &poison {
+        replies.send_message(body, None).await.unwrap();
+    }
+    // Bytes no UTF-8 string holds: the client cannot read them, so the lock
+    // lapses until the broker dead-letters the message.
+    fake.enqueue(REPLIES, vec![0xff, 0xfe, 0x00, 0x80]);
+    // A good reply after all that, twice: applied once.
+    let good = reply_to(&command, Outcome::Succeeded, "payment-service");
+    send_reply(&replies, &good).await;
+    send_reply(&replies, &good).await;
+
+    assert_eq!(app.settled(&id).await["status"], "completed");
+    let done = app
+        .eventually(Duration::from_secs(10), || async {
+            fake.active(REPLIES).is_empty() && fake.dead_lettered(REPLIES).len() == 1
+        })
+        .await;
+    assert!(done, "every reply settled: {:?}", fake.active(REPLIES));
+    let rows: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT channel, reason, raw FROM dead_letters ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for ((channel, reason, raw), (body, why)) in rows.iter().zip(&poison) {
+        assert_eq!(channel, "servicebus");
+        assert!(reason.contains(why), "{reason} should say {why}");
+        assert_eq!(raw, body.as_bytes(), "the bytes as they came");
+    }
+    // The poison was completed (ours to keep now), the good reply twice.
+    assert_eq!(fake.completed(REPLIES).len(), 5);
+    let dead = &fake.dead_lettered(REPLIES)[0];
+    assert_eq!(dead.body, [0xff, 0xfe, 0x00, 0x80]);
+    assert_eq!(
+        dead.dead_letter_reason.as_deref(),
+        Some("MaxDeliveryCountExceeded")
+    );
+    let applied = app
+        .count("SELECT count(*) FROM saga_events WHERE event_type = 'PaymentCharged'")
+        .await;
+    assert_eq!(applied, 1);
+}
+
+#[actix_web::test]
+async fn a_reply_that_cannot_be_applied_now_is_abandoned_then_dead_lettered_by_the_broker() {
+    let fake = namespace(Duration::from_secs(30), 3);
+    let app = app(&fake).await;
+    let first = app
+        .start_order("sb-a", order("o-a", "c", "SKU-1", 100))
+        .await;
+    let second = app
+        .start_order("sb-b", order("o-b", "c", "SKU-1", 100))
+        .await;
+    let first_command = waiting_command(&app, &fake, &first).await;
+    let second_command = waiting_command(&app, &fake, &second).await;
+    // Every inbox row is refused for now: no reply can be applied.
+    sqlx::query("ALTER TABLE inbox ADD CONSTRAINT refuse_for_now CHECK (false) NOT VALID")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let replies = queue(&fake, REPLIES);
+    send_reply(
+        &replies,
+        &reply_to(&first_command, Outcome::Succeeded, "payment-service"),
+    )
+    .await;
+    let dead = app
+        .eventually(Duration::from_secs(15), || async {
+            fake.dead_lettered(REPLIES).len() == 1
+        })
+        .await;
+    assert!(dead, "abandoned until MaxDeliveryCount: {:?}", fake.stats());
+    assert_eq!(fake.stats().abandoned, 3);
+    assert_eq!(app.saga(&first).await["current_step"], "charge-payment");
+
+    // The second reply is abandoned once, then applied once the store takes it.
+    send_reply(
+        &replies,
+        &reply_to(&second_command, Outcome::Succeeded, "payment-service"),
+    )
+    .await;
+    let abandoned = app
+        .eventually(Duration::from_secs(10), || async {
+            fake.stats().abandoned >= 4
+        })
+        .await;
+    assert!(abandoned);
+    sqlx::query("ALTER TABLE inbox DROP CONSTRAINT refuse_for_now")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.settled(&second).await["status"], "completed");
+    let completed = fake.completed(REPLIES);
+    assert_eq!(completed.len(), 1);
+    assert!(completed[0].delivery_count >= 2, "{completed:?}");
+    assert_eq!(app.saga(&first).await["current_step"], "charge-payment");
+}
+
+#[actix_web::test]
+async fn the_lock_is_renewed_while_a_step_is_slow() {
+    let fake = namespace(Duration::from_secs(1), 10);
+    let app = app(&fake).await;
+    let id = app
+        .start_order("sb-slow", order("o-s", "c", "SKU-1", 100))
+        .await;
+    let command = waiting_command(&app, &fake, &id).await;
+    // Another transaction holds the saga's row: the step waits for it.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM sagas WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    send_reply(
+        &queue(&fake, REPLIES),
+        &reply_to(&command, Outcome::Succeeded, "payment-service"),
+    )
+    .await;
+    let locked = app
+        .eventually(Duration::from_secs(5), || async {
+            fake.stats().locked >= 1
+        })
+        .await;
+    assert!(locked);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.settled(&id).await["status"], "completed");
+    let done = app
+        .eventually(Duration::from_secs(5), || async {
+            fake.completed(REPLIES).len() == 1
+        })
+        .await;
+    assert!(done);
+    let stats = fake.stats();
+    assert!(stats.renewed >= 3, "{stats:?}");
+    assert_eq!(stats.locks_expired, 0, "{stats:?}");
+    assert_eq!(fake.completed(REPLIES)[0].delivery_count, 1);
+}
