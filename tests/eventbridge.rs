@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::server::free_port;
 
-fn venv() -> Option<PathBuf> {
+pub fn venv() -> Option<PathBuf> {
     let venv = std::env::var_os("SAGAPLANE_VENV")
         .map(PathBuf::from)
         .or_else(|| {
@@ -29,14 +29,14 @@ fn venv() -> Option<PathBuf> {
 }
 
 /// A moto server on 127.0.0.1, killed when dropped.
-struct Moto {
+pub struct Moto {
     child: Child,
     port: u16,
     venv: PathBuf,
 }
 
 impl Moto {
-    async fn start(venv: &Path, port: u16) -> Moto {
+    pub async fn start(venv: &Path, port: u16) -> Moto {
         let child = Command::new(venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -63,7 +63,7 @@ impl Moto {
     }
 
     /// Runs `tests/support/aws.py` against this moto; its output lines.
-    async fn aws(&self, args: &[&str]) -> Vec<String> {
+    pub async fn aws(&self, args: &[&str]) -> Vec<String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/aws.py");
         let mut command = Command::new(self.venv.join("bin/python"));
         command
@@ -120,7 +120,7 @@ fn command(i: usize, data: Value) -> OutboxMessage {
 }
 
 /// The bus `sagas` on moto at `port`.
-fn moto_settings(port: u16) -> EventBridgeSettings {
+pub fn moto_settings(port: u16) -> EventBridgeSettings {
     EventBridgeSettings {
         bus: "sagas".into(),
         region: "us-east-1".into(),

@@ -23,7 +23,8 @@ pub const KEY: &str = "b3JkZXJzLW5hbWVzcGFjZS10ZXN0LWtleQ==";
 pub const COMMANDS: &str = "payment-commands";
 pub const REPLIES: &str = "sagaplane-replies";
 
-/// The namespace `orders` with the payment service's queue and the replies queue.
+/// The namespace `orders` with the payment service's queue and the replies
+/// queue; messages up to 1 MiB (the premium tier takes more than 256 KiB).
 pub fn namespace(lock: Duration, max_deliveries: u32) -> FakeServiceBus {
     FakeServiceBus::start(
         Config::new("orders")
@@ -32,7 +33,8 @@ pub fn namespace(lock: Duration, max_deliveries: u32) -> FakeServiceBus {
             .queue("sagaplane-commands")
             .queue(REPLIES)
             .lock_duration(lock)
-            .max_delivery_count(max_deliveries),
+            .max_delivery_count(max_deliveries)
+            .max_message_bytes(1024 * 1024),
     )
 }
 
@@ -249,7 +251,7 @@ async fn commands_reach_their_participants_queue_and_broker_failures_are_told_ap
     assert_eq!(fake.active(COMMANDS).len(), 5);
 
     // Too large for the broker: refused for good, the rest still sent.
-    let big = command("payment", json!({ "blob": "x".repeat(300 * 1024) }));
+    let big = command("payment", json!({ "blob": "x".repeat(1024 * 1024) }));
     let small = command("payment", json!({}));
     let e = transport
         .publish(&[big.clone(), small])
@@ -359,10 +361,17 @@ async fn unusable_messages_are_dead_lettered_with_their_bytes_and_the_receiver_g
     let mut unknown = reply_to(&command, Outcome::Succeeded, "payment-service");
     unknown.id = "reply-for-no-saga".into();
     unknown.subject = Some(SagaId::from_uuid(Uuid::now_v7()).to_string());
+    let mut oversized = reply_to(&command, Outcome::Succeeded, "payment-service");
+    oversized.id = "reply-too-large".into();
+    oversized.data["padding"] = json!("x".repeat(300 * 1024));
     let poison: Vec<(String, &str)> = vec![
         ("this is not JSON".into(), "not JSON"),
         (r#"{"hello":"world"}"#.into(), "CloudEvent"),
         (serde_json::to_string(&unknown).unwrap(), "no saga"),
+        (
+            serde_json::to_string(&oversized).unwrap(),
+            "more than the 262144 allowed",
+        ),
     ];
     for (body, _) in &poison {
         replies.send_message(body, None).await.unwrap();
@@ -387,14 +396,19 @@ async fn unusable_messages_are_dead_lettered_with_their_bytes_and_the_receiver_g
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows.len(),
+        4,
+        "{:?}",
+        rows.iter().map(|r| &r.1).collect::<Vec<_>>()
+    );
     for ((channel, reason, raw), (body, why)) in rows.iter().zip(&poison) {
         assert_eq!(channel, "servicebus");
         assert!(reason.contains(why), "{reason} should say {why}");
         assert_eq!(raw, body.as_bytes(), "the bytes as they came");
     }
     // The poison was completed (ours to keep now), the good reply twice.
-    assert_eq!(fake.completed(REPLIES).len(), 5);
+    assert_eq!(fake.completed(REPLIES).len(), 6);
     let dead = &fake.dead_lettered(REPLIES)[0];
     assert_eq!(dead.body, [0xff, 0xfe, 0x00, 0x80]);
     assert_eq!(
@@ -501,4 +515,112 @@ async fn the_lock_is_renewed_while_a_step_is_slow() {
     assert!(stats.renewed >= 3, "{stats:?}");
     assert_eq!(stats.locks_expired, 0, "{stats:?}");
     assert_eq!(fake.completed(REPLIES)[0].delivery_count, 1);
+}
+
+/// The environment that routes payment to Service Bus in a `sagaplane serve`.
+fn server_env(fake: &FakeServiceBus) -> Vec<(String, String)> {
+    [
+        ("SAGAPLANE_ROUTING__PAYMENT", "servicebus".to_owned()),
+        (
+            "SAGAPLANE_TRANSPORTS__SERVICEBUS__NAMESPACE",
+            fake.namespace().to_owned(),
+        ),
+        (
+            "SAGAPLANE_TRANSPORTS__SERVICEBUS__POLICY",
+            "sagaplane".to_owned(),
+        ),
+        ("SAGAPLANE_TRANSPORTS__SERVICEBUS__KEY", KEY.to_owned()),
+        (
+            "SAGAPLANE_TRANSPORTS__SERVICEBUS__ENDPOINT",
+            fake.endpoint(),
+        ),
+        (
+            "SAGAPLANE_TRANSPORTS__SERVICEBUS__ENTITIES__PAYMENT",
+            COMMANDS.to_owned(),
+        ),
+        ("SAGAPLANE_INGRESS__SERVICEBUS__ENTITY", REPLIES.to_owned()),
+        ("SAGAPLANE_INGRESS__SERVICEBUS__WAIT_MS", "1000".to_owned()),
+        (
+            "SAGAPLANE_INGRESS__SERVICEBUS__RENEW_LOCK_EVERY_MS",
+            "500".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised() {
+    use crate::server::{assert_histories_whole, Server};
+    let fake = namespace(Duration::from_secs(2), 10);
+    let env = server_env(&fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let database_url = crate::helpers::fresh_database_url();
+    let server = Server::start(&database_url, &env).await;
+    let _payment = AzurePayment::spawn(&fake, 1_000_000);
+    // The reply's step will commit; its completion will not.
+    fake.fail_completes(REPLIES, Some(503));
+    let id = server
+        .start_order("sb-crash", order("o-c", "c", "SKU-1", 100))
+        .await;
+    let mut committed = false;
+    for _ in 0..500 {
+        let saga = server.get(&format!("/v1/sagas/{id}")).await;
+        if saga["status"] == "completed" && fake.stats().failed >= 1 {
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        committed,
+        "the reply was applied and its completion refused"
+    );
+    // The process dies with the reply committed and its message still locked.
+    let port = server.port;
+    server.kill();
+    fake.fail_completes(REPLIES, None);
+    assert!(fake.completed(REPLIES).is_empty());
+    assert_eq!(fake.active(REPLIES).len(), 1);
+
+    let server = Server::start_on(port, &database_url, &env).await;
+    // The lock lapses, the broker delivers the reply again, the inbox knows it.
+    assert!(
+        until(Duration::from_secs(10), || fake.completed(REPLIES).len()
+            == 1)
+        .await,
+        "redelivered and completed: {:?}",
+        fake.stats()
+    );
+    let reply = &fake.completed(REPLIES)[0];
+    assert!(reply.delivery_count >= 2, "{reply:?}");
+    let (saga, events) = server.snapshot(&id).await;
+    assert_eq!(saga["status"], "completed");
+    let charged = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "PaymentCharged")
+        .count();
+    assert_eq!(charged, 1, "{events}");
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let inbox: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(inbox, 1);
+    assert_histories_whole(&pool).await;
 }

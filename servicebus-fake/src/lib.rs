@@ -112,6 +112,11 @@ impl Config {
         self
     }
 
+    pub fn max_message_bytes(mut self, n: usize) -> Self {
+        self.max_message_bytes = n;
+        self
+    }
+
     pub fn max_delivery_count(mut self, n: u32) -> Self {
         self.max_delivery_count = n;
         self
@@ -203,7 +208,8 @@ struct State {
     next_sequence: i64,
     stats: Stats,
     fail_with: Option<u16>,
-    fail_completes: Option<u16>,
+    /// Entity → the status its completions are answered with.
+    fail_completes: BTreeMap<String, u16>,
 }
 
 const DEAD_LETTER_QUEUE: &str = "$DeadLetterQueue";
@@ -309,7 +315,7 @@ impl FakeServiceBus {
                 next_sequence: 1,
                 stats: Stats::default(),
                 fail_with: None,
-                fail_completes: None,
+                fail_completes: BTreeMap::new(),
             }),
             arrived: Notify::new(),
         });
@@ -384,10 +390,14 @@ impl FakeServiceBus {
         self.shared.state().fail_with = status;
     }
 
-    /// Answers completions (`DELETE` of a lock) with `status` until called
-    /// with `None`; the lock stays held until it lapses.
-    pub fn fail_completes(&self, status: Option<u16>) {
-        self.shared.state().fail_completes = status;
+    /// Answers completions (`DELETE` of a lock) on `entity` with `status`
+    /// until called with `None`; the lock stays held until it lapses.
+    pub fn fail_completes(&self, entity: &str, status: Option<u16>) {
+        let mut state = self.shared.state();
+        match status {
+            Some(status) => state.fail_completes.insert(entity.to_owned(), status),
+            None => state.fail_completes.remove(entity),
+        };
     }
 
     /// Puts a message on a queue as a sender would, bytes as they are (a
@@ -794,7 +804,7 @@ fn settle(shared: &Shared, entity: &str, id: &str, lock: &str, how: Settle) -> H
     let max_deliveries = shared.config.max_delivery_count;
     let mut state = shared.state();
     if matches!(how, Settle::Complete) {
-        if let Some(status) = state.fail_completes {
+        if let Some(&status) = state.fail_completes.get(entity) {
             state.stats.failed += 1;
             return error(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
