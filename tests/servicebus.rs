@@ -624,3 +624,47 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
     assert_eq!(inbox, 1);
     assert_histories_whole(&pool).await;
 }
+
+#[actix_web::test]
+async fn a_receiver_without_a_namespace_or_a_bad_endpoint_stops_the_start() {
+    let base = || {
+        let mut s = sagaplane_api::Settings {
+            listen: "127.0.0.1:0".into(),
+            ..sagaplane_api::Settings::default()
+        };
+        s.database.url = crate::helpers::fresh_database_url();
+        s
+    };
+    let refused = |s| async move {
+        sagaplane_api::Application::build(s)
+            .await
+            .err()
+            .expect("the start is refused")
+            .to_string()
+    };
+    let mut s = base();
+    s.ingress.servicebus = Some(receiver());
+    let message = refused(s).await;
+    assert!(
+        message.contains("[ingress.servicebus] needs [transports.servicebus]"),
+        "{message}"
+    );
+
+    let mut s = base();
+    s.transports.servicebus = Some(ServiceBusSettings {
+        namespace: "orders".into(),
+        key: KEY.into(),
+        endpoint: "not a url".into(),
+        ..ServiceBusSettings::default()
+    });
+    let message = refused(s).await;
+    assert!(
+        message.contains("transports.servicebus.endpoint `not a url`"),
+        "{message}"
+    );
+
+    let mut s = base();
+    s.routing.insert("payment".into(), "servicebus".into());
+    let message = refused(s).await;
+    assert!(message.contains("`payment` to `servicebus`"), "{message}");
+}

@@ -438,4 +438,39 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_readme_cross_cloud_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("**Routing, one AWS and one Azure participant.**")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("README.md has the cross-cloud example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("cross-cloud.toml", example)?;
+            jail.set_env(
+                "SAGAPLANE_TRANSPORTS__SERVICEBUS__KEY",
+                "from-the-environment",
+            );
+            let s = Settings::load(Some(Path::new("cross-cloud.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.routing["inventory"], "eventbridge");
+            assert_eq!(s.routing["payment"], "servicebus");
+            assert_eq!(s.transports.eventbridge.as_ref().unwrap().bus, "orders");
+            let sb = s.transports.servicebus.as_ref().unwrap();
+            assert_eq!(sb.namespace, "acme-orders");
+            assert_eq!(sb.key, "from-the-environment");
+            assert_eq!(sb.entities["payment"], "payment-commands");
+            let ingress = s.ingress.servicebus.as_ref().unwrap();
+            assert_eq!(ingress.entity, "sagaplane-replies");
+            assert!(ingress.subscription.is_empty());
+            assert_eq!(s.ingress.eventbridge.api_key, "a-long-random-secret");
+            assert!(
+                !format!("{s:?}").contains("from-the-environment"),
+                "the key is not logged"
+            );
+            Ok(())
+        });
+    }
 }
