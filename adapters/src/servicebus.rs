@@ -245,7 +245,7 @@ impl Default for ServiceBusReceiverSettings {
         Self {
             entity: "sagaplane-replies".into(),
             subscription: String::new(),
-            receivers: 2,
+            receivers: 8,
             wait_ms: 20_000,
             renew_lock_every_ms: 20_000,
         }

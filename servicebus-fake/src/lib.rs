@@ -139,6 +139,23 @@ pub struct Message {
     pub dead_letter_reason: Option<String>,
 }
 
+impl Message {
+    /// A message as sent with no properties: a fresh id, not yet numbered.
+    fn new(body: Vec<u8>) -> Self {
+        Self {
+            body,
+            content_type: None,
+            message_id: Uuid::new_v4().simple().to_string(),
+            sequence_number: 0,
+            delivery_count: 0,
+            enqueued_at: Utc::now(),
+            label: None,
+            correlation_id: None,
+            dead_letter_reason: None,
+        }
+    }
+}
+
 /// What happened, counted since the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -267,6 +284,25 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enqueues a message sent to `entity` (to each subscription of a topic),
+    /// numbering it in the namespace's sequence.
+    fn accept(&self, entity: &str, mut message: Message) {
+        let mut state = self.state();
+        message.sequence_number = state.next_sequence;
+        state.next_sequence += 1;
+        let targets = match &state.entities[entity].kind {
+            Kind::Topic(subscriptions) => subscriptions.clone(),
+            _ => vec![entity.to_owned()],
+        };
+        for target in targets {
+            let e = state.entities.get_mut(&target).expect("a known entity");
+            e.available.push_back(message.clone());
+        }
+        state.stats.sent += 1;
+        drop(state);
+        self.arrived.notify_waiters();
     }
 
     fn host(&self) -> String {
@@ -403,28 +439,7 @@ impl FakeServiceBus {
     /// Puts a message on a queue as a sender would, bytes as they are (a
     /// client in another language may send what no UTF-8 string holds).
     pub fn enqueue(&self, queue: &str, body: Vec<u8>) {
-        let mut state = self.shared.state();
-        let sequence_number = state.next_sequence;
-        state.next_sequence += 1;
-        state
-            .entities
-            .get_mut(queue)
-            .expect("a queue of the namespace")
-            .available
-            .push_back(Message {
-                body,
-                content_type: None,
-                message_id: Uuid::new_v4().simple().to_string(),
-                sequence_number,
-                delivery_count: 0,
-                enqueued_at: Utc::now(),
-                label: None,
-                correlation_id: None,
-                dead_letter_reason: None,
-            });
-        state.stats.sent += 1;
-        drop(state);
-        self.shared.arrived.notify_waiters();
+        self.shared.accept(queue, Message::new(body));
     }
 
     pub fn stats(&self) -> Stats {
@@ -669,31 +684,16 @@ fn send(shared: &Shared, req: &HttpRequest, entity: &str, body: web::Bytes) -> H
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut state = shared.state();
-    let sequence_number = state.next_sequence;
-    state.next_sequence += 1;
-    let message = Message {
-        body: body.to_vec(),
+    let mut message = Message {
         content_type,
-        message_id: text("MessageId").unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
-        sequence_number,
-        delivery_count: 0,
-        enqueued_at: Utc::now(),
         label: text("Label"),
         correlation_id: text("CorrelationId"),
-        dead_letter_reason: None,
+        ..Message::new(body.to_vec())
     };
-    let targets = match &state.entities[entity].kind {
-        Kind::Topic(subscriptions) => subscriptions.clone(),
-        _ => vec![entity.to_owned()],
-    };
-    for target in targets {
-        let e = state.entities.get_mut(&target).expect("a known entity");
-        e.available.push_back(message.clone());
+    if let Some(id) = text("MessageId") {
+        message.message_id = id;
     }
-    state.stats.sent += 1;
-    drop(state);
-    shared.arrived.notify_waiters();
+    shared.accept(entity, message);
     HttpResponse::Created().finish()
 }
 
