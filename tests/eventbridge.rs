@@ -154,7 +154,7 @@ async fn commands_reach_the_bus_as_cloudevents_and_an_outage_fails_them_transien
     let messages: Vec<OutboxMessage> = (0..25).map(|i| command(i, json!("x"))).collect();
     publisher.publish(&messages).await.expect("all published");
     let bodies = moto.aws(&["receive", &queue, "25"]).await;
-    assert_eq!(bodies.len(), 25, "every command reached the queue");
+    assert!(bodies.len() >= 25, "every command reached the queue");
     let mut seen = Vec::new();
     for body in &bodies {
         let envelope: Value = serde_json::from_str(body).unwrap();
@@ -188,7 +188,8 @@ async fn commands_reach_the_bus_as_cloudevents_and_an_outage_fails_them_transien
     assert_eq!(err.failed.len(), 1);
     assert_eq!(err.failed[0].0, big.message_id);
     assert!(err.failed[0].1.permanent, "{:?}", err.failed[0].1);
-    assert_eq!(moto.aws(&["receive", &queue, "1"]).await.len(), 1);
+    let bodies = moto.aws(&["receive", &queue, "1"]).await;
+    assert_eq!(distinct_commands(&bodies), [small.message_id.to_string()]);
 
     // The emulator goes away: every command fails, and retrying can help.
     moto.stop();
@@ -203,7 +204,23 @@ async fn commands_reach_the_bus_as_cloudevents_and_an_outage_fails_them_transien
         .publish(&batch)
         .await
         .expect("published after the outage");
-    assert_eq!(moto.aws(&["receive", &queue, "3"]).await.len(), 3);
+    let bodies = moto.aws(&["receive", &queue, "3"]).await;
+    assert_eq!(distinct_commands(&bodies).len(), 3);
+}
+
+/// The ids of the commands in EventBridge events read from SQS, each once
+/// (delivery is at least once), sorted.
+fn distinct_commands(bodies: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            let envelope: Value = serde_json::from_str(b).unwrap();
+            envelope["detail"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 #[actix_web::test]
@@ -226,7 +243,12 @@ async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
         .await;
     // Inventory is on AWS: its command is on the bus (and so in the queue)…
     let bodies = moto.aws(&["receive", &queue, "1"]).await;
-    assert_eq!(bodies.len(), 1, "the reserve command reached EventBridge");
+    assert!(
+        !bodies.is_empty(),
+        "the reserve command reached EventBridge"
+    );
+    // Delivery is at least once: any other body is the same command again.
+    assert_eq!(distinct_commands(&bodies).len(), 1);
     let command: Value = serde_json::from_str(&bodies[0]).unwrap();
     let event = &command["detail"];
     assert_eq!(event["subject"], id.as_str());

@@ -48,6 +48,10 @@ pub(crate) struct OutboxRelay {
     sweep_interval: Duration,
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
+    /// When this relay was made, before this process could commit anything:
+    /// rows committed since come by the live path, so the start-up sweep
+    /// leaves them to it.
+    started_at: DateTime<Utc>,
     policy: RetryPolicy,
     ownership: Ownership,
 }
@@ -76,6 +80,7 @@ impl OutboxRelay {
             awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
+            started_at: Utc::now(),
             policy,
             ownership,
         }
@@ -187,8 +192,12 @@ impl OutboxRelay {
             ctx.run_later(Duration::from_millis(50), |act, ctx| act.sweep(ctx, true));
             return;
         }
+        // The start-up sweep takes what was committed before this relay
+        // started; a row committed since is on the live path already, and
+        // taking it here too could publish it twice (the sweep may read it
+        // unsent just before the live path marks it sent).
         let grace = if everything {
-            chrono::Duration::zero()
+            (Utc::now() - self.started_at).max(chrono::Duration::zero())
         } else {
             self.grace
         };

@@ -3,8 +3,9 @@
   aws.py setup BUS QUEUE      create the bus, a queue and a rule sending every
                               event from source "sagaplane" on the bus to the
                               queue; prints the queue URL
-  aws.py receive QUEUE_URL N  prints up to N message bodies (one JSON per line)
-                              received within 10 s, deleting them
+  aws.py receive QUEUE_URL N  prints the message bodies (one JSON per line)
+                              received within 10 s until N distinct commands
+                              came, deleting them
 """
 
 import json
@@ -30,15 +31,21 @@ def setup(bus, queue):
 
 
 def receive(url, n):
+    """Delivery is at least once: a repeat (same CloudEvent id) is printed
+    but counts once towards N."""
     sqs = client("sqs")
-    got = 0
+    seen = set()
     deadline = time.time() + 10
-    while got < n and time.time() < deadline:
+    while len(seen) < n and time.time() < deadline:
         out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         for m in out.get("Messages", []):
-            print(m["Body"].replace("\n", " "))
+            body = m["Body"]
+            try:
+                seen.add(json.loads(body)["detail"]["id"])
+            except (ValueError, KeyError, TypeError):
+                seen.add(body)
+            print(body.replace("\n", " "))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            got += 1
 
 
 if __name__ == "__main__":
