@@ -182,6 +182,20 @@ fn nul_at(value: &serde_json::Value, path: String) -> Option<String> {
     }
 }
 
+/// The longest reason an operator may give for an action, in bytes.
+pub const MAX_REASON_BYTES: usize = 2_000;
+
+/// An operator's reason for an action: at most [`MAX_REASON_BYTES`].
+pub fn reason_within_limit(reason: &str) -> Result<(), ApiError> {
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "reason",
+            format!("must be at most {MAX_REASON_BYTES} bytes"),
+        )]));
+    }
+    Ok(())
+}
+
 /// A query parameter PostgreSQL can store: no U+0000.
 pub fn no_nul(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     match value {

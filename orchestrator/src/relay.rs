@@ -135,7 +135,7 @@ impl OutboxRelay {
         let policy = self.policy;
         let fut = async move {
             let ids: Vec<Uuid> = batch.iter().map(|m| m.message_id).collect();
-            let outcome = settle(store.as_ref(), &batch, failed, policy).await;
+            let outcome = record_outcome(store.as_ref(), &batch, failed, policy).await;
             (ids, outcome)
         };
         ctx.spawn(fut.into_actor(self).map(|(ids, outcome), act, ctx| {
@@ -269,7 +269,7 @@ struct Settled {
 
 /// Marks the delivered rows sent and records, for each one the transport did
 /// not take, when to try again or that it is now a dead letter.
-async fn settle(
+async fn record_outcome(
     store: &dyn EventStore,
     batch: &[OutboxMessage],
     failed: Option<PublishError>,

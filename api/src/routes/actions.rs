@@ -12,10 +12,8 @@ use uuid::Uuid;
 
 use super::sagas::{actor_error, detailed, etag, parse_id, SagaDto};
 use crate::auth::{Caller, Role};
-use crate::problem::{parse_body, ApiError, Problem};
+use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
 use crate::startup::AppState;
-
-const MAX_REASON_LEN: usize = 2_000;
 
 /// Why the operator acts, and for `skip` the result to assume.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,12 +138,7 @@ pub(crate) async fn act(
     let id = parse_id(&raw_id)?;
     let request: ActionRequest = parse_body(body.into_inner())?;
     let kind = action_kind(&name, request.assume)?;
-    if request.reason.len() > MAX_REASON_LEN {
-        return Err(ApiError::Invalid(vec![FieldError::new(
-            "reason",
-            format!("must be at most {MAX_REASON_LEN} bytes"),
-        )]));
-    }
+    reason_within_limit(&request.reason)?;
     let operator = match (caller.authenticated(), request.operator) {
         (false, Some(o)) if !o.trim().is_empty() => o,
         _ => caller.name.clone(),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::sagas::{actor_error, MAX_PAGE};
 use crate::auth::{Caller, Role};
-use crate::problem::{parse_body, ApiError, Problem};
+use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
 use crate::startup::AppState;
 
 /// A message that could not be used, as received.
@@ -265,12 +265,13 @@ pub(crate) async fn discard(
 
 fn reason(body: Value) -> Result<String, ApiError> {
     let request: ResolveRequest = parse_body(body)?;
-    if request.reason.trim().is_empty() || request.reason.len() > 2_000 {
+    if request.reason.trim().is_empty() {
         return Err(ApiError::Invalid(vec![FieldError::new(
             "reason",
-            "must say why, in at most 2000 bytes",
+            "must say why",
         )]));
     }
+    reason_within_limit(&request.reason)?;
     Ok(request.reason)
 }
 
