@@ -206,10 +206,14 @@ async fn commands_reach_their_participants_queue_and_broker_failures_are_told_ap
         .chain([command("order", json!({ "n": 3 }))])
         .collect();
     transport.publish(&batch).await.expect("all sent");
-    // Payment's to its queue, in commit order; the others to the default entity.
+    // Payment's to its queue; the others to the default entity.
     let sent = fake.active(COMMANDS);
     assert_eq!(sent.len(), 3);
-    for (m, c) in sent.iter().zip(&batch) {
+    for c in &batch[..3] {
+        let m = sent
+            .iter()
+            .find(|m| m.message_id == c.message_id.to_string())
+            .expect("each command sent");
         let event: CloudEvent = serde_json::from_slice(&m.body).unwrap();
         assert_eq!(event.id, c.message_id.to_string());
         assert_eq!(
@@ -218,8 +222,8 @@ async fn commands_reach_their_participants_queue_and_broker_failures_are_told_ap
         );
         assert_eq!(event.event_type, "order.payment.charge.v1");
         assert_eq!(event.data, c.data);
-        assert_eq!(m.message_id, event.id);
         assert_eq!(m.label.as_deref(), Some("order.payment.charge.v1"));
+        assert_eq!(m.correlation_id, Some(c.saga_id.to_string()));
         assert_eq!(m.content_type.as_deref(), Some(codec::CONTENT_TYPE));
     }
     assert_eq!(fake.active("sagaplane-commands").len(), 1);
@@ -261,6 +265,77 @@ async fn commands_reach_their_participants_queue_and_broker_failures_are_told_ap
     assert_eq!(e.failed[0].0, big.message_id);
     assert!(e.failed[0].1.permanent, "{:?}", e.failed[0]);
     assert_eq!(fake.active(COMMANDS).len(), 6);
+}
+
+#[tokio::test]
+async fn each_sagas_commands_keep_their_order_while_sagas_go_concurrently() {
+    // A slow namespace: 20 ms an answer.
+    let fake = FakeServiceBus::start(
+        Config::new("orders")
+            .policy(Policy::new("sagaplane", KEY))
+            .queue(COMMANDS)
+            .queue("sagaplane-commands")
+            .latency(Duration::from_millis(20)),
+    );
+    let transport = ServiceBusTransport::new(connection(&fake)).unwrap();
+    // Four commands each of ten sagas, interleaved as commits would be.
+    let sagas: Vec<OutboxMessage> = (0..10)
+        .map(|i| command("payment", json!({ "saga": i })))
+        .collect();
+    let mut batch = Vec::new();
+    for n in 0..4 {
+        for s in &sagas {
+            batch.push(OutboxMessage {
+                message_id: Uuid::now_v7(),
+                attempt: n + 1,
+                ..s.clone()
+            });
+        }
+    }
+    transport.publish(&batch).await.expect("all sent");
+    let sent = fake.active(COMMANDS);
+    assert_eq!(sent.len(), 40);
+    for s in &sagas {
+        let attempts: Vec<u32> = sent
+            .iter()
+            .filter(|m| m.correlation_id == Some(s.saga_id.to_string()))
+            .map(|m| {
+                serde_json::from_slice::<CloudEvent>(&m.body)
+                    .unwrap()
+                    .sagaattempt
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            [1, 2, 3, 4],
+            "in commit order for saga {}",
+            s.saga_id
+        );
+    }
+    // Sagas went side by side: the broker answered several sends at once
+    // (one request after another, it would never see two).
+    assert!(fake.stats().most_at_once > 1, "{:?}", fake.stats());
+
+    // A saga whose first command fails has its later ones held back.
+    fake.fail_with(Some(503));
+    let held = vec![
+        OutboxMessage {
+            message_id: Uuid::now_v7(),
+            ..sagas[0].clone()
+        },
+        OutboxMessage {
+            message_id: Uuid::now_v7(),
+            ..sagas[0].clone()
+        },
+    ];
+    let e = transport.publish(&held).await.unwrap_err();
+    assert_eq!(e.failed.len(), 2);
+    assert!(
+        e.failed[1].1.reason.contains("earlier command of its saga"),
+        "{:?}",
+        e.failed[1]
+    );
 }
 
 #[actix_web::test]

@@ -15,7 +15,7 @@
 //! the dead-letter subqueue. Should the process die between the commit and the
 //! completion, the broker delivers the message again and the inbox recognises it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +26,14 @@ use azure_messaging_servicebus::service_bus::{
     PeekLockResponse, QueueClient, SendMessageOptions, SettableBrokerProperties,
     SubscriptionReceiver, TopicClient,
 };
+use futures_util::{stream, StreamExt};
 use sagaplane_orchestrator::codec;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
 use sagaplane_orchestrator::{Handled, Orchestrator};
+use sagaplane_sagas::SagaId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 
 /// The channel name of replies that came from Service Bus.
 pub const CHANNEL: &str = "servicebus";
@@ -55,6 +58,8 @@ pub struct ServiceBusSettings {
     pub entity: String,
     /// A queue or topic per participant, instead of `entity`.
     pub entities: BTreeMap<String, String>,
+    /// Send requests in flight at once (each saga's commands one at a time).
+    pub max_in_flight: usize,
 }
 
 impl Default for ServiceBusSettings {
@@ -66,6 +71,7 @@ impl Default for ServiceBusSettings {
             endpoint: String::new(),
             entity: "sagaplane-commands".into(),
             entities: BTreeMap::new(),
+            max_in_flight: 32,
         }
     }
 }
@@ -79,6 +85,7 @@ impl std::fmt::Debug for ServiceBusSettings {
             .field("endpoint", &self.endpoint)
             .field("entity", &self.entity)
             .field("entities", &self.entities)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -207,14 +214,43 @@ impl ServiceBusTransport {
 
 #[async_trait]
 impl Transport for ServiceBusTransport {
-    /// One request per command, in commit order (which keeps each saga's order).
+    /// One request per command. Each saga's commands go one after another in
+    /// commit order; different sagas' go concurrently, up to `max_in_flight`
+    /// requests at a time.
     async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), PublishError> {
-        let mut failed = Vec::new();
-        for message in messages {
-            if let Err(e) = self.send(message).await {
-                failed.push((message.message_id, e));
-            }
+        // Each saga's commands, as positions in `messages`.
+        let mut sagas: Vec<Vec<usize>> = Vec::new();
+        let mut index: HashMap<SagaId, usize> = HashMap::new();
+        for (position, m) in messages.iter().enumerate() {
+            let i = *index.entry(m.saga_id).or_insert_with(|| {
+                sagas.push(Vec::new());
+                sagas.len() - 1
+            });
+            sagas[i].push(position);
         }
+        let failed: Vec<(Uuid, TransportError)> = stream::iter(sagas)
+            .map(|positions| async move {
+                let mut failed = Vec::new();
+                let mut earlier_failed = false;
+                for m in positions.into_iter().map(|p| &messages[p]) {
+                    if earlier_failed {
+                        // The saga's later commands wait for the one that failed.
+                        failed.push((
+                            m.message_id,
+                            TransportError::transient(
+                                "not sent: an earlier command of its saga was not",
+                            ),
+                        ));
+                    } else if let Err(e) = self.send(m).await {
+                        failed.push((m.message_id, e));
+                        earlier_failed = true;
+                    }
+                }
+                failed
+            })
+            .buffer_unordered(self.settings.max_in_flight.max(1))
+            .concat()
+            .await;
         if failed.is_empty() {
             Ok(())
         } else {

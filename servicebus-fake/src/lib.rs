@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub lock_duration: Duration,
     pub max_delivery_count: u32,
     pub max_message_bytes: usize,
+    /// Added to every answer, as the way to Azure and back would be.
+    pub latency: Duration,
 }
 
 impl Config {
@@ -88,6 +91,7 @@ impl Config {
             lock_duration: Duration::from_secs(60),
             max_delivery_count: 10,
             max_message_bytes: 256 * 1024,
+            latency: Duration::ZERO,
         }
     }
 
@@ -109,6 +113,11 @@ impl Config {
 
     pub fn lock_duration(mut self, lock_duration: Duration) -> Self {
         self.lock_duration = lock_duration;
+        self
+    }
+
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
         self
     }
 
@@ -173,6 +182,8 @@ pub struct Stats {
     pub failed: u64,
     /// Completions refused because the lock was not held (404).
     pub lost_locks: u64,
+    /// The most requests it was answering at one time.
+    pub most_at_once: u64,
 }
 
 #[derive(Debug)]
@@ -277,6 +288,8 @@ impl State {
 
 struct Shared {
     config: Config,
+    /// Requests being answered now.
+    in_flight: AtomicU64,
     state: Mutex<State>,
     arrived: Notify,
 }
@@ -346,6 +359,7 @@ impl FakeServiceBus {
         }
         let shared = Arc::new(Shared {
             config,
+            in_flight: AtomicU64::new(0),
             state: Mutex::new(State {
                 entities,
                 next_sequence: 1,
@@ -604,6 +618,33 @@ fn authorize(shared: &Shared, req: &HttpRequest, listen: bool) -> Result<(), Str
 }
 
 async fn handle(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let _counted = InFlight::enter(&shared);
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    answer(&shared, &req, body).await
+}
+
+/// Counts a request as being answered until dropped (also when the client
+/// goes away mid-request).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = shared.state();
+        state.stats.most_at_once = state.stats.most_at_once.max(now);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn answer(shared: &Shared, req: &HttpRequest, body: web::Bytes) -> HttpResponse {
     let Some((entity, op)) = operation(req.method(), req.uri().path()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -611,7 +652,7 @@ async fn handle(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -
         );
     };
     let listen = !matches!(op, Operation::Send);
-    if let Err(why) = authorize(&shared, &req, listen) {
+    if let Err(why) = authorize(shared, req, listen) {
         shared.state().stats.unauthorized += 1;
         return error(StatusCode::UNAUTHORIZED, &why);
     }
@@ -646,12 +687,12 @@ async fn handle(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -
         }
     }
     match op {
-        Operation::Send => send(&shared, &req, &entity, body),
-        Operation::PeekLock => receive(&shared, &req, &entity, true).await,
-        Operation::ReceiveAndDelete => receive(&shared, &req, &entity, false).await,
-        Operation::Complete { id, lock } => settle(&shared, &entity, &id, &lock, Settle::Complete),
-        Operation::Unlock { id, lock } => settle(&shared, &entity, &id, &lock, Settle::Unlock),
-        Operation::Renew { id, lock } => settle(&shared, &entity, &id, &lock, Settle::Renew),
+        Operation::Send => send(shared, req, &entity, body),
+        Operation::PeekLock => receive(shared, req, &entity, true).await,
+        Operation::ReceiveAndDelete => receive(shared, req, &entity, false).await,
+        Operation::Complete { id, lock } => settle(shared, &entity, &id, &lock, Settle::Complete),
+        Operation::Unlock { id, lock } => settle(shared, &entity, &id, &lock, Settle::Unlock),
+        Operation::Renew { id, lock } => settle(shared, &entity, &id, &lock, Settle::Renew),
     }
 }
 
