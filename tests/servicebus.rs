@@ -751,3 +751,48 @@ async fn a_receiver_without_a_namespace_or_a_bad_endpoint_stops_the_start() {
     let message = refused(s).await;
     assert!(message.contains("`payment` to `servicebus`"), "{message}");
 }
+
+#[actix_web::test]
+async fn a_command_type_can_be_routed_apart_from_its_participant() {
+    let fake = namespace(Duration::from_secs(30), 10);
+    let mut connection = connection(&fake);
+    connection.entities = [("order.payment.charge.v1".to_owned(), COMMANDS.to_owned())].into();
+    let app = spawn_app_with(move |s| {
+        s.transports.servicebus = Some(connection);
+        // Charges go to Azure; the rest of payment (refunds) stays in-process.
+        s.routing
+            .insert("order.payment.charge.v1".into(), "servicebus".into());
+        s.routing.insert("payment".into(), "in-process".into());
+        s.ingress.servicebus = Some(receiver());
+    })
+    .await;
+    let _payment = AzurePayment::spawn(&fake, 1_000_000);
+    // The order service refuses the confirmation: the charge is refunded.
+    let id = app
+        .start_order("by-type", order("NOCONFIRM-1", "c", "SKU-1", 100))
+        .await;
+    assert_eq!(app.settled(&id).await["status"], "compensated");
+    let history = app.event_types(&id).await;
+    assert!(
+        history.contains(&"PaymentCharged".to_owned()),
+        "{history:?}"
+    );
+    assert!(
+        history.contains(&"PaymentRefunded".to_owned()),
+        "{history:?}"
+    );
+    // The charge went through Service Bus, the refund did not.
+    assert!(
+        until(Duration::from_secs(5), || !fake
+            .completed(COMMANDS)
+            .is_empty())
+        .await
+    );
+    let labels: Vec<Option<String>> = fake
+        .completed(COMMANDS)
+        .into_iter()
+        .map(|m| m.label)
+        .collect();
+    assert_eq!(labels, [Some("order.payment.charge.v1".to_owned())]);
+    assert!(fake.active("sagaplane-commands").is_empty());
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport};
 
-/// Sends each command through the transport its participant is routed to,
-/// or the default one.
+/// Sends each command through the transport its command type is routed to,
+/// else the one its participant is routed to, else the default one.
 pub struct RoutingTransport {
     routes: HashMap<String, Arc<dyn Transport>>,
     default: Arc<dyn Transport>,
@@ -21,14 +21,18 @@ impl RoutingTransport {
         }
     }
 
-    /// `participant`'s commands go through `transport`.
-    pub fn route(mut self, participant: impl Into<String>, transport: Arc<dyn Transport>) -> Self {
-        self.routes.insert(participant.into(), transport);
+    /// The commands of `key` — a command type (`order.payment.charge.v1`) or
+    /// a participant (`payment`) — go through `transport`.
+    pub fn route(mut self, key: impl Into<String>, transport: Arc<dyn Transport>) -> Self {
+        self.routes.insert(key.into(), transport);
         self
     }
 
     fn transport_of(&self, m: &OutboxMessage) -> &Arc<dyn Transport> {
-        self.routes.get(&m.participant).unwrap_or(&self.default)
+        self.routes
+            .get(&m.command_type)
+            .or_else(|| self.routes.get(&m.participant))
+            .unwrap_or(&self.default)
     }
 }
 

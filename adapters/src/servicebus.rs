@@ -56,7 +56,8 @@ pub struct ServiceBusSettings {
     pub endpoint: String,
     /// The queue or topic commands go to.
     pub entity: String,
-    /// A queue or topic per participant, instead of `entity`.
+    /// A queue or topic per command type or participant (the command type's
+    /// entry first), instead of `entity`.
     pub entities: BTreeMap<String, String>,
     /// Send requests in flight at once (each saga's commands one at a time).
     pub max_in_flight: usize,
@@ -120,9 +121,10 @@ impl ServiceBusSettings {
         .map_err(|e| format!("Service Bus client for `{entity}`: {e}"))
     }
 
-    fn entity_of(&self, participant: &str) -> &str {
+    fn entity_of(&self, message: &OutboxMessage) -> &str {
         self.entities
-            .get(participant)
+            .get(&message.command_type)
+            .or_else(|| self.entities.get(&message.participant))
             .map(String::as_str)
             .unwrap_or(&self.entity)
     }
@@ -176,7 +178,7 @@ impl ServiceBusTransport {
     }
 
     async fn send(&self, message: &OutboxMessage) -> Result<(), TransportError> {
-        let entity = self.settings.entity_of(&message.participant);
+        let entity = self.settings.entity_of(message);
         let client = &self.clients[entity];
         let event = codec::command_event(message, codec::COMMAND_SOURCE);
         let body = serde_json::to_string(&event).expect("a command serialises");

@@ -34,8 +34,9 @@ pub struct Settings {
     pub saga_types: BTreeMap<String, SagaTypeSettings>,
     /// Transports besides the in-process one.
     pub transports: TransportSettings,
-    /// Participant → transport (`in-process`, `eventbridge`, `servicebus`); participants not
-    /// named here use `in-process`.
+    /// Command type or participant → transport (`in-process`, `eventbridge`,
+    /// `servicebus`); a command type's entry wins over its participant's;
+    /// commands named neither way use `in-process`.
     pub routing: BTreeMap<String, String>,
     pub ingress: IngressSettings,
 }

@@ -191,17 +191,17 @@ async fn routing(
         transports.insert("servicebus", Arc::new(t));
     }
     let mut routing = RoutingTransport::new(in_process);
-    for (participant, name) in &settings.routing {
+    for (key, name) in &settings.routing {
         let transport = transports.get(name.as_str()).ok_or_else(|| {
             let mut known: Vec<&str> = transports.keys().copied().collect();
             known.sort_unstable();
             anyhow::anyhow!(
-                "Invalid configuration: [routing] sends `{participant}` to `{name}`, \
+                "Invalid configuration: [routing] sends `{key}` to `{name}`, \
                  which is not a configured transport; configured: {}",
                 known.join(", ")
             )
         })?;
-        routing = routing.route(participant, transport.clone());
+        routing = routing.route(key, transport.clone());
     }
     Ok(Arc::new(routing))
 }
