@@ -414,6 +414,12 @@ async fn a_broker_outage_delays_commands_and_loses_or_doubles_nothing() {
         }
     }
     assert_eq!(payment.applied(), 12);
+    // The receivers lost the stopped broker too, and said so.
+    assert!(
+        app.metric("sagaplane_receive_errors_total{channel=\"servicebus\"}")
+            .await
+            >= 1.0
+    );
     let applied_replies = app
         .count(
             "SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%' AND outcome = 'applied'",
@@ -535,6 +541,11 @@ async fn a_reply_that_cannot_be_applied_now_is_abandoned_then_dead_lettered_by_t
     assert!(dead, "abandoned until MaxDeliveryCount: {:?}", fake.stats());
     assert_eq!(fake.stats().abandoned, 3);
     assert_eq!(app.saga(&first).await["current_step"], "charge-payment");
+    assert_eq!(
+        app.metric("sagaplane_inbound_abandoned_total{channel=\"servicebus\"}")
+            .await,
+        3.0
+    );
 
     // The second reply is abandoned once, then applied once the store takes it.
     send_reply(

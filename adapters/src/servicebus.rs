@@ -133,7 +133,7 @@ impl ServiceBusSettings {
 /// Sends the Service Bus clients' requests to another host (a local stand-in
 /// of the namespace) unchanged otherwise: path, query, headers and signature.
 #[derive(Debug)]
-pub struct EndpointOverride {
+struct EndpointOverride {
     endpoint: Url,
     inner: Arc<dyn HttpClient>,
 }
@@ -390,6 +390,7 @@ impl ServiceBusReceiver {
                     status => format!("the broker answered {status}: {}", message.body()),
                 },
             };
+            self.orchestrator.metrics().receive_failed(CHANNEL);
             tracing::warn!(entity = %self.name, error.message = %problem, retry_in_ms = backoff.as_millis() as u64, "Service Bus receive failed");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -442,6 +443,7 @@ impl ServiceBusReceiver {
                     .min(Duration::from_secs(5));
                 tracing::warn!(entity = %self.name, error.message = %e, pause_ms = pause.as_millis() as u64, "a reply could not be applied now; abandoning it for redelivery");
                 tokio::time::sleep(pause).await;
+                self.orchestrator.metrics().abandoned(CHANNEL);
                 if let Err(e) = message.unlock_message().await {
                     tracing::warn!(entity = %self.name, error.message = %e, "a reply could not be abandoned; its lock will lapse");
                 }

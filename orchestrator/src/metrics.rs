@@ -18,6 +18,11 @@ pub struct StepLabels {
     pub step: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 1 ms to ~65 s.
@@ -40,6 +45,10 @@ pub struct Metrics {
     pub inbox_duplicates: Counter,
     pub inputs_ignored: Counter,
     pub dead_letters: Counter,
+    /// Replies given back to their broker for redelivery (not applicable now).
+    pub inbound_abandoned: Family<ChannelLabels, Counter>,
+    /// Receive requests to a broker that failed.
+    pub receive_errors: Family<ChannelLabels, Counter>,
     pub commands_published: Counter,
     pub publish_failures: Counter,
     pub commands_dead_lettered: Counter,
@@ -64,6 +73,8 @@ impl Default for Metrics {
             inbox_duplicates: Counter::default(),
             inputs_ignored: Counter::default(),
             dead_letters: Counter::default(),
+            inbound_abandoned: Family::default(),
+            receive_errors: Family::default(),
             commands_published: Counter::default(),
             publish_failures: Counter::default(),
             commands_dead_lettered: Counter::default(),
@@ -102,6 +113,16 @@ impl Metrics {
             "dead_letters",
             "Inbound messages stored as dead letters",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "inbound_abandoned",
+            "Replies given back to their broker for redelivery because they could not be applied then",
+            self.inbound_abandoned.clone(),
+        );
+        registry.register(
+            "receive_errors",
+            "Receive requests to a broker that failed (retried with back-off)",
+            self.receive_errors.clone(),
         );
         registry.register(
             "commands_published",
@@ -153,6 +174,20 @@ impl Metrics {
             "Time between a timer falling due and its firing",
             self.timer_lag_seconds.clone(),
         );
+    }
+
+    pub fn abandoned(&self, channel: &str) {
+        let labels = ChannelLabels {
+            channel: channel.to_owned(),
+        };
+        self.inbound_abandoned.get_or_create(&labels).inc();
+    }
+
+    pub fn receive_failed(&self, channel: &str) {
+        let labels = ChannelLabels {
+            channel: channel.to_owned(),
+        };
+        self.receive_errors.get_or_create(&labels).inc();
     }
 
     pub(crate) fn started(&self, saga_type: &str) {
