@@ -807,3 +807,53 @@ async fn a_command_type_can_be_routed_apart_from_its_participant() {
     assert_eq!(labels, [Some("order.payment.charge.v1".to_owned())]);
     assert!(fake.active("sagaplane-commands").is_empty());
 }
+
+#[actix_web::test]
+async fn replies_can_come_from_a_topic_subscription() {
+    let fake = FakeServiceBus::start(
+        Config::new("orders")
+            .policy(Policy::new("sagaplane", KEY))
+            .queue(COMMANDS)
+            .queue("sagaplane-commands")
+            .topic("payment-events", &["sagaplane", "audit"]),
+    );
+    let connection = connection(&fake);
+    let app = spawn_app_with(move |s| {
+        s.transports.servicebus = Some(connection);
+        s.routing.insert("payment".into(), "servicebus".into());
+        s.ingress.servicebus = Some(ServiceBusReceiverSettings {
+            entity: "payment-events".into(),
+            subscription: "sagaplane".into(),
+            ..receiver()
+        });
+    })
+    .await;
+    let id = app
+        .start_order("topic", order("o-t", "c", "SKU-1", 100))
+        .await;
+    let command = waiting_command(&app, &fake, &id).await;
+    let topic = azure_messaging_servicebus::service_bus::TopicClient::new(
+        self::connection(&fake).http_client().unwrap(),
+        "orders",
+        "payment-events",
+        "sagaplane",
+        KEY,
+    )
+    .unwrap();
+    let reply = reply_to(&command, Outcome::Succeeded, "payment-service");
+    topic
+        .topic_sender()
+        .send_message(&serde_json::to_string(&reply).unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], "completed");
+    assert!(
+        until(Duration::from_secs(5), || fake
+            .completed("payment-events/subscriptions/sagaplane")
+            .len()
+            == 1)
+        .await
+    );
+    // The other subscription's copy is not ours to take.
+    assert_eq!(fake.active("payment-events/subscriptions/audit").len(), 1);
+}
