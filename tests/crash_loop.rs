@@ -62,6 +62,10 @@ impl Saga for Fragile {
         Vec::new()
     }
 
+    fn destinations() -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
     fn view(&self) -> View {
         View {
             status: Status::Running,

@@ -857,3 +857,41 @@ async fn replies_can_come_from_a_topic_subscription() {
     // The other subscription's copy is not ours to take.
     assert_eq!(fake.active("payment-events/subscriptions/audit").len(), 1);
 }
+
+#[actix_web::test]
+async fn a_routing_key_that_names_nothing_stops_the_start() {
+    for (table, configure) in [
+        (
+            "[routing] names `paymnet`",
+            Box::new(|s: &mut sagaplane_api::Settings| {
+                s.routing.insert("paymnet".into(), "in-process".into());
+            }) as Box<dyn Fn(&mut sagaplane_api::Settings)>,
+        ),
+        (
+            "[transports.servicebus.entities] names `order.payment.charge.v2`",
+            Box::new(|s: &mut sagaplane_api::Settings| {
+                s.transports.servicebus = Some(ServiceBusSettings {
+                    namespace: "orders".into(),
+                    key: KEY.into(),
+                    entities: [("order.payment.charge.v2".to_owned(), "q".to_owned())].into(),
+                    ..ServiceBusSettings::default()
+                });
+            }),
+        ),
+    ] {
+        let mut settings = sagaplane_api::Settings {
+            listen: "127.0.0.1:0".into(),
+            ..sagaplane_api::Settings::default()
+        };
+        settings.database.url = crate::helpers::fresh_database_url();
+        configure(&mut settings);
+        let message = sagaplane_api::Application::build(settings)
+            .await
+            .err()
+            .expect("the start is refused")
+            .to_string();
+        assert!(message.contains(table), "{message}");
+        assert!(message.contains("known: inventory, order,"), "{message}");
+        assert!(message.contains("order.payment.charge.v1"), "{message}");
+    }
+}

@@ -190,6 +190,7 @@ async fn routing(
             .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
         transports.insert("servicebus", Arc::new(t));
     }
+    check_destinations(settings)?;
     let mut routing = RoutingTransport::new(in_process);
     for (key, name) in &settings.routing {
         let transport = transports.get(name.as_str()).ok_or_else(|| {
@@ -204,4 +205,31 @@ async fn routing(
         routing = routing.route(key, transport.clone());
     }
     Ok(Arc::new(routing))
+}
+
+/// A routing key that names no participant and no command type would route
+/// nothing, leaving those commands with the simulated participants: refused.
+fn check_destinations(settings: &Settings) -> anyhow::Result<()> {
+    let mut known: Vec<&str> = OrderSaga::destinations()
+        .into_iter()
+        .flat_map(|(participant, command_type)| [participant, command_type])
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    let entities = settings.transports.servicebus.iter().flat_map(|sb| {
+        sb.entities
+            .keys()
+            .map(|k| ("[transports.servicebus.entities]", k))
+    });
+    let routing = settings.routing.keys().map(|k| ("[routing]", k));
+    for (table, key) in routing.chain(entities) {
+        if !known.contains(&key.as_str()) {
+            anyhow::bail!(
+                "Invalid configuration: {table} names `{key}`, which is neither a participant \
+                 nor a command type of any saga; known: {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
 }

@@ -38,6 +38,9 @@ pub trait Saga: Clone + Send + Unpin + Sized + 'static {
     fn allowed_actions(&self) -> Vec<&'static str>;
     /// What the saga waits for and how far it got, for operators.
     fn explain(&self) -> Explanation;
+    /// Every (participant, command type) the saga may send a command to; the
+    /// routing configuration is checked against these.
+    fn destinations() -> Vec<(&'static str, &'static str)>;
 }
 
 /// Something that happened to a saga from the outside.

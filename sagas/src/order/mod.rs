@@ -72,6 +72,13 @@ impl Saga for OrderSaga {
         self.apply(event)
     }
 
+    fn destinations() -> Vec<(&'static str, &'static str)> {
+        Step::ALL
+            .iter()
+            .map(|s| (s.participant(), s.command_type()))
+            .collect()
+    }
+
     fn commands(&self, event: &OrderEvent) -> Vec<Command> {
         let starts_attempt = match &event.kind {
             EventKind::SagaStarted { .. } | EventKind::StepRetried { .. } => true,
