@@ -895,3 +895,59 @@ async fn a_routing_key_that_names_nothing_stops_the_start() {
         assert!(message.contains("order.payment.charge.v1"), "{message}");
     }
 }
+
+#[actix_web::test]
+async fn with_the_simulator_off_every_command_must_be_routed() {
+    let mut settings = sagaplane_api::Settings {
+        listen: "127.0.0.1:0".into(),
+        ..sagaplane_api::Settings::default()
+    };
+    settings.database.url = crate::helpers::fresh_database_url();
+    settings.simulator.enabled = false;
+    settings
+        .routing
+        .insert("payment".into(), "in-process".into());
+    let message = sagaplane_api::Application::build(settings.clone())
+        .await
+        .err()
+        .expect("in-process is gone")
+        .to_string();
+    assert!(message.contains("`payment` to `in-process`"), "{message}");
+    settings.routing.clear();
+    let message = sagaplane_api::Application::build(settings)
+        .await
+        .err()
+        .expect("nothing is routed")
+        .to_string();
+    assert!(
+        message.contains("sends these commands nowhere"),
+        "{message}"
+    );
+    assert!(message.contains("order.inventory.reserve.v1"), "{message}");
+
+    // Everything to Service Bus: the first command goes there, no simulator answers.
+    let fake = namespace(Duration::from_secs(30), 10);
+    let connection = connection(&fake);
+    let app = spawn_app_with(move |s| {
+        s.simulator.enabled = false;
+        s.transports.servicebus = Some(connection);
+        for participant in ["inventory", "payment", "order"] {
+            s.routing.insert(participant.into(), "servicebus".into());
+        }
+    })
+    .await;
+    let id = app
+        .start_order("all-azure", order("o-z", "c", "SKU-1", 100))
+        .await;
+    assert!(
+        until(Duration::from_secs(5), || fake
+            .active("sagaplane-commands")
+            .len()
+            == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let saga = app.saga(&id).await;
+    assert_eq!(saga["current_step"], "reserve-inventory", "{saga}");
+    assert_eq!(saga["version"], 1, "nothing answered: {saga}");
+}

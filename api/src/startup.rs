@@ -83,7 +83,9 @@ impl Application {
                 .metrics(metrics)
                 .register::<OrderSaga>()
                 .start();
-        participants.spawn(commands, orchestrator.clone());
+        if settings.simulator.enabled {
+            participants.spawn(commands, orchestrator.clone());
+        }
         if let Some(receiver) = &settings.ingress.servicebus {
             let connection = settings.transports.servicebus.clone().unwrap_or_default();
             ServiceBusReceiver::new(&connection, receiver.clone(), orchestrator.clone())
@@ -179,8 +181,10 @@ async fn routing(
     settings: &Settings,
     in_process: Arc<dyn Transport>,
 ) -> anyhow::Result<Arc<dyn Transport>> {
-    let mut transports: HashMap<&str, Arc<dyn Transport>> =
-        HashMap::from([("in-process", in_process.clone())]);
+    let mut transports: HashMap<&str, Arc<dyn Transport>> = HashMap::new();
+    if settings.simulator.enabled {
+        transports.insert("in-process", in_process.clone());
+    }
     if let Some(eventbridge) = &settings.transports.eventbridge {
         let t = EventBridgeTransport::new(eventbridge.clone()).await;
         transports.insert("eventbridge", Arc::new(t));
@@ -203,6 +207,23 @@ async fn routing(
             )
         })?;
         routing = routing.route(key, transport.clone());
+    }
+    if !settings.simulator.enabled {
+        let unrouted: Vec<&str> = OrderSaga::destinations()
+            .into_iter()
+            .filter(|(participant, command_type)| {
+                !settings.routing.contains_key(*participant)
+                    && !settings.routing.contains_key(*command_type)
+            })
+            .map(|(_, command_type)| command_type)
+            .collect();
+        if !unrouted.is_empty() {
+            anyhow::bail!(
+                "Invalid configuration: the simulated participants are off \
+                 (simulator.enabled = false) and [routing] sends these commands nowhere: {}",
+                unrouted.join(", ")
+            );
+        }
     }
     Ok(Arc::new(routing))
 }

@@ -21,6 +21,9 @@ use super::CHANNEL;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorSettings {
+    /// Whether the simulated participants exist at all (the `in-process`
+    /// transport). Off, every participant must be routed elsewhere.
+    pub enabled: bool,
     /// Delay before each reply.
     pub latency_ms: u64,
     /// Share of commands (0.0–1.0) answered with a transient failure.
@@ -47,6 +50,7 @@ pub struct SimulatorSettings {
 impl Default for SimulatorSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             latency_ms: 0,
             failure_rate: 0.0,
             out_of_stock_prefix: "OOS-".into(),
