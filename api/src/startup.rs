@@ -176,7 +176,7 @@ fn query_error(e: QueryPayloadError) -> ApiError {
     ApiError::BadRequest(format!("invalid query string: {e}"))
 }
 
-/// The transport of each participant's commands, from `[routing]`.
+/// The transport of each command, from `[routing]`.
 async fn routing(
     settings: &Settings,
     in_process: Arc<dyn Transport>,
@@ -194,7 +194,6 @@ async fn routing(
             .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
         transports.insert("servicebus", Arc::new(t));
     }
-    check_destinations(settings)?;
     let mut routing = RoutingTransport::new(in_process);
     for (key, name) in &settings.routing {
         let transport = transports.get(name.as_str()).ok_or_else(|| {
@@ -208,28 +207,14 @@ async fn routing(
         })?;
         routing = routing.route(key, transport.clone());
     }
-    if !settings.simulator.enabled {
-        let unrouted: Vec<&str> = OrderSaga::destinations()
-            .into_iter()
-            .filter(|(participant, command_type)| {
-                !settings.routing.contains_key(*participant)
-                    && !settings.routing.contains_key(*command_type)
-            })
-            .map(|(_, command_type)| command_type)
-            .collect();
-        if !unrouted.is_empty() {
-            anyhow::bail!(
-                "Invalid configuration: the simulated participants are off \
-                 (simulator.enabled = false) and [routing] sends these commands nowhere: {}",
-                unrouted.join(", ")
-            );
-        }
-    }
+    check_destinations(settings)?;
     Ok(Arc::new(routing))
 }
 
-/// A routing key that names no participant and no command type would route
-/// nothing, leaving those commands with the simulated participants: refused.
+/// Refuses a routing key that names no participant and no command type (it
+/// would route nothing, leaving those commands with the simulated
+/// participants) and, with the simulated participants off, a command routed
+/// nowhere.
 fn check_destinations(settings: &Settings) -> anyhow::Result<()> {
     let mut known: Vec<&str> = OrderSaga::destinations()
         .into_iter()
@@ -249,6 +234,23 @@ fn check_destinations(settings: &Settings) -> anyhow::Result<()> {
                 "Invalid configuration: {table} names `{key}`, which is neither a participant \
                  nor a command type of any saga; known: {}",
                 known.join(", ")
+            );
+        }
+    }
+    if !settings.simulator.enabled {
+        let unrouted: Vec<&str> = OrderSaga::destinations()
+            .into_iter()
+            .filter(|(participant, command_type)| {
+                !settings.routing.contains_key(*participant)
+                    && !settings.routing.contains_key(*command_type)
+            })
+            .map(|(_, command_type)| command_type)
+            .collect();
+        if !unrouted.is_empty() {
+            anyhow::bail!(
+                "Invalid configuration: the simulated participants are off \
+                 (simulator.enabled = false) and [routing] sends these commands nowhere: {}",
+                unrouted.join(", ")
             );
         }
     }
