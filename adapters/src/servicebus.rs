@@ -283,7 +283,7 @@ impl Default for ServiceBusReceiverSettings {
         Self {
             entity: "sagaplane-replies".into(),
             subscription: String::new(),
-            receivers: 8,
+            receivers: 16,
             wait_ms: 20_000,
             renew_lock_every_ms: 20_000,
         }
@@ -427,12 +427,17 @@ impl ServiceBusReceiver {
         };
         match outcome {
             Ok(handled) => {
-                if let Err(e) = message.delete_message().await {
-                    // The broker will deliver it again; the inbox knows it.
-                    tracing::warn!(entity = %self.name, error.message = %e, "a handled reply could not be completed");
-                } else if matches!(handled, Handled::DeadLettered) {
-                    tracing::info!(entity = %self.name, "an unusable message was kept as a dead letter and completed");
-                }
+                // Completed while this receiver takes the next message: the
+                // step is committed, so nothing waits on the answer.
+                let name = self.name.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = message.delete_message().await {
+                        // The broker will deliver it again; the inbox knows it.
+                        tracing::warn!(entity = %name, error.message = %e, "a handled reply could not be completed");
+                    } else if matches!(handled, Handled::DeadLettered) {
+                        tracing::info!(entity = %name, "an unusable message was kept as a dead letter and completed");
+                    }
+                });
                 true
             }
             Err(e) => {
