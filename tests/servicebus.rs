@@ -40,12 +40,8 @@ pub fn namespace(lock: Duration, max_deliveries: u32) -> FakeServiceBus {
 
 pub fn connection(fake: &FakeServiceBus) -> ServiceBusSettings {
     ServiceBusSettings {
-        namespace: fake.namespace().into(),
-        policy: "sagaplane".into(),
-        key: KEY.into(),
-        endpoint: fake.endpoint(),
         entities: [("payment".to_owned(), COMMANDS.to_owned())].into(),
-        ..ServiceBusSettings::default()
+        ..crate::servicebus_fake::settings(fake, "sagaplane", KEY)
     }
 }
 
@@ -832,14 +828,9 @@ async fn replies_can_come_from_a_topic_subscription() {
         .start_order("topic", order("o-t", "c", "SKU-1", 100))
         .await;
     let command = waiting_command(&app, &fake, &id).await;
-    let topic = azure_messaging_servicebus::service_bus::TopicClient::new(
-        self::connection(&fake).http_client().unwrap(),
-        "orders",
-        "payment-events",
-        "sagaplane",
-        KEY,
-    )
-    .unwrap();
+    let topic = self::connection(&fake)
+        .topic_client("payment-events")
+        .unwrap();
     let reply = reply_to(&command, Outcome::Succeeded, "payment-service");
     topic
         .topic_sender()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use azure_core::error::ErrorKind;
 use azure_messaging_servicebus::service_bus::{
-    QueueClient, SendMessageOptions, SettableBrokerProperties, TopicClient,
+    QueueClient, SendMessageOptions, SettableBrokerProperties,
 };
 use sagaplane_adapters::ServiceBusSettings;
 use sagaplane_servicebus_fake::{Config, FakeServiceBus, Policy};
@@ -216,14 +216,7 @@ async fn signatures_rights_entities_and_sizes_are_checked() {
 #[tokio::test]
 async fn a_topic_gives_every_subscription_its_own_copy() {
     let fake = fake(Duration::from_secs(30), 10);
-    let topic = TopicClient::new(
-        settings(&fake, "app", KEY).http_client().unwrap(),
-        "acme",
-        "events",
-        "app",
-        KEY,
-    )
-    .unwrap();
+    let topic = settings(&fake, "app", KEY).topic_client("events").unwrap();
     topic
         .topic_sender()
         .send_message("news", None)

@@ -121,6 +121,18 @@ impl ServiceBusSettings {
         .map_err(|e| format!("Service Bus client for `{entity}`: {e}"))
     }
 
+    /// A client of one topic (to receive from its subscriptions).
+    pub fn topic_client(&self, topic: &str) -> Result<TopicClient, String> {
+        TopicClient::new(
+            self.http_client()?,
+            &self.namespace,
+            topic,
+            &self.policy,
+            self.key.clone(),
+        )
+        .map_err(|e| format!("Service Bus client for `{topic}`: {e}"))
+    }
+
     fn entity_of(&self, message: &OutboxMessage) -> &str {
         self.entities
             .get(&message.command_type)
@@ -330,14 +342,7 @@ impl ServiceBusReceiver {
                 settings.entity.clone(),
             )
         } else {
-            let topic = TopicClient::new(
-                connection.http_client()?,
-                &connection.namespace,
-                &settings.entity,
-                &connection.policy,
-                connection.key.clone(),
-            )
-            .map_err(|e| format!("Service Bus client for `{}`: {e}", settings.entity))?;
+            let topic = connection.topic_client(&settings.entity)?;
             (
                 Source::Subscription(topic.subscription_receiver(&settings.subscription)),
                 format!(
