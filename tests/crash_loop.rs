@@ -141,7 +141,7 @@ async fn a_saga_that_keeps_panicking_is_suspended_and_the_rest_carries_on() {
         let orchestrator = orchestrator.clone();
         async move {
             match orchestrator.start("fragile", key, json!({}), None).await {
-                Ok(StartOutcome::Created(id)) => id,
+                Ok(StartOutcome::Created(saga)) => saga.id,
                 other => panic!("not started: {other:?}"),
             }
         }

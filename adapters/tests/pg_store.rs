@@ -4,9 +4,10 @@ use chrono::{Duration, DurationRound, Utc};
 use std::sync::Arc;
 
 use sagaplane_adapters::{GroupCommit, PgEventStore};
+use sagaplane_orchestrator::ports::prelude::*;
 use sagaplane_orchestrator::ports::{
-    CommitOutcome, DeadLetter, EventStore, NewEvent, NewSaga, OutboxMessage, PublishFailure,
-    StepCommit, StoreError,
+    CommitOutcome, DeadLetter, NewEvent, NewSaga, OutboxMessage, PublishFailure, StepCommit,
+    StoreError,
 };
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;

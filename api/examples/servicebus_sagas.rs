@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
                             .await
                             .expect("started")
                         {
-                            StartOutcome::Created(id) | StartOutcome::Existing(id) => id,
+                            StartOutcome::Created(saga) | StartOutcome::Existing(saga) => saga.id,
                         };
                         let saga = orchestrator
                             .wait_settled(id, Duration::from_secs(60))

@@ -2,7 +2,8 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use sagaplane_sagas::FieldError;
+use sagaplane_orchestrator::{ActorError, RedriveError, StoreError};
+use sagaplane_sagas::{FieldError, Rejection};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -136,10 +137,50 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<sagaplane_orchestrator::StoreError> for ApiError {
-    fn from(e: sagaplane_orchestrator::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         ApiError::Internal(e.into())
     }
+}
+
+/// What any input to a saga can fail with, as HTTP says it; a handler maps
+/// the refusals particular to it (an action not allowed, a stale `If-Match`)
+/// before falling back on this.
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        match e {
+            ActorError::Unavailable | ActorError::Contended => ApiError::Unavailable,
+            ActorError::CrashLoop(reason) => ApiError::Conflict(format!(
+                "the saga could not take this input and was suspended: {reason}"
+            )),
+            ActorError::UnknownSaga(id) => no_saga(&id.to_string()),
+            ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
+                ApiError::Invalid(errors)
+            }
+            ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
+                asked: expected.to_string(),
+                current,
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<RedriveError> for ApiError {
+    fn from(e: RedriveError) -> Self {
+        match e {
+            RedriveError::NotFound(id) => {
+                ApiError::NotFound(format!("there is no dead letter `{id}`"))
+            }
+            RedriveError::Actor(e) => e.into(),
+            conflict => ApiError::Conflict(conflict.to_string()),
+        }
+    }
+}
+
+/// A saga id that names no saga (or is no id at all).
+pub fn no_saga(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no saga `{raw}`"))
 }
 
 /// Reads a JSON body as `T`; a mismatch names the field that is wrong (422).

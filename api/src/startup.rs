@@ -30,7 +30,6 @@ pub(crate) struct AppState {
     pub tokens: Vec<TokenSettings>,
     pub ingress: IngressSettings,
     pub http: HttpSettings,
-    pub saga_types: Vec<&'static str>,
     pub exposition: routes::Exposition,
 }
 
@@ -102,7 +101,6 @@ impl Application {
             tokens: settings.auth.tokens.clone(),
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
-            saga_types: known.to_vec(),
             exposition: routes::Exposition::new(orchestrator.metrics()),
         });
         let max_body = settings.http.max_body_bytes;

@@ -17,7 +17,7 @@ use sagaplane_sagas::{Outcome, Reply, SagaId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::handle::Inbound;
+use crate::input::Inbound;
 use crate::ports::OutboxMessage;
 use crate::trace::TraceParent;
 
@@ -166,6 +166,20 @@ pub enum DecodeError {
     NoSaga(String),
     #[error("the reply data is invalid: {0}")]
     BadData(String),
+}
+
+/// The channel of replies that come through the EventBridge ingress.
+pub const EVENTBRIDGE_CHANNEL: &str = "eventbridge";
+
+/// Reads the bytes `channel` delivered as a reply: what came through the
+/// EventBridge ingress is an EventBridge event (see
+/// [`decode_eventbridge_reply`]), anything else a reply CloudEvent. Every
+/// ingress, receiver and redrive reads replies through this one function.
+pub fn decode_for(channel: &str, raw: &[u8]) -> Result<Inbound, DecodeError> {
+    match channel {
+        EVENTBRIDGE_CHANNEL => decode_eventbridge_reply(channel, raw),
+        _ => decode_reply(channel, raw),
+    }
 }
 
 /// Reads a reply CloudEvent; `channel` is where it came from.

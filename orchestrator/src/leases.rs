@@ -10,12 +10,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::ports::EventStore;
+use crate::ports::TimerStore;
 
 /// Partitions of the saga space; fixed by the schema.
 pub const PARTITIONS: u32 = 64;
@@ -50,7 +51,7 @@ impl Ownership {
 }
 
 pub(crate) struct LeaseKeeper {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn TimerStore>,
     node: String,
     ttl: Duration,
     ownership: Ownership,
@@ -61,7 +62,7 @@ pub(crate) struct LeaseKeeper {
 
 impl LeaseKeeper {
     pub fn new(
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn TimerStore>,
         node: String,
         ttl: Duration,
         ownership: Ownership,

@@ -3,40 +3,63 @@
 //!
 //! # Layout
 //!
-//! - [`ports`]: what the core needs from the outside — [`EventStore`] (durable
-//!   history, read model, outbox, inbox, timers) and [`Transport`] (delivery of
-//!   commands). Adapters implement them.
-//! - `actor`: [`SagaActor`] handles one input at a time; `step`: each input is
-//!   one atomic store write, and commands leave only after it committed.
-//! - `supervisor`: creates saga actors on demand, passivates idle ones.
-//! - `relay`: publishes committed outbox rows and sweeps up any left unsent.
-//! - [`codec`]: CloudEvents 1.0 for commands out and replies in, on every transport.
-//! - [`leases`]: which partitions' timers and unsent commands this node looks after.
-//! - `timers`: turns due deadlines stored in PostgreSQL into `Wake` inputs.
-//! - [`Metrics`]: what all of them count, for Prometheus.
-//! - [`Orchestrator`]: the handle the driving side (HTTP, inbound channels) uses.
+//! Each module imports only those listed before it:
+//!
+//! - [`clock`], `trace`, `metrics`, `notifier`: leaves — the injectable
+//!   [`Clock`], W3C trace context, Prometheus counters, settled-saga waiters.
+//! - [`ports`]: what the core needs from the outside, split by who uses it —
+//!   [`SagaStore`] (history and steps), [`OutboxStore`] (outbox and dead
+//!   letters), [`TimerStore`] (timers and leases), [`OperatorQueries`], all of
+//!   them one [`EventStore`]; and [`Transport`]. Adapters implement them.
+//! - `input`: the vocabulary — `SagaInput`, [`Handled`], [`ActorError`],
+//!   [`Inbound`], [`ActionReport`], [`StartOutcome`].
+//! - [`codec`]: CloudEvents 1.0 for commands out and replies in, on every
+//!   transport; [`codec::decode_for`] reads what any channel delivered.
+//! - `messages`: the actor messages (`Handle`, `Route`, `Crashed`, `Gone`, `Publish`).
+//! - `config`: [`OrchestratorConfig`]; [`leases`]: which partitions this node serves.
+//! - `relay`: publishes committed outbox rows, retries with back-off, sweeps up
+//!   rows left unsent; `timers`: turns due deadlines into wake-ups through a callback.
+//! - `step`: one input is one atomic store write, commands leave only after it
+//!   committed; `actor`: a saga's actor handles one input at a time;
+//!   `supervisor`: creates saga actors on demand, passivates idle ones.
+//! - [`Orchestrator`] (`orchestrator`, `dead_letters`): the operations the
+//!   driving side (HTTP, inbound channels) uses; `builder`: wires it all up.
+//! - [`memory`]: [`MemoryStore`], an in-memory [`EventStore`], and [`testing`]:
+//!   a recording transport and a saga that panics — for tests of the core that
+//!   run in milliseconds on paused time.
 
 mod actor;
+mod builder;
 pub mod clock;
 pub mod codec;
-mod handle;
+mod config;
+mod dead_letters;
+mod input;
 pub mod leases;
+pub mod memory;
+mod messages;
 mod metrics;
 mod notifier;
+mod orchestrator;
 pub mod ports;
 mod relay;
 mod step;
 mod supervisor;
+pub mod testing;
 mod timers;
 mod trace;
 
-pub use actor::{ActorError, Handled, SagaActor, SagaInput};
-pub use handle::{
-    ActionReport, Inbound, Orchestrator, OrchestratorBuilder, OrchestratorConfig, StartError,
-    StartOutcome,
-};
+pub use builder::OrchestratorBuilder;
+pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
+pub use config::OrchestratorConfig;
+pub use dead_letters::{RedriveError, RedriveOutcome};
+pub use input::{ActionReport, ActorError, Handled, Inbound, Ingested, StartError, StartOutcome};
+pub use memory::MemoryStore;
 pub use metrics::Metrics;
-pub use notifier::SettledNotifier;
-pub use ports::{EventStore, OperatorQueries, PublishError, StoreError, Transport, TransportError};
+pub use orchestrator::Orchestrator;
+pub use ports::{
+    EventStore, OperatorQueries, OutboxStore, PublishError, SagaStore, StoreError, TimerStore,
+    Transport, TransportError,
+};
 pub use supervisor::Snapshot;
 pub use trace::TraceParent;

@@ -14,23 +14,21 @@ use sagaplane_sagas::RetryPolicy;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::clock::SharedClock;
 use crate::codec;
 use crate::leases::Ownership;
+use crate::messages::Publish;
 use crate::metrics::Metrics;
 use crate::ports::{
-    DeadLetter, EventStore, OutboxMessage, PublishError, PublishFailure, Transport, TransportError,
+    DeadLetter, OutboxMessage, OutboxStore, PublishError, PublishFailure, Transport, TransportError,
 };
 
 const BATCH: usize = 256;
 const SWEEP_LIMIT: i64 = 1_000;
 
-/// Newly committed outbox rows to publish.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Publish(pub Vec<OutboxMessage>);
-
 pub(crate) struct OutboxRelay {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn OutboxStore>,
+    clock: SharedClock,
     transport: Arc<dyn Transport>,
     metrics: Metrics,
     /// Set once the rows found unsent at start-up have been published.
@@ -57,8 +55,10 @@ pub(crate) struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn OutboxStore>,
+        clock: SharedClock,
         transport: Arc<dyn Transport>,
         sweep_interval: Duration,
         policy: RetryPolicy,
@@ -66,8 +66,10 @@ impl OutboxRelay {
         metrics: Metrics,
         recovered: Arc<AtomicBool>,
     ) -> Self {
+        let started_at = clock.now();
         Self {
             store,
+            clock,
             transport,
             metrics,
             recovered,
@@ -80,7 +82,7 @@ impl OutboxRelay {
             awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
-            started_at: Utc::now(),
+            started_at,
             policy,
             ownership,
         }
@@ -133,9 +135,10 @@ impl OutboxRelay {
         let failed = (!failed.is_empty()).then_some(PublishError { failed });
         let store = self.store.clone();
         let policy = self.policy;
+        let clock = self.clock.clone();
         let fut = async move {
             let ids: Vec<Uuid> = batch.iter().map(|m| m.message_id).collect();
-            let outcome = record_outcome(store.as_ref(), &batch, failed, policy).await;
+            let outcome = record_outcome(store.as_ref(), &batch, failed, policy, clock).await;
             (ids, outcome)
         };
         ctx.spawn(fut.into_actor(self).map(|(ids, outcome), act, ctx| {
@@ -157,7 +160,7 @@ impl OutboxRelay {
                     m.publish_failures.inc_by(settled.retried as u64);
                     m.commands_dead_lettered.inc_by(settled.dead as u64);
                     if let Some(at) = settled.next_retry {
-                        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+                        let delay = (at - act.clock.now()).to_std().unwrap_or_default();
                         ctx.run_later(delay, |act, ctx| act.sweep(ctx, false));
                     }
                 }
@@ -197,19 +200,18 @@ impl OutboxRelay {
         // taking it here too could publish it twice (the sweep may read it
         // unsent just before the live path marks it sent).
         let grace = if everything {
-            (Utc::now() - self.started_at).max(chrono::Duration::zero())
+            (self.clock.now() - self.started_at).max(chrono::Duration::zero())
         } else {
             self.grace
         };
         let partitions = self.ownership.mask();
         let store = self.store.clone();
+        let now = self.clock.now();
         let fut = async move {
             if partitions == 0 {
                 return Ok(Vec::new());
             }
-            store
-                .unsent(Utc::now(), grace, SWEEP_LIMIT, partitions)
-                .await
+            store.unsent(now, grace, SWEEP_LIMIT, partitions).await
         };
         ctx.spawn(
             fut.into_actor(self)
@@ -270,10 +272,11 @@ struct Settled {
 /// Marks the delivered rows sent and records, for each one the transport did
 /// not take, when to try again or that it is now a dead letter.
 async fn record_outcome(
-    store: &dyn EventStore,
+    store: &dyn OutboxStore,
     batch: &[OutboxMessage],
     failed: Option<PublishError>,
     policy: RetryPolicy,
+    clock: SharedClock,
 ) -> Result<Settled, String> {
     let failed: Vec<(Uuid, TransportError)> = failed.map(|f| f.failed).unwrap_or_default();
     let is_failed = |id: &Uuid| failed.iter().any(|(f, _)| f == id);
@@ -285,7 +288,7 @@ async fn record_outcome(
     if !sent.is_empty() {
         store.mark_sent(&sent).await.map_err(|e| e.to_string())?;
     }
-    let now = Utc::now();
+    let now = clock.now();
     let mut settled = Settled {
         sent: sent.len(),
         retried: 0,

@@ -4,21 +4,40 @@
 
 use std::sync::Arc;
 
+use actix::Recipient;
 use chrono::{DateTime, Utc};
 use sagaplane_sagas::{FieldError, Input, Policy, Rejection, Saga, SagaId, Status, View};
 use uuid::Uuid;
 
-use crate::actor::{ActorError, Deps, Handled, Loaded, SagaInput};
-use crate::handle::ActionReport;
+use crate::clock::SharedClock;
+use crate::config::OrchestratorConfig;
+use crate::input::{ActionReport, ActorError, Handled, SagaInput, MAX_CONFLICT_RETRIES};
+use crate::messages::{Gone, Publish};
 use crate::metrics::Metrics;
+use crate::notifier::SettledNotifier;
 use crate::ports::{
-    CommitOutcome, EventStore, NewEvent, NewSaga, OutboxMessage, StepCommit, StoreError,
+    CommitOutcome, NewEvent, NewSaga, OutboxMessage, SagaRecord, SagaStore, StepCommit, StoreError,
 };
-use crate::relay::Publish;
 use crate::trace::TraceParent;
 
-/// How often one input is decided again after losing an optimistic-concurrency race.
-pub(crate) const MAX_CONFLICT_RETRIES: usize = 5;
+/// What every saga actor shares.
+pub(crate) struct Deps {
+    pub store: Arc<dyn SagaStore>,
+    pub relay: Recipient<Publish>,
+    pub notifier: Arc<SettledNotifier>,
+    pub supervisor: Recipient<Gone>,
+    pub metrics: Metrics,
+    pub config: OrchestratorConfig,
+    pub clock: SharedClock,
+}
+
+/// A saga's state as its actor keeps it between inputs.
+pub(crate) struct Loaded<S> {
+    pub state: S,
+    pub version: u64,
+    /// The saga's own trace (from its start), for commands no input traces.
+    pub trace: Option<TraceParent>,
+}
 
 pub(crate) type StepResult<S> = (Result<Handled, ActorError>, Option<Loaded<S>>);
 
@@ -29,7 +48,7 @@ pub(crate) async fn step<S: Saga>(
     mut loaded: Option<Loaded<S>>,
     input: SagaInput,
 ) -> StepResult<S> {
-    let parsed = match Parsed::<S>::new(input, deps.policy_for(S::TYPE)) {
+    let parsed = match Parsed::<S>::new(input, deps.config.policy_for(S::TYPE)) {
         Ok(p) => p,
         Err(e) => return (Err(e), loaded),
     };
@@ -67,7 +86,7 @@ pub(crate) async fn step<S: Saga>(
         if events.is_empty() {
             return (Ok(Handled::NothingDue), Some(current));
         }
-        let now = crate::clock::now();
+        let now = deps.clock.now();
         let before = current.state.view();
         if let Some(step) = before.step {
             tracing::Span::current().record("step", step);
@@ -139,6 +158,8 @@ pub(crate) async fn step<S: Saga>(
                 tracing::debug!(version, status = %status, "saga step committed");
                 let handled = if parsed.is_operator() {
                     Handled::Acted(Box::new(report(false, version, status, &commit)))
+                } else if let Some(new) = &commit.new_saga {
+                    Handled::Started(Box::new(started(&commit, new, version)))
                 } else {
                     Handled::Applied { version, status }
                 };
@@ -194,6 +215,26 @@ fn count_step(m: &Metrics, saga_type: &str, before: &View, step: &StepCommit, no
     if let (Some(name), Some(since), true) = (before.step, before.step_since, moved_on) {
         let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
         m.step_finished(saga_type, name, seconds.max(0.0));
+    }
+}
+
+/// The read-model row a saga's first step wrote, without reading it back.
+fn started(step: &StepCommit, new: &NewSaga, version: u64) -> SagaRecord {
+    let view = &step.view;
+    SagaRecord {
+        id: step.saga_id,
+        saga_type: step.saga_type.to_owned(),
+        business_key: new.business_key.clone(),
+        status: view.status.as_str().to_owned(),
+        current_step: view.step.map(str::to_owned),
+        attempt: view.attempt.map(|a| a as i32),
+        step_since: view.step_since,
+        version: version as i64,
+        input: new.input.clone(),
+        last_error: view.last_error.clone(),
+        wake_at: view.wake_at,
+        created_at: step.at,
+        updated_at: step.at,
     }
 }
 
@@ -330,10 +371,7 @@ async fn rejected<S: Saga>(
     }
 }
 
-async fn load<S: Saga>(
-    store: &dyn EventStore,
-    id: SagaId,
-) -> Result<Option<Loaded<S>>, ActorError> {
+async fn load<S: Saga>(store: &dyn SagaStore, id: SagaId) -> Result<Option<Loaded<S>>, ActorError> {
     let Some(history) = store.load(id).await? else {
         return Ok(None);
     };

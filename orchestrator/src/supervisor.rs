@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use actix::prelude::*;
 use sagaplane_sagas::{Explanation, Saga, SagaId, View};
 use serde_json::Value;
 
-use crate::actor::{Deps, Handle, SagaActor};
+use crate::actor::SagaActor;
+use crate::messages::{Crashed, Gone, Handle, Route, RouteError, Routed};
+use crate::step::Deps;
 
 /// A saga's state as operators see it, at one point of its history.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,26 +89,6 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 }
 
-/// Asks for the actor of a saga, starting it when it is not live.
-#[derive(Message)]
-#[rtype(result = "Result<Routed, RouteError>")]
-pub(crate) struct Route {
-    pub saga_id: SagaId,
-    /// Needed only to start an actor; `None` when the caller does not know it.
-    pub saga_type: Option<String>,
-}
-
-pub(crate) struct Routed {
-    pub recipient: Recipient<Handle>,
-    pub generation: u64,
-}
-
-pub(crate) enum RouteError {
-    UnknownType(String),
-    /// No actor is live and no type was given.
-    TypeNeeded,
-}
-
 impl Handler<Route> for Supervisor {
     type Result = Result<Routed, RouteError>;
 
@@ -141,14 +123,6 @@ impl Handler<Route> for Supervisor {
     }
 }
 
-/// A saga's actor panicked; answers how often within the crash window.
-#[derive(Message)]
-#[rtype(result = "u32")]
-pub(crate) struct Crashed {
-    pub saga_id: SagaId,
-    pub window: Duration,
-}
-
 impl Handler<Crashed> for Supervisor {
     type Result = u32;
 
@@ -163,14 +137,6 @@ impl Handler<Crashed> for Supervisor {
         times.push(now);
         times.len() as u32
     }
-}
-
-/// A saga actor stopped (idle, finished or failed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Gone {
-    pub saga_id: SagaId,
-    pub generation: u64,
 }
 
 impl Handler<Gone> for Supervisor {

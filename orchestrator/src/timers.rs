@@ -1,24 +1,32 @@
 //! Durable timers: each saga's next deadline is a column of its read-model row,
-//! written in the step's transaction; this service polls for due ones and turns
-//! them into `Wake` inputs — after a restart too — for the partitions this
-//! node holds.
+//! written in the step's transaction; this service polls for due ones and hands
+//! each to a callback (the orchestrator turns it into a `Wake` input) — after a
+//! restart too — for the partitions this node holds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, BoxFuture};
+use sagaplane_sagas::SagaId;
 
-use crate::handle::Orchestrator;
+use crate::clock::SharedClock;
+use crate::input::{ActorError, Handled};
 use crate::leases::Ownership;
-use crate::ports::EventStore;
+use crate::metrics::Metrics;
+use crate::ports::{StoreError, TimerStore};
 
 const BATCH: i64 = 256;
 
+/// What a due timer does: wake the saga `(id, type)`.
+pub(crate) type WakeFn =
+    Arc<dyn Fn(SagaId, String) -> BoxFuture<'static, Result<Handled, ActorError>> + Send + Sync>;
+
 pub(crate) struct TimerService {
-    store: Arc<dyn EventStore>,
-    orchestrator: Orchestrator,
+    store: Arc<dyn TimerStore>,
+    clock: SharedClock,
+    wake: WakeFn,
+    metrics: Metrics,
     interval: Duration,
     ownership: Ownership,
     busy: bool,
@@ -26,14 +34,18 @@ pub(crate) struct TimerService {
 
 impl TimerService {
     pub fn new(
-        store: Arc<dyn EventStore>,
-        orchestrator: Orchestrator,
+        store: Arc<dyn TimerStore>,
+        clock: SharedClock,
+        wake: WakeFn,
+        metrics: Metrics,
         interval: Duration,
         ownership: Ownership,
     ) -> Self {
         Self {
             store,
-            orchestrator,
+            clock,
+            wake,
+            metrics,
             interval,
             ownership,
             busy: false,
@@ -47,24 +59,24 @@ impl TimerService {
         }
         self.busy = true;
         let store = self.store.clone();
-        let orchestrator = self.orchestrator.clone();
-        let metrics = self.orchestrator.metrics().clone();
+        let wake = self.wake.clone();
+        let metrics = self.metrics.clone();
+        let now = self.clock.now();
         let fut = async move {
-            let now = Utc::now();
             let due = store.due(now, BATCH, partitions).await?;
             let fired = due.len();
             metrics.timers_fired.inc_by(fired as u64);
             let wakes = due.into_iter().map(|timer| {
                 let lag = (now - timer.wake_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 metrics.timer_lag_seconds.observe(lag.max(0.0));
-                orchestrator.wake(timer.saga_id, timer.saga_type)
+                wake(timer.saga_id, timer.saga_type)
             });
             for result in join_all(wakes).await {
                 if let Err(e) = result {
                     tracing::warn!(error.message = %e, "timer not handled");
                 }
             }
-            Ok::<_, crate::ports::StoreError>(fired)
+            Ok::<_, StoreError>(fired)
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
             act.busy = false;

@@ -168,7 +168,7 @@ impl OperatorQueries for PgEventStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+    async fn find_dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
         let row: Option<DeadLetterRow> = sqlx::query_as(&format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1"
         ))

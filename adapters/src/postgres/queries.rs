@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::leases::PARTITIONS;
 use sagaplane_orchestrator::ports::{
     Backlog, CommitOutcome, DeadLetter, DueTimer, EventRecord, EventStore, OutboxMessage,
-    PublishFailure, SagaRecord, StepCommit, StoreError, StoredHistory, SUSPENDED_BY_SUPERVISOR,
+    OutboxStore, PublishFailure, SagaRecord, SagaStore, StepCommit, StoreError, StoredHistory,
+    TimerStore, SUSPENDED_BY_SUPERVISOR,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -145,7 +146,7 @@ const OUTBOX_COLUMNS: &str = "message_id, saga_id, saga_type, step, attempt, par
      command_type, idempotency_key, data, created_at, traceparent, publish_attempts";
 
 #[async_trait]
-impl EventStore for PgEventStore {
+impl SagaStore for PgEventStore {
     async fn load(&self, saga: SagaId) -> Result<Option<StoredHistory>, StoreError> {
         // One statement, so the type and the events come from one snapshot.
         type Row = (
@@ -210,6 +211,93 @@ impl EventStore for PgEventStore {
         Ok(inserted == 1)
     }
 
+    async fn suspend(&self, saga: SagaId, reason: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE sagas SET status = 'suspended', last_error = $2, wake_at = NULL, \
+                    version = version + 1, updated_at = now() \
+             WHERE id = $1 AND status IN ('running', 'compensating') RETURNING version",
+        )
+        .bind(saga.as_uuid())
+        .bind(reason)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(version) = version else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
+             VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(saga.as_uuid())
+        .bind(version)
+        .bind(SUSPENDED_BY_SUPERVISOR)
+        .bind(serde_json::json!({ "reason": reason }))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT saga_type FROM sagas WHERE id = $1")
+            .bind(saga.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn get(&self, saga: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+        let row: Option<SagaRow> =
+            sqlx::query_as(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
+                .bind(saga.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn find_by_key(
+        &self,
+        saga_type: &str,
+        business_key: &str,
+    ) -> Result<Option<SagaRecord>, StoreError> {
+        let row: Option<SagaRow> = sqlx::query_as(&format!(
+            "SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_type = $1 AND business_key = $2"
+        ))
+        .bind(saga_type)
+        .bind(business_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn events(&self, saga: SagaId) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<(i64, String, serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT seq, event_type, data, recorded_at FROM saga_events \
+             WHERE saga_id = $1 ORDER BY seq",
+        )
+        .bind(saga.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, event_type, data, recorded_at)| EventRecord {
+                seq,
+                event_type,
+                data,
+                recorded_at,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgEventStore {
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
         insert_dead_letter(&self.pool, &letter).await
     }
@@ -315,6 +403,26 @@ impl EventStore for PgEventStore {
         Ok(row.map(Into::into))
     }
 
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
+                    (SELECT min(created_at) FROM outbox \
+                     WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
+                    (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(Backlog {
+            outbox_unsent,
+            oldest_unsent_at,
+            dead_letters,
+        })
+    }
+}
+
+#[async_trait]
+impl TimerStore for PgEventStore {
     async fn due(
         &self,
         now: DateTime<Utc>,
@@ -339,36 +447,6 @@ impl EventStore for PgEventStore {
                 wake_at,
             })
             .collect())
-    }
-
-    async fn suspend(&self, saga: SagaId, reason: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE sagas SET status = 'suspended', last_error = $2, wake_at = NULL, \
-                    version = version + 1, updated_at = now() \
-             WHERE id = $1 AND status IN ('running', 'compensating') RETURNING version",
-        )
-        .bind(saga.as_uuid())
-        .bind(reason)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(version) = version else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
-             VALUES ($1, $2, $3, $4, now())",
-        )
-        .bind(saga.as_uuid())
-        .bind(version)
-        .bind(SUSPENDED_BY_SUPERVISOR)
-        .bind(serde_json::json!({ "reason": reason }))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 
     async fn lease_partitions(
@@ -439,61 +517,10 @@ impl EventStore for PgEventStore {
         tx.commit().await.map_err(db)?;
         Ok(held.iter().fold(0u64, |mask, p| mask | 1 << p))
     }
+}
 
-    async fn saga_type(&self, saga: SagaId) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT saga_type FROM sagas WHERE id = $1")
-            .bind(saga.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)
-    }
-
-    async fn get(&self, saga: SagaId) -> Result<Option<SagaRecord>, StoreError> {
-        let row: Option<SagaRow> =
-            sqlx::query_as(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
-                .bind(saga.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(row.map(Into::into))
-    }
-
-    async fn find_by_key(
-        &self,
-        saga_type: &str,
-        business_key: &str,
-    ) -> Result<Option<SagaRecord>, StoreError> {
-        let row: Option<SagaRow> = sqlx::query_as(&format!(
-            "SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_type = $1 AND business_key = $2"
-        ))
-        .bind(saga_type)
-        .bind(business_key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(row.map(Into::into))
-    }
-
-    async fn events(&self, saga: SagaId) -> Result<Vec<EventRecord>, StoreError> {
-        let rows: Vec<(i64, String, serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT seq, event_type, data, recorded_at FROM saga_events \
-             WHERE saga_id = $1 ORDER BY seq",
-        )
-        .bind(saga.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, event_type, data, recorded_at)| EventRecord {
-                seq,
-                event_type,
-                data,
-                recorded_at,
-            })
-            .collect())
-    }
-
+#[async_trait]
+impl EventStore for PgEventStore {
     async fn ready(&self) -> Result<(), String> {
         let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
@@ -510,23 +537,6 @@ impl EventStore for PgEventStore {
         } else {
             Err(format!("migrations not applied: {}", missing.join(", ")))
         }
-    }
-
-    async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
-                    (SELECT min(created_at) FROM outbox \
-                     WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
-                    (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(Backlog {
-            outbox_unsent,
-            oldest_unsent_at,
-            dead_letters,
-        })
     }
 }
 

@@ -10,9 +10,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::sagas::{actor_error, detailed, etag, parse_id, SagaDto};
+use super::sagas::{detailed, etag, parse_id, SagaDto};
 use crate::auth::{Caller, Role};
-use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
+use crate::problem::{no_saga, parse_body, reason_within_limit, ApiError, Problem};
 use crate::startup::AppState;
 
 /// Why the operator acts, and for `skip` the result to assume.
@@ -174,20 +174,12 @@ pub(crate) async fn act(
                 saga_status: status.as_str().to_owned(),
                 allowed_actions: Vec::new(),
             },
-            ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
-                ApiError::Invalid(errors)
-            }
-            ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
-                asked: expected.to_string(),
-                current,
-            },
-            other => actor_error(other),
+            other => other.into(),
         })?;
     let saga = if report.dry_run {
         None
     } else {
-        let record = state.orchestrator.store().get(id).await?;
-        match record {
+        match state.orchestrator.saga(id).await? {
             Some(r) => Some(detailed(&state, r).await?),
             None => None,
         }
@@ -287,11 +279,10 @@ async fn if_match(
         None => {
             let current = state
                 .orchestrator
-                .store()
-                .get(id)
+                .saga(id)
                 .await?
                 .map(|r| r.version as u64)
-                .ok_or_else(|| super::sagas::no_saga(&id.to_string()))?;
+                .ok_or_else(|| no_saga(&id.to_string()))?;
             Err(ApiError::PreconditionFailed {
                 asked: raw.chars().take(100).collect(),
                 current,

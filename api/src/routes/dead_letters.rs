@@ -7,15 +7,14 @@
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::ports::{DeadLetterRecord, Resolution};
-use sagaplane_orchestrator::{ActorError, Handled};
+use sagaplane_orchestrator::ports::DeadLetterRecord;
 use sagaplane_sagas::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::sagas::{actor_error, MAX_PAGE};
+use super::sagas::MAX_PAGE;
 use crate::auth::{Caller, Role};
 use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
 use crate::startup::AppState;
@@ -195,38 +194,13 @@ pub(crate) async fn redrive(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let reason = reason(body.into_inner())?;
-    let letter = find(&state, &path).await?;
-    open(&letter)?;
-    if let Some(message_id) = letter.outbox_message_id {
-        if !state.orchestrator.requeue(message_id).await? {
-            return Err(ApiError::Conflict(format!(
-                "command {message_id} is no longer dead-lettered"
-            )));
-        }
-        let note = format!("{reason} (outcome: requeued)");
-        let letter = resolve(&state, letter.id, Resolution::Redriven, &caller, &note).await?;
-        return Ok(HttpResponse::Ok().json(RedriveResult {
-            outcome: "requeued".into(),
-            dead_letter: letter.into(),
-        }));
-    }
-    let inbound = super::ingress::decode(&letter.channel, &letter.raw)
-        .map_err(|e| ApiError::Conflict(format!("the message is still unusable: {e}")))?;
-    let outcome = match state.orchestrator.apply_reply(inbound).await {
-        Ok(Handled::Applied { .. }) => "applied",
-        Ok(Handled::Duplicate) => "duplicate",
-        Ok(_) => "ignored",
-        Err(ActorError::UnknownSaga(id)) => {
-            return Err(ApiError::Conflict(format!(
-                "the message is still unusable: there is still no saga {id}"
-            )))
-        }
-        Err(e) => return Err(actor_error(e)),
-    };
-    let note = format!("{reason} (outcome: {outcome})");
-    let letter = resolve(&state, letter.id, Resolution::Redriven, &caller, &note).await?;
+    let id = parse_id(&path)?;
+    let (outcome, letter) = state
+        .orchestrator
+        .redrive(id, &caller.name, &reason)
+        .await?;
     Ok(HttpResponse::Ok().json(RedriveResult {
-        outcome: outcome.into(),
+        outcome: outcome.as_str().into(),
         dead_letter: letter.into(),
     }))
 }
@@ -257,9 +231,11 @@ pub(crate) async fn discard(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let reason = reason(body.into_inner())?;
-    let letter = find(&state, &path).await?;
-    open(&letter)?;
-    let letter = resolve(&state, letter.id, Resolution::Discarded, &caller, &reason).await?;
+    let id = parse_id(&path)?;
+    let letter = state
+        .orchestrator
+        .discard(id, &caller.name, &reason)
+        .await?;
     Ok(HttpResponse::Ok().json(DeadLetterDto::from(letter)))
 }
 
@@ -275,44 +251,17 @@ fn reason(body: Value) -> Result<String, ApiError> {
     Ok(request.reason)
 }
 
+/// A dead letter's id; anything else names none.
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("there is no dead letter `{raw}`")))
+}
+
 async fn find(state: &AppState, raw_id: &str) -> Result<DeadLetterRecord, ApiError> {
-    let missing = || ApiError::NotFound(format!("there is no dead letter `{raw_id}`"));
-    let id: i64 = raw_id.parse().map_err(|_| missing())?;
-    state.queries.dead_letter(id).await?.ok_or_else(missing)
-}
-
-fn open(letter: &DeadLetterRecord) -> Result<(), ApiError> {
-    match letter.resolution {
-        None => Ok(()),
-        Some(r) => Err(ApiError::Conflict(format!(
-            "dead letter {} was already {} by {}",
-            letter.id,
-            r.as_str(),
-            letter.resolved_by.as_deref().unwrap_or("someone")
-        ))),
-    }
-}
-
-async fn resolve(
-    state: &AppState,
-    id: i64,
-    resolution: Resolution,
-    caller: &Caller,
-    note: &str,
-) -> Result<DeadLetterRecord, ApiError> {
-    if !state
-        .queries
-        .resolve_dead_letter(id, resolution, &caller.name, note)
-        .await?
-    {
-        return Err(ApiError::Conflict(format!(
-            "dead letter {id} was resolved by someone else meanwhile"
-        )));
-    }
-    tracing::info!(dead_letter = id, resolution = resolution.as_str(), by = %caller.name, note, "dead letter resolved");
+    let id = parse_id(raw_id)?;
     state
         .queries
-        .dead_letter(id)
+        .find_dead_letter(id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("dead letter {id} vanished")))
+        .ok_or_else(|| ApiError::NotFound(format!("there is no dead letter `{raw_id}`")))
 }

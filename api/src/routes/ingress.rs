@@ -5,20 +5,18 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use sagaplane_orchestrator::codec;
-use sagaplane_orchestrator::ports::DeadLetter;
-use sagaplane_orchestrator::Handled;
+use sagaplane_orchestrator::codec::EVENTBRIDGE_CHANNEL;
+use sagaplane_orchestrator::{ActorError, Handled, Ingested};
 use serde::Serialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
-use super::sagas::actor_error;
 use crate::problem::{ApiError, Problem};
 use crate::startup::AppState;
 
 /// The channel name of replies that came this way.
-pub(crate) const CHANNEL: &str = "eventbridge";
+const CHANNEL: &str = EVENTBRIDGE_CHANNEL;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct IngressResult {
@@ -74,30 +72,16 @@ pub(crate) async fn eventbridge(
         }
         raw.extend_from_slice(&chunk);
     }
-    let inbound = match decode(CHANNEL, &raw) {
-        Ok(inbound) => inbound,
-        Err(e) => {
-            let reason = e.to_string();
-            state
-                .orchestrator
-                .dead_letter(DeadLetter {
-                    channel: CHANNEL.into(),
-                    reason: reason.clone(),
-                    raw,
-                    headers: json!({}),
-                    outbox_message_id: None,
-                })
-                .await?;
+    let outcome = match state.orchestrator.ingest(CHANNEL, raw, json!({})).await {
+        Ok(Ingested::Unusable(reason)) => {
             return Err(ApiError::BadRequest(format!(
                 "{reason}; the message was kept as a dead letter"
-            )));
+            )))
         }
-    };
-    let outcome = match state.orchestrator.receive(inbound).await {
-        Ok(Handled::Applied { .. }) => "applied",
-        Ok(Handled::Duplicate) => "duplicate",
-        Ok(Handled::DeadLettered) => "dead_lettered",
-        Ok(_) => "ignored",
+        Ok(Ingested::Handled(Handled::Applied { .. })) => "applied",
+        Ok(Ingested::Handled(Handled::Duplicate)) => "duplicate",
+        Ok(Ingested::Handled(Handled::DeadLettered)) => "dead_lettered",
+        Ok(Ingested::Handled(_)) => "ignored",
         Err(e) => return Err(unavailable(e)),
     };
     Ok(HttpResponse::Ok().json(IngressResult {
@@ -105,21 +89,9 @@ pub(crate) async fn eventbridge(
     }))
 }
 
-/// Reads the bytes a channel delivered as a reply; also used to redrive its
-/// dead letters.
-pub(crate) fn decode(
-    channel: &str,
-    raw: &[u8],
-) -> Result<sagaplane_orchestrator::Inbound, codec::DecodeError> {
-    match channel {
-        CHANNEL => codec::decode_eventbridge_reply(channel, raw),
-        _ => codec::decode_reply(channel, raw),
-    }
-}
-
 /// Anything that kept the reply from being applied now: EventBridge retries.
-fn unavailable(e: sagaplane_orchestrator::ActorError) -> ApiError {
-    match actor_error(e) {
+fn unavailable(e: ActorError) -> ApiError {
+    match ApiError::from(e) {
         ApiError::Internal(e) => {
             tracing::error!(error.message = %e, "eventbridge reply not applied");
             ApiError::Unavailable

@@ -7,6 +7,7 @@ mod health;
 mod ingress;
 mod metrics;
 mod sagas;
+mod stats;
 
 pub(crate) use metrics::Exposition;
 
@@ -30,11 +31,11 @@ routes! {
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
     get "/metrics" => metrics::metrics,
-    post "/v1/sagas" => sagas::start,
-    get "/v1/sagas" => sagas::search,
-    get "/v1/stats" => sagas::stats,
-    get "/v1/sagas/{id}" => sagas::get,
-    get "/v1/sagas/{id}/events" => sagas::events,
+    post "/v1/sagas" => sagas::start::start,
+    get "/v1/sagas" => sagas::search::search,
+    get "/v1/stats" => stats::stats,
+    get "/v1/sagas/{id}" => sagas::read::get,
+    get "/v1/sagas/{id}/events" => sagas::read::events,
     post "/v1/sagas/{id}/actions/{action}" => actions::act,
     get "/v1/dead-letters" => dead_letters::list,
     get "/v1/dead-letters/{id}" => dead_letters::get,
@@ -52,7 +53,8 @@ routes! {
     ),
     paths(
         health::healthz, health::readyz, metrics::metrics,
-        sagas::start, sagas::search, sagas::stats, sagas::get, sagas::events,
+        sagas::start::start, sagas::search::search, stats::stats, sagas::read::get,
+        sagas::read::events,
         actions::act,
         dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
         ingress::eventbridge,

@@ -154,7 +154,7 @@ async fn a_step_the_database_refuses_fails_alone() {
     let mut all = good.clone();
     all.insert(7, Arc::new(poison));
     let results = futures_util::future::join_all(all.into_iter().map(|s| {
-        use sagaplane_orchestrator::ports::EventStore;
+        use sagaplane_orchestrator::ports::prelude::*;
         let store = &store;
         async move { store.commit(s).await }
     }))

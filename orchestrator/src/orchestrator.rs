@@ -1,239 +1,53 @@
-//! The handle the driving side uses to start sagas and feed them inputs.
+//! The handle the driving side uses: start sagas, feed them inputs, act on
+//! them and read them. Each operation goes through the saga's actor (routed
+//! by the supervisor), so one saga takes one input at a time wherever it came
+//! from.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sagaplane_sagas::{Action, FieldError, Policy, Reply, RetryPolicy, Saga, SagaId, Status};
+use sagaplane_sagas::{Action, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::actor::{ActorError, Deps, Handle, Handled, SagaInput};
+use crate::clock::SharedClock;
 use crate::codec;
-use crate::leases::{LeaseKeeper, Ownership};
+use crate::input::{
+    ActionReport, ActorError, Handled, Inbound, Ingested, SagaInput, StartError, StartOutcome,
+};
+use crate::messages::{Crashed, Gone, Handle, Publish, Route, RouteError};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
-use crate::ports::{
-    DeadLetter, EventStore, NewEvent, OutboxMessage, SagaRecord, StoreError, Transport,
-};
-use crate::relay::{OutboxRelay, Publish};
-use crate::supervisor::{
-    Crashed, Gone, Kind, Kinds, Route, RouteError, SagaKind, Snapshot, Supervisor,
-};
-use crate::timers::TimerService;
+use crate::ports::{DeadLetter, EventRecord, EventStore, SagaRecord, StoreError};
+use crate::relay::OutboxRelay;
+use crate::supervisor::{Kinds, Snapshot, Supervisor};
 use crate::trace::TraceParent;
 
 /// How often a long poll re-reads the store, for changes made by other nodes.
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone)]
-pub struct OrchestratorConfig {
-    /// Step timeouts, retry budgets and deadline given to every new saga …
-    pub policy: Policy,
-    /// … unless its type has its own here.
-    pub type_policies: HashMap<String, Policy>,
-    /// A saga actor stops after this long without input.
-    pub idle_timeout: Duration,
-    /// How often due timers are looked for.
-    pub timer_interval: Duration,
-    /// How often the outbox is swept for rows left unsent.
-    pub outbox_sweep_interval: Duration,
-    /// How often a command its transport did not take is tried again, and how
-    /// soon, before it is dead-lettered.
-    pub publish: RetryPolicy,
-    /// A saga whose actor panics this often within `crash_window` is suspended.
-    pub crash_limit: u32,
-    pub crash_window: Duration,
-    /// This node's name in the partition leases; unique per process.
-    pub node_id: String,
-    /// How long a partition lease lasts unless renewed (every third of it).
-    pub lease_ttl: Duration,
-}
-
-impl Default for OrchestratorConfig {
-    fn default() -> Self {
-        Self {
-            policy: Policy::default(),
-            type_policies: HashMap::new(),
-            idle_timeout: Duration::from_secs(30),
-            timer_interval: Duration::from_millis(100),
-            outbox_sweep_interval: Duration::from_secs(5),
-            publish: RetryPolicy {
-                max_attempts: 10,
-                backoff_initial_ms: 200,
-                backoff_max_ms: 60_000,
-            },
-            crash_limit: 3,
-            crash_window: Duration::from_secs(60),
-            node_id: format!("node-{}", Uuid::new_v4().simple()),
-            lease_ttl: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartOutcome {
-    Created(SagaId),
-    /// The business key was known with the same input: that saga.
-    Existing(SagaId),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("there is no saga type `{0}`")]
-    UnknownType(String),
-    #[error("the input is invalid")]
-    Invalid(Vec<FieldError>),
-    #[error("saga {0} has this business key with a different input")]
-    KeyConflict(SagaId),
-    #[error(transparent)]
-    Failed(ActorError),
-}
-
-/// An inbound reply from some channel, with its raw bytes for dead-lettering.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    pub channel: String,
-    pub message_id: String,
-    pub saga_id: SagaId,
-    pub reply: Reply,
-    pub raw: Vec<u8>,
-    /// The message's W3C trace context, if it had a valid one.
-    pub traceparent: Option<TraceParent>,
-}
+/// How many times an input is routed again when its actor stopped (idle,
+/// finished) between routing and sending.
+const ROUTE_ROUNDS: usize = 5;
 
 /// Cheap to clone; every clone drives the same actors.
 #[derive(Clone)]
 pub struct Orchestrator {
-    supervisor: Addr<Supervisor>,
-    crash_limit: u32,
-    crash_window: Duration,
-    relay: Addr<OutboxRelay>,
-    store: Arc<dyn EventStore>,
-    notifier: Arc<SettledNotifier>,
-    metrics: Metrics,
-    recovered: Arc<AtomicBool>,
-    kinds: Kinds,
-}
-
-/// Registers saga types, then starts the actors.
-pub struct OrchestratorBuilder {
-    store: Arc<dyn EventStore>,
-    transport: Arc<dyn Transport>,
-    config: OrchestratorConfig,
-    kinds: HashMap<&'static str, Box<dyn SagaKind>>,
-    metrics: Metrics,
-}
-
-/// What an operator action did, or would do on a dry run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActionReport {
-    /// Nothing was written: the events and commands are a prediction.
-    pub dry_run: bool,
-    /// The saga's version after the action.
-    pub version: u64,
-    pub status: Status,
-    pub events: Vec<NewEvent>,
-    pub commands: Vec<OutboxMessage>,
-}
-
-impl OrchestratorBuilder {
-    /// Counts into `metrics` (e.g. shared with the store) instead of new ones.
-    pub fn metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    pub fn register<S: Saga>(mut self) -> Self {
-        self.kinds.insert(S::TYPE, Box::new(Kind::<S>::new()));
-        self
-    }
-
-    /// Starts the supervisor, outbox relay and timer service on the current
-    /// arbiter. The relay publishes whatever was left unsent at once, and the
-    /// timer service fires deadlines that fell due while the process was down.
-    pub fn start(self) -> Orchestrator {
-        let config = self.config;
-        let metrics = self.metrics;
-        let recovered = Arc::new(AtomicBool::new(false));
-        let ownership = Ownership::default();
-        LeaseKeeper::new(
-            self.store.clone(),
-            config.node_id.clone(),
-            config.lease_ttl,
-            ownership.clone(),
-            metrics.clone(),
-        )
-        .start();
-        let relay = OutboxRelay::new(
-            self.store.clone(),
-            self.transport,
-            config.outbox_sweep_interval,
-            config.publish,
-            ownership.clone(),
-            metrics.clone(),
-            recovered.clone(),
-        )
-        .start();
-        let relay_addr = relay.clone();
-        let notifier = Arc::new(SettledNotifier::default());
-        let store = self.store.clone();
-        let kinds: Kinds = Arc::new(self.kinds);
-        let supervisor_kinds = kinds.clone();
-        let deps_notifier = notifier.clone();
-        let deps_metrics = metrics.clone();
-        let supervisor = Supervisor::create(move |ctx| {
-            let deps = Arc::new(Deps {
-                store,
-                relay,
-                notifier: deps_notifier,
-                supervisor: ctx.address().recipient(),
-                metrics: deps_metrics,
-                policy: config.policy,
-                type_policies: config.type_policies,
-                idle_timeout: config.idle_timeout,
-            });
-            Supervisor::new(supervisor_kinds, deps)
-        });
-        let orchestrator = Orchestrator {
-            supervisor,
-            crash_limit: config.crash_limit.max(1),
-            crash_window: config.crash_window,
-            relay: relay_addr,
-            store: self.store.clone(),
-            notifier,
-            metrics,
-            recovered,
-            kinds,
-        };
-        TimerService::new(
-            self.store,
-            orchestrator.clone(),
-            config.timer_interval,
-            ownership,
-        )
-        .start();
-        orchestrator
-    }
+    pub(crate) supervisor: Addr<Supervisor>,
+    pub(crate) crash_limit: u32,
+    pub(crate) crash_window: Duration,
+    pub(crate) relay: Addr<OutboxRelay>,
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) notifier: Arc<SettledNotifier>,
+    pub(crate) metrics: Metrics,
+    pub(crate) recovered: Arc<AtomicBool>,
+    pub(crate) kinds: Kinds,
+    pub(crate) clock: SharedClock,
 }
 
 impl Orchestrator {
-    pub fn builder(
-        store: Arc<dyn EventStore>,
-        transport: Arc<dyn Transport>,
-        config: OrchestratorConfig,
-    ) -> OrchestratorBuilder {
-        OrchestratorBuilder {
-            store,
-            transport,
-            config,
-            kinds: HashMap::new(),
-            metrics: Metrics::default(),
-        }
-    }
-
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
@@ -242,13 +56,22 @@ impl Orchestrator {
         &self.metrics
     }
 
+    /// The saga types registered, in name order.
+    pub fn saga_types(&self) -> Vec<&'static str> {
+        let mut types: Vec<&'static str> = self.kinds.keys().copied().collect();
+        types.sort_unstable();
+        types
+    }
+
     /// Whether the commands left unsent by an earlier run have been handed to
     /// their transport (start-up recovery).
     pub fn recovered(&self) -> bool {
         self.recovered.load(Ordering::Acquire)
     }
 
-    /// Starts a saga; `(saga_type, business_key)` is its idempotency key.
+    /// Starts a saga; `(saga_type, business_key)` is its idempotency key. The
+    /// saga's row comes back as committed (a new saga) or as stored (the same
+    /// key with the same input).
     pub async fn start(
         &self,
         saga_type: &str,
@@ -260,11 +83,14 @@ impl Orchestrator {
         let start = SagaInput::Start {
             business_key: business_key.to_owned(),
             input,
-            now: crate::clock::now(),
+            now: self.clock.now(),
             traceparent,
         };
         match self.dispatch(id, Some(saga_type.to_owned()), start).await {
-            Ok(_) => Ok(StartOutcome::Created(id)),
+            Ok(Handled::Started(record)) => Ok(StartOutcome::Created(*record)),
+            Ok(other) => Err(StartError::Failed(ActorError::Corrupt(format!(
+                "a start was handled as {other:?}"
+            )))),
             Err(ActorError::BusinessKeyTaken { input }) => {
                 let existing = self
                     .store
@@ -273,7 +99,7 @@ impl Orchestrator {
                     .map_err(|e| StartError::Failed(e.into()))?
                     .ok_or(StartError::Failed(ActorError::Contended))?;
                 if existing.input == input {
-                    Ok(StartOutcome::Existing(existing.id))
+                    Ok(StartOutcome::Existing(existing))
                 } else {
                     Err(StartError::KeyConflict(existing.id))
                 }
@@ -327,26 +153,41 @@ impl Orchestrator {
         self.dispatch(inbound.saga_id, None, input).await
     }
 
-    /// Decodes a reply CloudEvent from `channel` and applies it once; bytes that
-    /// are not a usable reply are kept as a dead letter with the reason.
+    /// Decodes the bytes `channel` delivered as a reply (see
+    /// [`codec::decode_for`]) and applies it once; bytes that are not a usable
+    /// reply are kept as a dead letter with the reason.
     pub async fn receive_raw(
         &self,
         channel: &str,
         raw: Vec<u8>,
         headers: Value,
     ) -> Result<Handled, ActorError> {
-        match codec::decode_reply(channel, &raw) {
-            Ok(inbound) => self.receive(inbound).await,
+        Ok(match self.ingest(channel, raw, headers).await? {
+            Ingested::Handled(handled) => handled,
+            Ingested::Unusable(_) => Handled::DeadLettered,
+        })
+    }
+
+    /// As [`Orchestrator::receive_raw`], saying why bytes were unusable.
+    pub async fn ingest(
+        &self,
+        channel: &str,
+        raw: Vec<u8>,
+        headers: Value,
+    ) -> Result<Ingested, ActorError> {
+        match codec::decode_for(channel, &raw) {
+            Ok(inbound) => Ok(Ingested::Handled(self.receive(inbound).await?)),
             Err(e) => {
+                let reason = e.to_string();
                 self.dead_letter(DeadLetter {
                     channel: channel.to_owned(),
-                    reason: e.to_string(),
+                    reason: reason.clone(),
                     raw,
                     headers,
                     outbox_message_id: None,
                 })
                 .await?;
-                Ok(Handled::DeadLettered)
+                Ok(Ingested::Unusable(reason))
             }
         }
     }
@@ -371,7 +212,7 @@ impl Orchestrator {
     ) -> Result<ActionReport, ActorError> {
         let input = SagaInput::Operator {
             action,
-            now: crate::clock::now(),
+            now: self.clock.now(),
             expected_version,
             dry_run,
         };
@@ -381,30 +222,6 @@ impl Orchestrator {
                 "an operator action was handled as {other:?}"
             ))),
         }
-    }
-
-    /// Counts a panic of a saga's actor; past the crash limit the saga is
-    /// suspended instead of crash-looping (its timer disarmed, so only an
-    /// operator or a new reply drives it again).
-    async fn crashed(&self, saga_id: SagaId, message: String) -> Result<Handled, ActorError> {
-        let window = self.crash_window;
-        let crashes = self
-            .supervisor
-            .send(Crashed { saga_id, window })
-            .await
-            .unwrap_or(1);
-        if crashes < self.crash_limit {
-            return Err(ActorError::Panicked(message));
-        }
-        let reason = format!(
-            "the saga's actor panicked {crashes} times within {} s; last: {message}",
-            window.as_secs()
-        );
-        if self.store.suspend(saga_id, &reason).await? {
-            tracing::error!(saga_id = %saga_id, reason, "crash-looping saga suspended");
-            self.notifier.notify(saga_id);
-        }
-        Err(ActorError::CrashLoop(reason))
     }
 
     /// Puts a dead-lettered command back in line with a fresh publish budget;
@@ -417,6 +234,16 @@ impl Orchestrator {
             }
             None => Ok(false),
         }
+    }
+
+    /// The saga's read-model row.
+    pub async fn saga(&self, saga_id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+        self.store.get(saga_id).await
+    }
+
+    /// The saga's stored history, oldest first; empty if there is no such saga.
+    pub async fn events(&self, saga_id: SagaId) -> Result<Vec<EventRecord>, StoreError> {
+        self.store.events(saga_id).await
     }
 
     /// The saga's state after each of its events (time travel), folded from
@@ -442,7 +269,7 @@ impl Orchestrator {
     /// Lets a saga act on deadlines and back-offs that are due.
     pub async fn wake(&self, saga_id: SagaId, saga_type: String) -> Result<Handled, ActorError> {
         let input = SagaInput::Wake {
-            now: crate::clock::now(),
+            now: self.clock.now(),
         };
         self.dispatch(saga_id, Some(saga_type), input).await
     }
@@ -468,14 +295,15 @@ impl Orchestrator {
         }
     }
 
+    /// Hands an input to the saga's actor, starting it if needed; a panic of
+    /// the actor goes to the crash-loop guard.
     async fn dispatch(
         &self,
         saga_id: SagaId,
         mut saga_type: Option<String>,
         input: SagaInput,
     ) -> Result<Handled, ActorError> {
-        // A few rounds: an actor may stop (idle, finished) between routing and sending.
-        for _ in 0..5 {
+        for _ in 0..ROUTE_ROUNDS {
             let route = Route {
                 saga_id,
                 saga_type: saga_type.clone(),
@@ -504,5 +332,29 @@ impl Orchestrator {
             }
         }
         Err(ActorError::Unavailable)
+    }
+
+    /// Counts a panic of a saga's actor; past the crash limit the saga is
+    /// suspended instead of crash-looping (its timer disarmed, so only an
+    /// operator or a new reply drives it again).
+    async fn crashed(&self, saga_id: SagaId, message: String) -> Result<Handled, ActorError> {
+        let window = self.crash_window;
+        let crashes = self
+            .supervisor
+            .send(Crashed { saga_id, window })
+            .await
+            .unwrap_or(1);
+        if crashes < self.crash_limit {
+            return Err(ActorError::Panicked(message));
+        }
+        let reason = format!(
+            "the saga's actor panicked {crashes} times within {} s; last: {message}",
+            window.as_secs()
+        );
+        if self.store.suspend(saga_id, &reason).await? {
+            tracing::error!(saga_id = %saga_id, reason, "crash-looping saga suspended");
+            self.notifier.notify(saga_id);
+        }
+        Err(ActorError::CrashLoop(reason))
     }
 }

@@ -1,0 +1,171 @@
+//! How a saga, its history and its state are shown, and how a saga is named
+//! in a path and an `ETag`.
+
+use actix_web::http::header;
+use chrono::{DateTime, Utc};
+use sagaplane_orchestrator::ports::{EventRecord, SagaRecord};
+use sagaplane_orchestrator::Snapshot;
+use sagaplane_sagas::{SagaId, WaitingOn};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::problem::{no_saga, ApiError};
+
+/// A saga as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SagaDto {
+    id: Uuid,
+    saga_type: String,
+    business_key: String,
+    /// `running`, `compensating`, `completed`, `compensated`, `suspended` or `cancelled`.
+    status: String,
+    current_step: Option<String>,
+    attempt: Option<i32>,
+    /// When the current attempt of the current step began.
+    step_since: Option<DateTime<Utc>>,
+    /// Bumped by every event; also the `ETag`, for `If-Match` on actions.
+    version: i64,
+    #[schema(value_type = Object)]
+    input: Value,
+    last_error: Option<String>,
+    /// When the saga's next timer (reply deadline or retry) fires.
+    next_wake_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// What the saga waits for (single-saga reads only; absent once terminal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waiting_for: Option<WaitingDto>,
+    /// The operator actions allowed now (single-saga reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) allowed_actions: Option<Vec<String>>,
+    /// Saga-specific progress: steps done, compensations left … (single-saga reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub(crate) progress: Option<Value>,
+}
+
+/// What a saga waits for: the answer to "why is it stuck".
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WaitingDto {
+    pub(crate) step: String,
+    /// The participant service that must answer.
+    participant: String,
+    pub(crate) attempt: u32,
+    /// The step's attempt budget.
+    max_attempts: u32,
+    /// When this attempt began.
+    since: DateTime<Utc>,
+    /// `reply`: the command is out; `retry`: the next attempt is scheduled;
+    /// `operator`: out of budget, only an intervention moves it.
+    waiting_on: String,
+    /// When the reply deadline passes or the retry is sent; none when waiting on an operator.
+    fires_at: Option<DateTime<Utc>>,
+    /// The outbox id of this attempt's command, and when it was handed to its transport.
+    pub(crate) command_id: Option<Uuid>,
+    pub(crate) command_sent_at: Option<DateTime<Utc>>,
+}
+
+impl SagaDto {
+    pub(crate) fn from_record(r: SagaRecord) -> Self {
+        Self {
+            id: r.id.as_uuid(),
+            saga_type: r.saga_type,
+            business_key: r.business_key,
+            status: r.status,
+            current_step: r.current_step,
+            attempt: r.attempt,
+            step_since: r.step_since,
+            version: r.version,
+            input: r.input,
+            last_error: r.last_error,
+            next_wake_at: r.wake_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            waiting_for: None,
+            allowed_actions: None,
+            progress: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventDto {
+    seq: i64,
+    #[serde(rename = "type")]
+    event_type: String,
+    recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    data: Value,
+    /// The saga's state right after this event (with `with_state=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<StateDto>,
+}
+
+/// A saga's state at one point of its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StateDto {
+    status: String,
+    current_step: Option<String>,
+    attempt: Option<u32>,
+    next_wake_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    allowed_actions: Vec<String>,
+    waiting_for: Option<WaitingDto>,
+    #[schema(value_type = Object)]
+    progress: Value,
+}
+
+impl EventDto {
+    pub(crate) fn new(e: EventRecord, state: Option<StateDto>) -> Self {
+        Self {
+            seq: e.seq,
+            event_type: e.event_type,
+            recorded_at: e.recorded_at,
+            data: e.data,
+            state,
+        }
+    }
+}
+
+pub(crate) fn waiting_dto(s: &Snapshot) -> Option<WaitingDto> {
+    let w = s.explanation.waiting.as_ref()?;
+    let (waiting_on, fires_at) = match w.on {
+        WaitingOn::Reply { deadline } => ("reply", Some(deadline)),
+        WaitingOn::Retry { at } => ("retry", Some(at)),
+        WaitingOn::Operator => ("operator", None),
+    };
+    Some(WaitingDto {
+        step: w.step.into(),
+        participant: w.participant.into(),
+        attempt: w.attempt,
+        max_attempts: w.max_attempts,
+        since: w.since,
+        waiting_on: waiting_on.into(),
+        fires_at,
+        command_id: None,
+        command_sent_at: None,
+    })
+}
+
+pub(crate) fn state_dto(s: &Snapshot) -> StateDto {
+    StateDto {
+        status: s.view.status.as_str().into(),
+        current_step: s.view.step.map(Into::into),
+        attempt: s.view.attempt,
+        next_wake_at: s.view.wake_at,
+        last_error: s.view.last_error.clone(),
+        allowed_actions: s.allowed_actions.iter().map(|a| a.to_string()).collect(),
+        waiting_for: waiting_dto(s),
+        progress: s.explanation.progress.clone(),
+    }
+}
+
+pub(crate) fn etag(version: i64) -> (header::HeaderName, String) {
+    (header::ETAG, format!("\"{version}\""))
+}
+
+pub(crate) fn parse_id(raw: &str) -> Result<SagaId, ApiError> {
+    raw.parse().map_err(|_| no_saga(raw))
+}

@@ -1,0 +1,156 @@
+//! `GET /v1/sagas/{id}` (optionally waiting until it settles, with what it
+//! waits for) and `GET /v1/sagas/{id}/events` (optionally with the state
+//! after every event).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use sagaplane_orchestrator::ports::{SagaRecord, SUSPENDED_BY_SUPERVISOR};
+use sagaplane_sagas::Status;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::dto::{etag, parse_id, state_dto, waiting_dto, EventDto, SagaDto};
+use crate::auth::{Caller, Role};
+use crate::problem::{no_saga, ApiError, Problem};
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GetQuery {
+    /// Seconds to wait for the saga to settle (terminal or suspended); at most
+    /// the configured `http.max_wait_seconds`.
+    wait: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Also return the saga's state right after every event (time travel).
+    #[serde(default)]
+    with_state: bool,
+}
+
+/// One saga, with what it waits for and the actions allowed now; `?wait=N`
+/// long-polls until it settles.
+#[utoipa::path(
+    get, path = "/v1/sagas/{id}", tag = "sagas",
+    params(("id" = Uuid, Path, description = "Saga id"), GetQuery),
+    responses(
+        (status = 200, description = "The saga", body = SagaDto,
+         headers(("ETag" = String, description = "The saga's version, for If-Match"))),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saga", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_id(&path)?;
+    let record = match query.wait {
+        None | Some(0) => state.orchestrator.saga(id).await?,
+        Some(seconds) if seconds <= state.http.max_wait_seconds => {
+            state
+                .orchestrator
+                .wait_settled(id, Duration::from_secs(seconds))
+                .await?
+        }
+        Some(seconds) => {
+            return Err(ApiError::BadRequest(format!(
+                "wait must be at most {} seconds, got {seconds}",
+                state.http.max_wait_seconds
+            )))
+        }
+    };
+    let record = record.ok_or_else(|| no_saga(&id.to_string()))?;
+    let version = record.version;
+    let saga = detailed(&state, record).await?;
+    Ok(HttpResponse::Ok().insert_header(etag(version)).json(saga))
+}
+
+/// The saga with what it waits for. A terminal saga waits for nothing and
+/// allows nothing, so only an unsettled one has its history folded.
+pub(crate) async fn detailed(state: &AppState, record: SagaRecord) -> Result<SagaDto, ApiError> {
+    let terminal = Status::parse(&record.status).is_some_and(Status::is_terminal);
+    let id = record.id;
+    let mut saga = SagaDto::from_record(record);
+    if terminal {
+        saga.allowed_actions = Some(Vec::new());
+        return Ok(saga);
+    }
+    let Some(snapshot) = state.orchestrator.inspect(id).await? else {
+        return Err(no_saga(&id.to_string()));
+    };
+    let mut waiting = waiting_dto(&snapshot);
+    if let Some(w) = &mut waiting {
+        if let Some(c) = state.queries.command_for(id, &w.step, w.attempt).await? {
+            w.command_id = Some(c.message_id);
+            w.command_sent_at = c.sent_at;
+        }
+    }
+    saga.waiting_for = waiting;
+    saga.allowed_actions = Some(
+        snapshot
+            .allowed_actions
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+    );
+    saga.progress = Some(snapshot.explanation.progress);
+    Ok(saga)
+}
+
+/// The saga's history, oldest first; `with_state=true` adds the state right
+/// after every event.
+#[utoipa::path(
+    get, path = "/v1/sagas/{id}/events", tag = "sagas",
+    params(("id" = Uuid, Path, description = "Saga id"), EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = [EventDto]),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saga", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_id(&path)?;
+    let events = state.orchestrator.events(id).await?;
+    if events.is_empty() {
+        // Every saga has at least its start event.
+        return Err(no_saga(&path));
+    }
+    let events: Vec<EventDto> = if query.with_state {
+        let snapshots = state.orchestrator.replay(id).await?.unwrap_or_default();
+        // One snapshot per event of the saga's own; the supervisor's have none.
+        // An event appended between the two reads has none yet either.
+        let mut snapshots = snapshots.iter();
+        events
+            .into_iter()
+            .map(|e| {
+                let own = e.event_type != SUSPENDED_BY_SUPERVISOR;
+                let state = own.then(|| snapshots.next().map(state_dto)).flatten();
+                EventDto::new(e, state)
+            })
+            .collect()
+    } else {
+        events.into_iter().map(|e| EventDto::new(e, None)).collect()
+    };
+    Ok(HttpResponse::Ok().json(events))
+}

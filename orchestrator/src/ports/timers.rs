@@ -1,0 +1,36 @@
+//! Durable timers and the partition leases that divide them between nodes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sagaplane_sagas::SagaId;
+
+use super::error::StoreError;
+
+/// A saga whose timer is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub saga_id: SagaId,
+    pub saga_type: String,
+    pub wake_at: DateTime<Utc>,
+}
+
+/// Due timers and partition leases.
+#[async_trait]
+pub trait TimerStore: Send + Sync + 'static {
+    /// Sagas of the `partitions` (a bit set) whose wake-up time is at or
+    /// before `now`, most overdue first.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        partitions: u64,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+    /// Renews `node`'s partition leases for `ttl`, takes free or expired ones
+    /// up to a fair share of the live nodes, and gives back any above it; the
+    /// partitions it holds now, as a bit set.
+    async fn lease_partitions(
+        &self,
+        node: &str,
+        ttl: std::time::Duration,
+    ) -> Result<u64, StoreError>;
+}
