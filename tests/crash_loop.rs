@@ -6,106 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use sagaplane_adapters::{GroupCommit, PgEventStore};
-use sagaplane_orchestrator::ports::{OutboxMessage, SUSPENDED_BY_SUPERVISOR};
+use sagaplane_orchestrator::ports::SUSPENDED_BY_SUPERVISOR;
+use sagaplane_orchestrator::testing::{Fragile, RecordingTransport};
 use sagaplane_orchestrator::{
-    ActorError, EventStore, Handled, Inbound, Orchestrator, OrchestratorConfig, PublishError,
-    StartOutcome, Transport,
+    ActorError, EventStore, Handled, Inbound, Orchestrator, OrchestratorConfig, StartOutcome,
+    SystemClock,
 };
-use sagaplane_sagas::{
-    Command, Explanation, FieldError, Input, Outcome, Rejection, Reply, Saga, SagaId, Status, View,
-};
-use serde::{Deserialize, Serialize};
+use sagaplane_sagas::{Outcome, Reply, SagaId};
 use serde_json::json;
 
 use crate::helpers::fresh_database_url;
-
-/// A saga that starts fine and panics on every reply.
-#[derive(Clone)]
-struct Fragile {
-    started: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Nothing {}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum FragileEvent {
-    Started,
-}
-
-impl Saga for Fragile {
-    const TYPE: &'static str = "fragile";
-    type Start = Nothing;
-    type Event = FragileEvent;
-
-    fn new(_id: SagaId) -> Self {
-        Fragile { started: false }
-    }
-
-    fn decide(&self, input: Input<Nothing>) -> Result<Vec<FragileEvent>, Rejection> {
-        match input {
-            Input::Start { .. } => Ok(vec![FragileEvent::Started]),
-            Input::Reply(reply) => panic!("cannot handle a reply for {}", reply.step),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    fn evolve(mut self, _event: &FragileEvent) -> Self {
-        self.started = true;
-        self
-    }
-
-    fn commands(&self, _event: &FragileEvent) -> Vec<Command> {
-        Vec::new()
-    }
-
-    fn destinations() -> Vec<(&'static str, &'static str)> {
-        Vec::new()
-    }
-
-    fn view(&self) -> View {
-        View {
-            status: Status::Running,
-            step: Some("wait"),
-            attempt: Some(1),
-            step_since: None,
-            wake_at: None,
-            last_error: None,
-        }
-    }
-
-    fn event_type(_event: &FragileEvent) -> &'static str {
-        "Started"
-    }
-
-    fn validate(_start: &Nothing) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-
-    fn allowed_actions(&self) -> Vec<&'static str> {
-        vec!["cancel"]
-    }
-
-    fn explain(&self) -> Explanation {
-        Explanation {
-            waiting: None,
-            progress: json!({}),
-        }
-    }
-}
-
-/// Takes every command (the fragile saga sends none).
-struct Accept;
-
-#[async_trait]
-impl Transport for Accept {
-    async fn publish(&self, _messages: &[OutboxMessage]) -> Result<(), PublishError> {
-        Ok(())
-    }
-}
 
 fn reply(saga: SagaId, message: &str) -> Inbound {
     Inbound {
@@ -134,7 +46,8 @@ async fn a_saga_that_keeps_panicking_is_suspended_and_the_rest_carries_on() {
         crash_window: Duration::from_secs(60),
         ..OrchestratorConfig::default()
     };
-    let orchestrator = Orchestrator::builder(store.clone(), Arc::new(Accept), config)
+    let transport = RecordingTransport::new(Arc::new(SystemClock));
+    let orchestrator = Orchestrator::builder(store.clone(), Arc::new(transport), config)
         .register::<Fragile>()
         .start();
     let start = |key: &'static str| {

@@ -11,10 +11,7 @@ use async_trait::async_trait;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
 use tokio::sync::mpsc;
 
-pub use participants::{SimulatedParticipants, SimulatorSettings};
-
-/// The channel name inbound replies carry.
-pub const CHANNEL: &str = "in-process";
+pub use participants::{SimulatedParticipants, SimulatorSettings, CHANNEL};
 
 pub struct InProcessTransport {
     tx: mpsc::UnboundedSender<OutboxMessage>,

@@ -15,7 +15,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use super::CHANNEL;
+/// The channel name the simulated participants' replies carry.
+pub const CHANNEL: &str = "in-process";
+
 
 /// How the simulated participants behave; every rule is a prefix or a bound.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
