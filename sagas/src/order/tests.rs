@@ -191,10 +191,17 @@ fn start_is_refused_when_the_order_is_invalid_or_already_started() {
 #[test]
 fn inputs_before_start_are_refused() {
     let saga = OrderSaga::new(SagaId::from_uuid(Uuid::nil()));
-    assert_eq!(
-        saga.decide(Input::Wake { now: t0() }),
-        Err(Rejection::NotStarted)
-    );
+    assert_eq!(saga.allowed_actions(), Vec::<&str>::new());
+    for input in every_input(t0()) {
+        if matches!(input, Input::Start { .. }) {
+            continue;
+        }
+        assert_eq!(
+            saga.decide(input.clone()),
+            Err(Rejection::NotStarted),
+            "{input:?}"
+        );
+    }
 }
 
 #[test]
@@ -366,16 +373,100 @@ fn duplicate_late_and_foreign_replies_change_nothing() {
     assert_eq!(h.state, before);
 }
 
+/// Every operator action there is.
+fn every_action() -> [ActionKind; 6] {
+    [
+        ActionKind::Retry,
+        ActionKind::Skip {
+            assume: Assume::Succeeded,
+        },
+        ActionKind::Skip {
+            assume: Assume::Failed,
+        },
+        ActionKind::Compensate,
+        ActionKind::Resume,
+        ActionKind::Cancel,
+    ]
+}
+
+/// One input of every kind: a start, a reply for each step, attempt and
+/// outcome, a timer firing and each operator action.
+fn every_input(now: DateTime<Utc>) -> Vec<Input<OrderInput>> {
+    let mut inputs = vec![
+        Input::Start {
+            start: order(),
+            policy: policy(),
+            now,
+        },
+        Input::Wake { now },
+    ];
+    for step in Step::ALL {
+        for attempt in 1..=3 {
+            for outcome in [Outcome::Succeeded, refused("no"), failed("flaky")] {
+                inputs.push(Input::Reply(Reply {
+                    step: step.name().into(),
+                    attempt,
+                    outcome,
+                    at: now,
+                }));
+            }
+        }
+    }
+    for kind in every_action() {
+        let action = Action {
+            kind,
+            operator: "ops@example.com".into(),
+            reason: "incident 42".into(),
+        };
+        inputs.push(Input::Operator { action, now });
+    }
+    inputs
+}
+
+/// How a terminal saga with `status` refuses `input`.
+fn terminal_refusal(status: Status, input: &Input<OrderInput>) -> Rejection {
+    match input {
+        Input::Start { .. } => Rejection::AlreadyStarted,
+        Input::Operator { action, .. } => Rejection::NotAllowed {
+            action: action.kind.name(),
+            status,
+            allowed: Vec::new(),
+        },
+        Input::Reply(_) | Input::Wake { .. } => Rejection::Terminal(status),
+    }
+}
+
 #[test]
 fn a_terminal_saga_refuses_every_input() {
-    let mut h = Harness::started();
-    h.ok(Step::ReserveInventory);
-    h.ok(Step::ChargePayment);
-    h.ok(Step::ConfirmOrder);
-    assert_eq!(
-        h.state.decide(Input::Wake { now: t0() }),
-        Err(Rejection::Terminal(Status::Completed))
-    );
+    let mut completed = Harness::started();
+    completed.ok(Step::ReserveInventory);
+    completed.ok(Step::ChargePayment);
+    completed.ok(Step::ConfirmOrder);
+    let mut compensated = Harness::started();
+    compensated
+        .reply(Step::ReserveInventory, 1, refused("out of stock"))
+        .unwrap();
+    compensated.ok(Step::CancelOrder);
+    let mut cancelled = Harness::started();
+    cancelled.ok(Step::ReserveInventory);
+    cancelled.act(ActionKind::Cancel).unwrap();
+
+    for (h, status) in [
+        (completed, Status::Completed),
+        (compensated, Status::Compensated),
+        (cancelled, Status::Cancelled),
+    ] {
+        assert_eq!(h.state.status(), status);
+        assert_eq!(h.state.allowed_actions(), Vec::<&str>::new());
+        // Long after every deadline the saga ever had.
+        for input in every_input(h.now + Duration::hours(1)) {
+            assert_eq!(
+                h.state.decide(input.clone()),
+                Err(terminal_refusal(status, &input)),
+                "{status}: {input:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -632,14 +723,10 @@ proptest! {
                 Op::Repeat(_) => continue,
             };
             inputs.push(input.clone());
-            let sent_before = h.commands.len();
+            let expected = terminal_at.map(|_| terminal_refusal(h.state.status(), &input));
             let result = h.when(input);
-            if let Some(at) = terminal_at {
-                prop_assert!(
-                    matches!(result, Err(Rejection::Terminal(_) | Rejection::NotAllowed { .. })),
-                    "input accepted after terminal at {at}"
-                );
-                prop_assert_eq!(h.commands.len(), sent_before);
+            if let (Some(at), Some(expected)) = (terminal_at, expected) {
+                prop_assert_eq!(result, Err(expected), "input after terminal at {}", at);
             }
             if h.state.status().is_terminal() && terminal_at.is_none() {
                 terminal_at = Some(h.history.len());
