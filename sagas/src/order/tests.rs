@@ -161,8 +161,9 @@ fn happy_path_runs_the_three_steps_and_completes() {
         h.command_steps(),
         ["reserve-inventory", "charge-payment", "confirm-order"]
     );
-    let key = &h.commands[1].idempotency_key;
-    assert_eq!(key, &format!("{}:charge-payment", h.state.id()));
+    for c in &h.commands {
+        assert_eq!(c.idempotency_key, format!("{}:{}", h.state.id(), c.step));
+    }
     assert_eq!(h.state.view().step, None);
 }
 
@@ -287,7 +288,9 @@ fn transient_failure_is_retried_after_backoff_with_the_same_key() {
     h.wake_after(200);
     assert_eq!(h.commands.len(), 2);
     assert_eq!(h.commands[1].attempt, 2);
-    assert_eq!(h.commands[0].idempotency_key, h.commands[1].idempotency_key);
+    let key = format!("{}:reserve-inventory", h.state.id());
+    assert_eq!(h.commands[0].idempotency_key, key);
+    assert_eq!(h.commands[1].idempotency_key, key);
     h.ok(Step::ReserveInventory);
     assert_eq!(h.state.pending().unwrap().step, Step::ChargePayment);
 }
@@ -806,10 +809,15 @@ proptest! {
             prop_assert!(undone.is_empty());
         }
 
-        // Commands of one step are attempts 1, 2, … sharing one key.
+        // Commands of one step are attempts 1, 2, … sharing one key, `<saga id>:<step>`.
         for step in Step::ALL {
-            let attempts: Vec<u32> = h.commands.iter().filter(|c| c.step == step.name()).map(|c| c.attempt).collect();
+            let sent: Vec<&Command> = h.commands.iter().filter(|c| c.step == step.name()).collect();
+            let attempts: Vec<u32> = sent.iter().map(|c| c.attempt).collect();
             prop_assert!(attempts.iter().enumerate().all(|(i, a)| *a == i as u32 + 1), "{:?}: {:?}", step, attempts);
+            let key = format!("{}:{}", h.state.id(), step.name());
+            for c in sent {
+                prop_assert_eq!(&c.idempotency_key, &key);
+            }
         }
     }
 }
