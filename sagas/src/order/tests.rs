@@ -514,9 +514,32 @@ fn a_terminal_saga_refuses_every_input() {
 
 #[test]
 fn events_round_trip_through_json() {
-    let mut h = Harness::started();
-    h.reply(Step::ReserveInventory, 1, failed("x")).unwrap();
-    for e in &h.history {
+    let mut compensated = Harness::started();
+    compensated
+        .reply(Step::ReserveInventory, 1, failed("x"))
+        .unwrap();
+    compensated.wake_after(200);
+    compensated.ok(Step::ReserveInventory);
+    compensated.ok(Step::ChargePayment);
+    compensated
+        .reply(Step::ConfirmOrder, 1, refused("no"))
+        .unwrap();
+    compensated.ok(Step::RefundPayment);
+    compensated.ok(Step::ReleaseInventory);
+    compensated.ok(Step::CancelOrder);
+    let mut completed = Harness::started();
+    completed.ok(Step::ReserveInventory);
+    completed.ok(Step::ChargePayment);
+    completed.ok(Step::ConfirmOrder);
+    let mut cancelled = Harness::started();
+    cancelled.act(ActionKind::Cancel).unwrap();
+
+    let history = [compensated.history, completed.history, cancelled.history].concat();
+    let mut kinds: Vec<&str> = history.iter().map(|e| e.kind.name()).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), 11, "every kind of event: {kinds:?}");
+    for e in &history {
         let json = serde_json::to_value(e).unwrap();
         assert_eq!(json["type"], e.kind.name());
         let back: OrderEvent = serde_json::from_value(json).unwrap();
@@ -776,8 +799,10 @@ proptest! {
             }
         }
 
-        // Folding the history rebuilds the same state.
-        let rebuilt = h.history.iter().fold(OrderSaga::new(h.state.id()), |s, e| s.evolve(e));
+        // Folding the history as stored (JSON) rebuilds the same state.
+        let stored = serde_json::to_string(&h.history).unwrap();
+        let stored: Vec<OrderEvent> = serde_json::from_str(&stored).unwrap();
+        let rebuilt = stored.iter().fold(OrderSaga::new(h.state.id()), |s, e| s.evolve(e));
         prop_assert_eq!(&rebuilt, &h.state);
 
         // No compensation step succeeds twice, and compensation happens once.
