@@ -6,7 +6,7 @@
 //!   ([`Input`], [`Reply`]), what it asks the outside world to do ([`Command`]) and
 //!   why it may refuse an input ([`Rejection`]).
 //! - [`action`]: what an operator may ask a saga to do ([`Action`],
-//!   [`ActionKind`]).
+//!   [`ActionKind`]) and the one list of those actions' names ([`ActionName`]).
 //! - [`order`]: the shipped order-fulfilment saga (reserve inventory → charge
 //!   payment → confirm, compensated in reverse).
 //!
@@ -18,7 +18,7 @@ mod ids;
 pub mod order;
 pub mod saga;
 
-pub use action::{Action, ActionKind, Assume};
+pub use action::{Action, ActionKind, ActionName, Assume};
 pub use ids::SagaId;
 pub use saga::{
     Command, Explanation, FieldError, Input, Outcome, Policy, Rejection, Reply, RetryPolicy, Saga,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 // They lived here first: `saga::ActionKind` and the like keep working.
-pub use crate::action::{Action, ActionKind, Assume};
+pub use crate::action::{Action, ActionKind, ActionName, Assume};
 use crate::SagaId;
 
 /// A saga definition: a pure state machine.
