@@ -7,6 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+// They lived here first: `saga::ActionKind` and the like keep working.
+pub use crate::action::{Action, ActionKind, ActionName, Assume};
 use crate::SagaId;
 
 /// A saga definition: a pure state machine.
@@ -61,49 +63,6 @@ pub enum Input<S> {
         action: Action,
         now: DateTime<Utc>,
     },
-}
-
-/// An operator's intervention, with who asked and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Action {
-    pub kind: ActionKind,
-    pub operator: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum ActionKind {
-    /// Send the current step again now, as one more attempt.
-    Retry,
-    /// Take the current step as done with the given result, without its participant.
-    Skip { assume: Assume },
-    /// Stop going forward and compensate now.
-    Compensate,
-    /// Continue a suspended saga: send its failed compensation step once more.
-    Resume,
-    /// Stop the saga where it is, without compensation.
-    Cancel,
-}
-
-/// The result an operator supplies for a skipped step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Assume {
-    Succeeded,
-    Failed,
-}
-
-impl ActionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Retry => "retry",
-            ActionKind::Skip { .. } => "skip",
-            ActionKind::Compensate => "compensate",
-            ActionKind::Resume => "resume",
-            ActionKind::Cancel => "cancel",
-        }
-    }
 }
 
 /// A participant's answer to a command.

@@ -26,8 +26,8 @@ pub use state::{OrderSaga, Pending, Wait};
 pub use steps::Step;
 
 use crate::{
-    Action, ActionKind, Assume, Command, Explanation, FieldError, Input, Outcome, Rejection, Reply,
-    Saga, SagaId, Status, View, Waiting, WaitingOn,
+    Action, ActionKind, ActionName, Assume, Command, Explanation, FieldError, Input, Outcome,
+    Rejection, Reply, Saga, SagaId, Status, View, Waiting, WaitingOn,
 };
 
 impl Saga for OrderSaga {
@@ -120,15 +120,7 @@ impl Saga for OrderSaga {
     }
 
     fn allowed_actions(&self) -> Vec<&'static str> {
-        if self.started.is_none() {
-            return Vec::new();
-        }
-        match self.status {
-            Status::Running => vec!["retry", "skip", "compensate", "cancel"],
-            Status::Compensating => vec!["retry", "skip", "cancel"],
-            Status::Suspended => vec!["retry", "skip", "resume", "cancel"],
-            Status::Completed | Status::Compensated | Status::Cancelled => Vec::new(),
-        }
+        self.allowed().iter().map(|a| a.as_str()).collect()
     }
 
     fn explain(&self) -> Explanation {
@@ -169,6 +161,20 @@ impl Saga for OrderSaga {
 }
 
 impl OrderSaga {
+    /// The operator actions that make sense now.
+    fn allowed(&self) -> &'static [ActionName] {
+        use ActionName::{Cancel, Compensate, Resume, Retry, Skip};
+        if self.started.is_none() {
+            return &[];
+        }
+        match self.status {
+            Status::Running => &[Retry, Skip, Compensate, Cancel],
+            Status::Compensating => &[Retry, Skip, Cancel],
+            Status::Suspended => &[Retry, Skip, Resume, Cancel],
+            Status::Completed | Status::Compensated | Status::Cancelled => &[],
+        }
+    }
+
     fn on_reply(&self, reply: Reply) -> Result<Vec<OrderEvent>, Rejection> {
         let unexpected = || Rejection::UnexpectedReply {
             step: reply.step.clone(),
@@ -211,14 +217,13 @@ impl OrderSaga {
         if !invalid.is_empty() {
             return Err(Rejection::Invalid(invalid));
         }
-        let allowed = self.allowed_actions();
-        let name = action.kind.name();
+        let name = action.kind.action_name();
         // Every status that allows an action has a step in hand.
-        let Some(p) = self.pending.filter(|_| allowed.contains(&name)) else {
+        let Some(p) = self.pending.filter(|_| self.allowed().contains(&name)) else {
             return Err(Rejection::NotAllowed {
-                action: name,
+                action: name.as_str(),
                 status: self.status,
-                allowed,
+                allowed: self.allowed_actions(),
             });
         };
         let reason = format!("operator {}: {}", action.operator, action.reason);
