@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::{Method, StatusCode};
+use sagaplane_sagas::ActionName;
 use serde_json::{json, Value};
 
 /// Where the API is and who is calling.
@@ -236,11 +237,11 @@ pub async fn sagas(remote: Remote, command: SagasCommand) -> anyhow::Result<()> 
                 .await?;
             return print(json, &stats, print_stats);
         }
-        SagasCommand::Retry(a) => ("retry", a, None),
-        SagasCommand::Skip { action, assume } => ("skip", action, Some(assume)),
-        SagasCommand::Compensate(a) => ("compensate", a, None),
-        SagasCommand::Resume(a) => ("resume", a, None),
-        SagasCommand::Cancel(a) => ("cancel", a, None),
+        SagasCommand::Retry(a) => (ActionName::Retry, a, None),
+        SagasCommand::Skip { action, assume } => (ActionName::Skip, action, Some(assume)),
+        SagasCommand::Compensate(a) => (ActionName::Compensate, a, None),
+        SagasCommand::Resume(a) => (ActionName::Resume, a, None),
+        SagasCommand::Cancel(a) => (ActionName::Cancel, a, None),
     };
     let mut body = json!({ "reason": args.reason });
     if let Some(assume) = assume {

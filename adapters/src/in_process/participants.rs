@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 /// The channel name the simulated participants' replies carry.
 pub const CHANNEL: &str = "in-process";
 
-
 /// How the simulated participants behave; every rule is a prefix or a bound.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

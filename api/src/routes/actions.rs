@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sagaplane_orchestrator::{ActionReport, ActorError};
-use sagaplane_sagas::{Action, ActionKind, Assume, FieldError, Rejection};
+use sagaplane_sagas::{Action, ActionKind, ActionName, Assume, FieldError, Rejection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -223,36 +223,37 @@ fn result(report: ActionReport, saga: Option<SagaDto>) -> ActionResult {
 }
 
 fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiError> {
-    let kind = match name {
-        "retry" => ActionKind::Retry,
-        "compensate" => ActionKind::Compensate,
-        "resume" => ActionKind::Resume,
-        "cancel" => ActionKind::Cancel,
-        "skip" => {
-            let assume = match assume {
-                Some(AssumeDto::Succeeded) => Assume::Succeeded,
-                Some(AssumeDto::Failed) => Assume::Failed,
-                None => {
-                    return Err(ApiError::Invalid(vec![FieldError::new(
-                        "assume",
-                        "skip needs the result to assume: `succeeded` or `failed`",
-                    )]))
-                }
-            };
-            return Ok(ActionKind::Skip { assume });
-        }
-        other => {
-            return Err(ApiError::NotFound(format!(
-                "there is no action `{other}`; actions: retry, skip, compensate, resume, cancel"
-            )))
-        }
+    let Some(name) = ActionName::parse(name) else {
+        let names: Vec<&str> = ActionName::ALL.iter().map(|a| a.as_str()).collect();
+        return Err(ApiError::NotFound(format!(
+            "there is no action `{name}`; actions: {}",
+            names.join(", ")
+        )));
     };
-    if assume.is_some() {
-        return Err(ApiError::Invalid(vec![FieldError::new(
-            "assume",
-            "only `skip` takes a result to assume",
-        )]));
-    }
+    let kind = match (name, assume) {
+        (ActionName::Skip, Some(AssumeDto::Succeeded)) => ActionKind::Skip {
+            assume: Assume::Succeeded,
+        },
+        (ActionName::Skip, Some(AssumeDto::Failed)) => ActionKind::Skip {
+            assume: Assume::Failed,
+        },
+        (ActionName::Skip, None) => {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "assume",
+                "skip needs the result to assume: `succeeded` or `failed`",
+            )]))
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "assume",
+                "only `skip` takes a result to assume",
+            )]))
+        }
+        (ActionName::Retry, None) => ActionKind::Retry,
+        (ActionName::Compensate, None) => ActionKind::Compensate,
+        (ActionName::Resume, None) => ActionKind::Resume,
+        (ActionName::Cancel, None) => ActionKind::Cancel,
+    };
     Ok(kind)
 }
 
