@@ -7,27 +7,13 @@ use std::future::{ready, Ready};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+pub use crate::configuration::{Role, TokenSettings};
 use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
-/// What a token may do. `operator` includes `viewer`, `admin` includes
-/// `operator`; `starter` only starts sagas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Start sagas (`POST /v1/sagas`): participant-facing services.
-    Starter,
-    /// Read sagas, their history, stats and metrics.
-    Viewer,
-    /// Viewer, and act on sagas.
-    Operator,
-    /// Operator, and handle dead letters.
-    Admin,
-}
-
+/// What each role grants; [`Role`] itself is a configuration type.
 impl Role {
     fn grants(self, needed: Role) -> bool {
         use Role::*;
@@ -47,26 +33,6 @@ impl Role {
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
-    }
-}
-
-/// One configured access token.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettings {
-    /// Who holds it; recorded as the actor of every intervention made with it.
-    pub name: String,
-    pub token: String,
-    pub roles: Vec<Role>,
-}
-
-impl std::fmt::Debug for TokenSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSettings")
-            .field("name", &self.name)
-            .field("token", &"<redacted>")
-            .field("roles", &self.roles)
-            .finish()
     }
 }
 

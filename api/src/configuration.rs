@@ -15,7 +15,6 @@ use sagaplane_adapters::{
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
 
-use crate::auth::TokenSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +112,41 @@ impl Default for ClusterSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
+}
+
+/// One configured access token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds it; recorded as the actor of every intervention made with it.
+    pub name: String,
+    pub token: String,
+    pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// What a token may do. `operator` includes `viewer`, `admin` includes
+/// `operator`; `starter` only starts sagas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Start sagas (`POST /v1/sagas`): participant-facing services.
+    Starter,
+    /// Read sagas, their history, stats and metrics.
+    Viewer,
+    /// Viewer, and act on sagas.
+    Operator,
+    /// Operator, and handle dead letters.
+    Admin,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,27 +12,16 @@ use sagaplane_adapters::{
     EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
     ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
-use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator, Transport};
+use sagaplane_orchestrator::{Metrics, Orchestrator, Transport};
 use sagaplane_sagas::order::OrderSaga;
 use sagaplane_sagas::Saga;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::TokenSettings;
-use crate::configuration::{HttpSettings, IngressSettings, Settings};
+use crate::configuration::Settings;
 use crate::problem::ApiError;
 use crate::routes;
-
-/// What every request handler can reach.
-pub(crate) struct AppState {
-    pub orchestrator: Orchestrator,
-    pub queries: Arc<dyn OperatorQueries>,
-    pub tokens: Vec<TokenSettings>,
-    pub ingress: IngressSettings,
-    pub http: HttpSettings,
-    pub saga_types: Vec<&'static str>,
-    pub exposition: routes::Exposition,
-}
+use crate::state::AppState;
 
 pub struct Application {
     port: u16,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::sagas::{actor_error, detailed, etag, parse_id, SagaDto};
 use crate::auth::{Caller, Role};
 use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Why the operator acts, and for `skip` the result to assume.
 #[derive(Debug, Deserialize, ToSchema)]

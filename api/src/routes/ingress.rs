@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::sagas::actor_error;
 use crate::problem::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The channel name of replies that came this way.
 pub(crate) const CHANNEL: &str = "eventbridge";

@@ -11,7 +11,7 @@ use sagaplane_orchestrator::Metrics;
 
 use crate::auth::{Caller, Role};
 use crate::problem::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::problem::{no_nul, parse_body, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const MAX_BUSINESS_KEY_LEN: usize = 200;
 pub(crate) const MAX_PAGE: i64 = 500;

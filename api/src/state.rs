@@ -1,0 +1,23 @@
+//! [`AppState`]: what every request handler can reach. The composition root
+//! ([`crate::startup`]) builds it and the routes read it; it imports neither,
+//! only the settings it holds.
+
+use std::sync::Arc;
+
+use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
+
+use crate::configuration::{HttpSettings, IngressSettings, TokenSettings};
+
+/// What every request handler can reach.
+pub(crate) struct AppState {
+    pub orchestrator: Orchestrator,
+    pub queries: Arc<dyn OperatorQueries>,
+    pub tokens: Vec<TokenSettings>,
+    pub ingress: IngressSettings,
+    pub http: HttpSettings,
+    pub saga_types: Vec<&'static str>,
+    /// `/metrics`' registry and gauges. The one name from above: the type is
+    /// still defined beside the handler that reads its private fields
+    /// (`routes/metrics.rs`), so it is named by path rather than moved here.
+    pub exposition: crate::routes::Exposition,
+}
