@@ -1,6 +1,8 @@
 //! Bearer tokens with roles. With no tokens configured the API is open (the
 //! local default, warned about at start); once any token is configured every
 //! route but health, `/openapi.json` and `/docs` needs one with the right role.
+//! An app that was not given its tokens ([`AccessTokens`]) refuses every
+//! request that needs a [`Caller`] (500): authentication fails closed.
 
 use std::future::{ready, Ready};
 
@@ -11,7 +13,6 @@ use subtle::ConstantTimeEq;
 
 pub use crate::configuration::{Role, TokenSettings};
 use crate::problem::ApiError;
-use crate::state::AppState;
 
 /// What each role grants; [`Role`] itself is a configuration type.
 impl Role {
@@ -35,6 +36,10 @@ impl Role {
         }
     }
 }
+
+/// The configured tokens, registered as app data (beside `AppState`) by the
+/// composition root; [`Caller`] reads them. Empty: access control is off.
+pub(crate) struct AccessTokens(pub Vec<TokenSettings>);
 
 /// Who made a request. Taking it as a handler argument authenticates the
 /// request; [`Caller::require`] then authorises it.
@@ -96,20 +101,25 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let tokens = req
-            .app_data::<web::Data<AppState>>()
-            .map(|s| s.tokens.as_slice())
-            .unwrap_or_default();
+        // No tokens registered is a broken set-up, not an open API.
+        let Some(tokens) = req.app_data::<web::Data<AccessTokens>>() else {
+            return ready(Err(ApiError::Internal(anyhow::anyhow!(
+                "the app has no access tokens registered, so no request is let through"
+            ))));
+        };
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        ready(authenticate(tokens, presented))
+        ready(authenticate(&tokens.0, presented))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{test as http, App};
+
     use super::*;
 
     fn tokens() -> Vec<TokenSettings> {
@@ -162,5 +172,56 @@ mod tests {
         let open = authenticate(&[], None).unwrap();
         assert!(!open.authenticated());
         assert!(open.require(Role::Admin).is_ok());
+    }
+
+    /// A `GET /` answering with the caller's name, on an app with `tokens`
+    /// registered (or none at all).
+    async fn call(
+        tokens: Option<Vec<TokenSettings>>,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut app = App::new();
+        if let Some(tokens) = tokens {
+            app = app.app_data(web::Data::new(AccessTokens(tokens)));
+        }
+        let app = http::init_service(app.route(
+            "/",
+            web::get().to(|caller: Caller| async move { caller.name }),
+        ))
+        .await;
+        let mut request = http::TestRequest::get().uri("/");
+        if let Some(value) = authorization {
+            request = request.insert_header((header::AUTHORIZATION, value));
+        }
+        let response = http::call_service(&app, request.to_request()).await;
+        let status = response.status();
+        let body = http::read_body(response).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn an_app_without_its_tokens_refuses_every_request() {
+        for authorization in [None, Some("Bearer op-secret")] {
+            let (status, body) = call(None, authorization).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!body.contains("anonymous"), "{body}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn no_tokens_is_open_and_configured_tokens_are_required() {
+        assert_eq!(
+            call(Some(vec![]), None).await,
+            (StatusCode::OK, "anonymous".into())
+        );
+        assert_eq!(call(Some(tokens()), None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            call(Some(tokens()), Some("Bearer wrong")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(Some(tokens()), Some("Bearer op-secret")).await,
+            (StatusCode::OK, "ops".into())
+        );
     }
 }

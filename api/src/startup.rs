@@ -18,6 +18,7 @@ use sagaplane_sagas::Saga;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::AccessTokens;
 use crate::configuration::Settings;
 use crate::problem::ApiError;
 use crate::routes;
@@ -88,16 +89,17 @@ impl Application {
         let state = web::Data::new(AppState {
             orchestrator: orchestrator.clone(),
             queries: store,
-            tokens: settings.auth.tokens.clone(),
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
             saga_types: known.to_vec(),
             exposition: routes::Exposition::new(orchestrator.metrics()),
         });
+        let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
         let max_body = settings.http.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(tokens.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
 
-use crate::configuration::{HttpSettings, IngressSettings, TokenSettings};
+use crate::configuration::{HttpSettings, IngressSettings};
 
-/// What every request handler can reach.
+/// What every request handler can reach (the access tokens are app data of
+/// their own, [`crate::auth::AccessTokens`]).
 pub(crate) struct AppState {
     pub orchestrator: Orchestrator,
     pub queries: Arc<dyn OperatorQueries>,
-    pub tokens: Vec<TokenSettings>,
     pub ingress: IngressSettings,
     pub http: HttpSettings,
     pub saga_types: Vec<&'static str>,
