@@ -9,6 +9,7 @@ use std::future::{ready, Ready};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 pub use crate::configuration::{Role, TokenSettings};
@@ -85,7 +86,8 @@ pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result
         })?;
     let mut found = None;
     for t in tokens {
-        if bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())) && found.is_none() {
+        let token = t.token.expose_secret().as_bytes();
+        if bool::from(token.ct_eq(presented.as_bytes())) && found.is_none() {
             found = Some(t);
         }
     }
