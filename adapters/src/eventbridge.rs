@@ -13,6 +13,7 @@ use aws_sdk_eventbridge::config::{Credentials, Region};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use sagaplane_orchestrator::codec;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ const MAX_ENTRIES: usize = 10;
 const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// Where and how commands go to EventBridge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventBridgeSettings {
     /// The event bus commands are put on.
@@ -36,7 +37,8 @@ pub struct EventBridgeSettings {
     /// Fixed credentials, for a local emulator; empty: the standard AWS chain
     /// (environment, profile, IAM role).
     pub access_key_id: String,
-    pub secret_access_key: String,
+    #[serde(serialize_with = "crate::servicebus::serialize_redacted")]
+    pub secret_access_key: SecretString,
 }
 
 impl Default for EventBridgeSettings {
@@ -47,7 +49,7 @@ impl Default for EventBridgeSettings {
             endpoint_url: String::new(),
             source: codec::COMMAND_SOURCE.into(),
             access_key_id: String::new(),
-            secret_access_key: String::new(),
+            secret_access_key: SecretString::default(),
         }
     }
 }
@@ -62,7 +64,7 @@ impl EventBridgeTransport {
         let credentials = (!settings.access_key_id.is_empty()).then(|| {
             Credentials::new(
                 &settings.access_key_id,
-                &settings.secret_access_key,
+                settings.secret_access_key.expose_secret(),
                 None,
                 None,
                 "sagaplane-settings",

@@ -31,7 +31,8 @@ use sagaplane_orchestrator::codec;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
 use sagaplane_orchestrator::{Handled, Orchestrator};
 use sagaplane_sagas::SagaId;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -41,8 +42,25 @@ pub const CHANNEL: &str = "servicebus";
 /// A request that takes longer than this has failed (transiently).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Serializes a secret of the settings as `"<redacted>"`, or `""` when it is
+/// empty: [`SecretString`] has no `Serialize`, and the settings' defaults are
+/// read serialized (figment), where an empty secret must stay empty. What comes
+/// out is for showing, not for reading back. Used by every secret of the
+/// settings, the EventBridge and API ones too.
+pub fn serialize_redacted<S: Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let shown = if secret.expose_secret().is_empty() {
+        ""
+    } else {
+        "<redacted>"
+    };
+    serializer.serialize_str(shown)
+}
+
 /// The namespace, its credentials, and where each participant's commands go.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceBusSettings {
     /// The namespace: `NAME` of `NAME.servicebus.windows.net`.
@@ -50,7 +68,8 @@ pub struct ServiceBusSettings {
     /// The shared access policy (`skn`) requests are signed with.
     pub policy: String,
     /// That policy's key.
-    pub key: String,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub key: SecretString,
     /// Where requests go instead of `https://NAME.servicebus.windows.net`
     /// (a local stand-in, e.g. `http://127.0.0.1:5300`); empty: Azure.
     pub endpoint: String,
@@ -68,26 +87,12 @@ impl Default for ServiceBusSettings {
         Self {
             namespace: String::new(),
             policy: "RootManageSharedAccessKey".into(),
-            key: String::new(),
+            key: SecretString::default(),
             endpoint: String::new(),
             entity: "sagaplane-commands".into(),
             entities: BTreeMap::new(),
             max_in_flight: 32,
         }
-    }
-}
-
-impl std::fmt::Debug for ServiceBusSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceBusSettings")
-            .field("namespace", &self.namespace)
-            .field("policy", &self.policy)
-            .field("key", &"<redacted>")
-            .field("endpoint", &self.endpoint)
-            .field("entity", &self.entity)
-            .field("entities", &self.entities)
-            .field("max_in_flight", &self.max_in_flight)
-            .finish()
     }
 }
 
@@ -116,7 +121,7 @@ impl ServiceBusSettings {
             &self.namespace,
             entity,
             &self.policy,
-            self.key.clone(),
+            self.key.expose_secret().to_owned(),
         )
         .map_err(|e| format!("Service Bus client for `{entity}`: {e}"))
     }
@@ -128,7 +133,7 @@ impl ServiceBusSettings {
             &self.namespace,
             topic,
             &self.policy,
-            self.key.clone(),
+            self.key.expose_secret().to_owned(),
         )
         .map_err(|e| format!("Service Bus client for `{topic}`: {e}"))
     }
@@ -177,7 +182,7 @@ pub struct ServiceBusTransport {
 
 impl ServiceBusTransport {
     pub fn new(settings: ServiceBusSettings) -> Result<Self, String> {
-        if settings.namespace.is_empty() || settings.key.is_empty() {
+        if settings.namespace.is_empty() || settings.key.expose_secret().is_empty() {
             return Err(
                 "[transports.servicebus] needs `namespace` and `key` (and `policy`)".into(),
             );
@@ -330,7 +335,7 @@ impl ServiceBusReceiver {
         settings: ServiceBusReceiverSettings,
         orchestrator: Orchestrator,
     ) -> Result<Self, String> {
-        if connection.namespace.is_empty() || connection.key.is_empty() {
+        if connection.namespace.is_empty() || connection.key.expose_secret().is_empty() {
             return Err(
                 "[ingress.servicebus] needs [transports.servicebus] with `namespace` and `key`"
                     .into(),

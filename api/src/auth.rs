@@ -1,33 +1,21 @@
 //! Bearer tokens with roles. With no tokens configured the API is open (the
 //! local default, warned about at start); once any token is configured every
 //! route but health, `/openapi.json` and `/docs` needs one with the right role.
+//! An app that was not given its tokens ([`AccessTokens`]) refuses every
+//! request that needs a [`Caller`] (500): authentication fails closed.
 
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use serde::{Deserialize, Serialize};
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+pub use crate::configuration::{Role, TokenSettings};
 use crate::problem::ApiError;
-use crate::startup::AppState;
 
-/// What a token may do. `operator` includes `viewer`, `admin` includes
-/// `operator`; `starter` only starts sagas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Start sagas (`POST /v1/sagas`): participant-facing services.
-    Starter,
-    /// Read sagas, their history, stats and metrics.
-    Viewer,
-    /// Viewer, and act on sagas.
-    Operator,
-    /// Operator, and handle dead letters.
-    Admin,
-}
-
+/// What each role grants; [`Role`] itself is a configuration type.
 impl Role {
     fn grants(self, needed: Role) -> bool {
         use Role::*;
@@ -50,25 +38,9 @@ impl Role {
     }
 }
 
-/// One configured access token.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettings {
-    /// Who holds it; recorded as the actor of every intervention made with it.
-    pub name: String,
-    pub token: String,
-    pub roles: Vec<Role>,
-}
-
-impl std::fmt::Debug for TokenSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSettings")
-            .field("name", &self.name)
-            .field("token", &"<redacted>")
-            .field("roles", &self.roles)
-            .finish()
-    }
-}
+/// The configured tokens, registered as app data (beside `AppState`) by the
+/// composition root; [`Caller`] reads them. Empty: access control is off.
+pub(crate) struct AccessTokens(pub Vec<TokenSettings>);
 
 /// Who made a request. Taking it as a handler argument authenticates the
 /// request; [`Caller::require`] then authorises it.
@@ -114,7 +86,8 @@ pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result
         })?;
     let mut found = None;
     for t in tokens {
-        if bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())) && found.is_none() {
+        let token = t.token.expose_secret().as_bytes();
+        if bool::from(token.ct_eq(presented.as_bytes())) && found.is_none() {
             found = Some(t);
         }
     }
@@ -130,20 +103,25 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let tokens = req
-            .app_data::<web::Data<AppState>>()
-            .map(|s| s.tokens.as_slice())
-            .unwrap_or_default();
+        // No tokens registered is a broken set-up, not an open API.
+        let Some(tokens) = req.app_data::<web::Data<AccessTokens>>() else {
+            return ready(Err(ApiError::Internal(anyhow::anyhow!(
+                "the app has no access tokens registered, so no request is let through"
+            ))));
+        };
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        ready(authenticate(tokens, presented))
+        ready(authenticate(&tokens.0, presented))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{test as http, App};
+
     use super::*;
 
     fn tokens() -> Vec<TokenSettings> {
@@ -196,5 +174,56 @@ mod tests {
         let open = authenticate(&[], None).unwrap();
         assert!(!open.authenticated());
         assert!(open.require(Role::Admin).is_ok());
+    }
+
+    /// A `GET /` answering with the caller's name, on an app with `tokens`
+    /// registered (or none at all).
+    async fn call(
+        tokens: Option<Vec<TokenSettings>>,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut app = App::new();
+        if let Some(tokens) = tokens {
+            app = app.app_data(web::Data::new(AccessTokens(tokens)));
+        }
+        let app = http::init_service(app.route(
+            "/",
+            web::get().to(|caller: Caller| async move { caller.name }),
+        ))
+        .await;
+        let mut request = http::TestRequest::get().uri("/");
+        if let Some(value) = authorization {
+            request = request.insert_header((header::AUTHORIZATION, value));
+        }
+        let response = http::call_service(&app, request.to_request()).await;
+        let status = response.status();
+        let body = http::read_body(response).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn an_app_without_its_tokens_refuses_every_request() {
+        for authorization in [None, Some("Bearer op-secret")] {
+            let (status, body) = call(None, authorization).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!body.contains("anonymous"), "{body}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn no_tokens_is_open_and_configured_tokens_are_required() {
+        assert_eq!(
+            call(Some(vec![]), None).await,
+            (StatusCode::OK, "anonymous".into())
+        );
+        assert_eq!(call(Some(tokens()), None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            call(Some(tokens()), Some("Bearer wrong")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(Some(tokens()), Some("Bearer op-secret")).await,
+            (StatusCode::OK, "ops".into())
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use sagaplane_adapters::servicebus::serialize_redacted;
 use sagaplane_adapters::{
     EventBridgeSettings, GroupCommit, ServiceBusReceiverSettings, ServiceBusSettings,
     SimulatorSettings,
@@ -15,10 +16,10 @@ use sagaplane_adapters::{
 use sagaplane_orchestrator::OrchestratorConfig;
 use sagaplane_sagas::{Policy, RetryPolicy};
 
-use crate::auth::TokenSettings;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP API listens on; port 0 picks a free one.
@@ -42,7 +43,7 @@ pub struct Settings {
 }
 
 /// Inbound channels for replies.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngressSettings {
     /// `POST /v1/ingress/eventbridge`, for EventBridge API destinations.
@@ -52,11 +53,11 @@ pub struct IngressSettings {
     pub servicebus: Option<ServiceBusReceiverSettings>,
 }
 
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventBridgeIngressSettings {
     /// The key the API destination's connection sends; empty: the ingress is off (404).
-    pub api_key: String,
+    pub api_key: ApiKey,
     /// The header it comes in.
     pub header: String,
 }
@@ -64,22 +65,50 @@ pub struct EventBridgeIngressSettings {
 impl Default for EventBridgeIngressSettings {
     fn default() -> Self {
         Self {
-            api_key: String::new(),
+            api_key: ApiKey::default(),
             header: "x-api-key".into(),
         }
     }
 }
 
-impl std::fmt::Debug for EventBridgeIngressSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBridgeIngressSettings")
-            .field("api_key", &"<redacted>")
-            .field("header", &self.header)
-            .finish()
+/// The EventBridge ingress key: a [`SecretString`] (redacted in `Debug`,
+/// wiped on drop) that can say whether it is set without being exposed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(SecretString);
+
+impl ApiKey {
+    /// No key: the ingress is off.
+    pub fn is_empty(&self) -> bool {
+        self.0.expose_secret().is_empty()
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+impl ExposeSecret<str> for ApiKey {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> Self {
+        Self(key.into())
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        Self(key.into())
+    }
+}
+
+impl Serialize for ApiKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_redacted(&self.0, serializer)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSettings {
     /// `[transports.eventbridge]`: commands to AWS participants.
@@ -109,10 +138,36 @@ impl Default for ClusterSettings {
 }
 
 /// Access control; with no tokens the API is open (and the server says so at start).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
+}
+
+/// One configured access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Who holds it; recorded as the actor of every intervention made with it.
+    pub name: String,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub token: SecretString,
+    pub roles: Vec<Role>,
+}
+
+/// What a token may do. `operator` includes `viewer`, `admin` includes
+/// `operator`; `starter` only starts sagas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Start sagas (`POST /v1/sagas`): participant-facing services.
+    Starter,
+    /// Read sagas, their history, stats and metrics.
+    Viewer,
+    /// Viewer, and act on sagas.
+    Operator,
+    /// Operator, and handle dead letters.
+    Admin,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -461,16 +516,100 @@ mod tests {
             assert_eq!(s.transports.eventbridge.as_ref().unwrap().bus, "orders");
             let sb = s.transports.servicebus.as_ref().unwrap();
             assert_eq!(sb.namespace, "acme-orders");
-            assert_eq!(sb.key, "from-the-environment");
+            assert_eq!(sb.key.expose_secret(), "from-the-environment");
             assert_eq!(sb.entities["payment"], "payment-commands");
             let ingress = s.ingress.servicebus.as_ref().unwrap();
             assert_eq!(ingress.entity, "sagaplane-replies");
             assert!(ingress.subscription.is_empty());
-            assert_eq!(s.ingress.eventbridge.api_key, "a-long-random-secret");
+            assert_eq!(
+                s.ingress.eventbridge.api_key.expose_secret(),
+                "a-long-random-secret"
+            );
             assert!(
                 !format!("{s:?}").contains("from-the-environment"),
                 "the key is not logged"
             );
+            Ok(())
+        });
+    }
+
+    const SECRETS: [&str; 5] = [
+        "token-from-the-file",
+        "token-from-the-environment",
+        "api-key-from-the-environment",
+        "aws-secret-from-the-file",
+        "servicebus-key-from-the-file",
+    ];
+
+    #[test]
+    fn secrets_load_from_the_file_and_the_environment_and_never_show() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "secrets.toml",
+                "[[auth.tokens]]\nname = \"ops\"\ntoken = \"token-from-the-file\"\nroles = [\"admin\"]\n\
+                 [ingress.eventbridge]\napi_key = \"api-key-from-the-file\"\n\
+                 [transports.eventbridge]\naccess_key_id = \"AKID\"\n\
+                 secret_access_key = \"aws-secret-from-the-file\"\n\
+                 [transports.servicebus]\nnamespace = \"ns\"\nkey = \"servicebus-key-from-the-file\"\n",
+            )?;
+            jail.set_env(
+                "SAGAPLANE_INGRESS__EVENTBRIDGE__API_KEY",
+                "api-key-from-the-environment",
+            );
+            let mut s = Settings::load(Some(Path::new("secrets.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.auth.tokens[0].token.expose_secret(), SECRETS[0]);
+            assert_eq!(s.ingress.eventbridge.api_key.expose_secret(), SECRETS[2]);
+            let eventbridge = s.transports.eventbridge.as_ref().unwrap();
+            assert_eq!(eventbridge.secret_access_key.expose_secret(), SECRETS[3]);
+            let servicebus = s.transports.servicebus.as_ref().unwrap();
+            assert_eq!(servicebus.key.expose_secret(), SECRETS[4]);
+            s.auth.tokens.push(TokenSettings {
+                name: "svc".into(),
+                token: SECRETS[1].into(),
+                roles: vec![Role::Starter],
+            });
+
+            let shown = [
+                format!("{s:?}"),
+                format!("{s:#?}"),
+                serde_json::to_string(&s).unwrap(),
+            ];
+            for shown in &shown {
+                for secret in SECRETS {
+                    assert!(!shown.contains(secret), "{secret} shows in {shown}");
+                }
+                // What is not secret still shows.
+                assert!(shown.contains("AKID") && shown.contains("ops"), "{shown}");
+            }
+            let json: serde_json::Value = serde_json::from_str(&shown[2]).unwrap();
+            assert_eq!(json["auth"]["tokens"][1]["token"], "<redacted>");
+            assert_eq!(json["ingress"]["eventbridge"]["api_key"], "<redacted>");
+            assert_eq!(
+                json["transports"]["eventbridge"]["secret_access_key"],
+                "<redacted>"
+            );
+            assert_eq!(json["transports"]["servicebus"]["key"], "<redacted>");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_defaults_leave_every_secret_empty() {
+        // figment reads the defaults serialized: an empty secret must stay
+        // empty there, or the EventBridge ingress would be on with a known key.
+        let json = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(json["ingress"]["eventbridge"]["api_key"], "");
+        let transports = TransportSettings {
+            eventbridge: Some(EventBridgeSettings::default()),
+            servicebus: Some(ServiceBusSettings::default()),
+        };
+        let json = serde_json::to_value(transports).unwrap();
+        assert_eq!(json["eventbridge"]["secret_access_key"], "");
+        assert_eq!(json["servicebus"]["key"], "");
+        figment::Jail::expect_with(|_| {
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert!(s.ingress.eventbridge.api_key.is_empty());
+            assert!(s.auth.tokens.is_empty());
             Ok(())
         });
     }

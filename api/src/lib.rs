@@ -4,22 +4,32 @@
 //!
 //! # Layout
 //!
+//! Each module imports only those listed before it:
+//!
 //! - [`configuration`]: the typed [`Settings`], from defaults, an optional TOML
-//!   file and `SAGAPLANE_…` environment variables.
-//! - [`startup`]: [`Application::build`] binds the listener and starts everything.
-//! - `routes`: one module per resource, the route table and the OpenAPI
-//!   document; `problem`: RFC 9457 error bodies; [`auth`]: bearer tokens and roles.
-//! - [`telemetry`]: the tracing subscriber.
-//! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP.
-//! - [`cli`]: `sagaplane sagas …` and `sagaplane dead-letters …` for operators.
+//!   file and `SAGAPLANE_…` environment variables; [`telemetry`]: the tracing
+//!   subscriber.
+//! - `problem`: RFC 9457 error bodies, and how the orchestrator's errors read
+//!   over HTTP; `exposition`: the `/metrics` registry and its gauges.
+//! - `state`: `AppState`, what every request handler can reach; [`auth`]:
+//!   bearer tokens and roles, failing closed.
+//! - `routes`: one module per resource (and, for `/v1/sagas`, per verb), the
+//!   route table and the OpenAPI document. Handlers only translate: parse the
+//!   request, call one operation of the orchestrator, shape its answer.
+//! - [`startup`]: the composition root — [`Application::build`] wires the
+//!   store, the transports and the orchestrator and binds the listener.
+//! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP; [`cli`]:
+//!   `sagaplane sagas …` and `sagaplane dead-letters …` for operators.
 
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod configuration;
+mod exposition;
 mod problem;
 mod routes;
 pub mod startup;
+mod state;
 pub mod telemetry;
 
 pub use configuration::Settings;

@@ -12,26 +12,18 @@ use sagaplane_adapters::{
     EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
     ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
-use sagaplane_orchestrator::{Metrics, OperatorQueries, Orchestrator, Transport};
+use sagaplane_orchestrator::{Metrics, Orchestrator, Transport};
 use sagaplane_sagas::order::OrderSaga;
 use sagaplane_sagas::Saga;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::TokenSettings;
-use crate::configuration::{HttpSettings, IngressSettings, Settings};
+use crate::auth::AccessTokens;
+use crate::configuration::Settings;
+use crate::exposition::Exposition;
 use crate::problem::ApiError;
 use crate::routes;
-
-/// What every request handler can reach.
-pub(crate) struct AppState {
-    pub orchestrator: Orchestrator,
-    pub queries: Arc<dyn OperatorQueries>,
-    pub tokens: Vec<TokenSettings>,
-    pub ingress: IngressSettings,
-    pub http: HttpSettings,
-    pub exposition: routes::Exposition,
-}
+use crate::state::AppState;
 
 pub struct Application {
     port: u16,
@@ -98,15 +90,16 @@ impl Application {
         let state = web::Data::new(AppState {
             orchestrator: orchestrator.clone(),
             queries: store,
-            tokens: settings.auth.tokens.clone(),
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
-            exposition: routes::Exposition::new(orchestrator.metrics()),
+            exposition: Exposition::new(orchestrator.metrics()),
         });
+        let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
         let max_body = settings.http.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(tokens.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)

@@ -4,7 +4,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sagaplane_orchestrator::{ActionReport, ActorError};
-use sagaplane_sagas::{Action, ActionKind, ActionName, Assume, FieldError, Rejection};
+// `ActionName` below is the OpenAPI description of the path segment.
+use sagaplane_sagas::ActionName as Verb;
+use sagaplane_sagas::{Action, ActionKind, Assume, FieldError, Rejection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +15,7 @@ use uuid::Uuid;
 use super::sagas::{detailed, etag, parse_id, SagaDto};
 use crate::auth::{Caller, Role};
 use crate::problem::{no_saga, parse_body, reason_within_limit, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Why the operator acts, and for `skip` the result to assume.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -223,21 +225,21 @@ fn result(report: ActionReport, saga: Option<SagaDto>) -> ActionResult {
 }
 
 fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiError> {
-    let Some(name) = ActionName::parse(name) else {
-        let names: Vec<&str> = ActionName::ALL.iter().map(|a| a.as_str()).collect();
+    let Some(name) = Verb::parse(name) else {
+        let names: Vec<&str> = Verb::ALL.iter().map(|a| a.as_str()).collect();
         return Err(ApiError::NotFound(format!(
             "there is no action `{name}`; actions: {}",
             names.join(", ")
         )));
     };
     let kind = match (name, assume) {
-        (ActionName::Skip, Some(AssumeDto::Succeeded)) => ActionKind::Skip {
+        (Verb::Skip, Some(AssumeDto::Succeeded)) => ActionKind::Skip {
             assume: Assume::Succeeded,
         },
-        (ActionName::Skip, Some(AssumeDto::Failed)) => ActionKind::Skip {
+        (Verb::Skip, Some(AssumeDto::Failed)) => ActionKind::Skip {
             assume: Assume::Failed,
         },
-        (ActionName::Skip, None) => {
+        (Verb::Skip, None) => {
             return Err(ApiError::Invalid(vec![FieldError::new(
                 "assume",
                 "skip needs the result to assume: `succeeded` or `failed`",
@@ -249,10 +251,10 @@ fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiE
                 "only `skip` takes a result to assume",
             )]))
         }
-        (ActionName::Retry, None) => ActionKind::Retry,
-        (ActionName::Compensate, None) => ActionKind::Compensate,
-        (ActionName::Resume, None) => ActionKind::Resume,
-        (ActionName::Cancel, None) => ActionKind::Cancel,
+        (Verb::Retry, None) => ActionKind::Retry,
+        (Verb::Compensate, None) => ActionKind::Compensate,
+        (Verb::Resume, None) => ActionKind::Resume,
+        (Verb::Cancel, None) => ActionKind::Cancel,
     };
     Ok(kind)
 }

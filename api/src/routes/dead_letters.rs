@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::sagas::MAX_PAGE;
 use crate::auth::{Caller, Role};
 use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A message that could not be used, as received.
 #[derive(Debug, Serialize, ToSchema)]

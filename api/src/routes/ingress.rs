@@ -7,13 +7,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use sagaplane_orchestrator::codec::EVENTBRIDGE_CHANNEL;
 use sagaplane_orchestrator::{ActorError, Handled, Ingested};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The channel name of replies that came this way.
 const CHANNEL: &str = EVENTBRIDGE_CHANNEL;
@@ -56,7 +57,7 @@ pub(crate) async fn eventbridge(
         .get(settings.header.as_str())
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !bool::from(presented.ct_eq(settings.api_key.as_bytes())) {
+    if !bool::from(presented.ct_eq(settings.api_key.expose_secret().as_bytes())) {
         return Err(ApiError::Unauthorized(format!(
             "a valid API key is required in the `{}` header",
             settings.header

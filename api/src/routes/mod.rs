@@ -9,8 +9,6 @@ mod metrics;
 mod sagas;
 mod stats;
 
-pub(crate) use metrics::Exposition;
-
 use actix_web::web;
 
 use crate::problem::ApiError;

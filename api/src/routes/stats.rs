@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::problem::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Counts of sagas per type and status.
 #[derive(Debug, Serialize, ToSchema)]

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::dto::{etag, parse_id, state_dto, waiting_dto, EventDto, SagaDto};
 use crate::auth::{Caller, Role};
 use crate::problem::{no_saga, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::dto::SagaDto;
 use crate::auth::{Caller, Role};
 use crate::problem::{no_nul, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The largest page any listing gives.
 pub(crate) const MAX_PAGE: i64 = 500;

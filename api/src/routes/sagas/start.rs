@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::dto::{etag, SagaDto};
 use crate::auth::{Caller, Role};
 use crate::problem::{parse_body, ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const MAX_BUSINESS_KEY_LEN: usize = 200;
 
