@@ -8,7 +8,8 @@ use sagaplane_orchestrator::ports::{StepCommit, StoreError};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::batch::{commit_batch, commit_one, StepOutcome};
+use super::batch::{commit_batch, commit_one};
+use super::rows::StepOutcome;
 
 pub(super) struct Job {
     pub step: Arc<StepCommit>,

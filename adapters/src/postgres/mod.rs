@@ -4,6 +4,7 @@ mod batch;
 mod committer;
 mod operator;
 mod queries;
+mod rows;
 
 use std::time::Duration;
 

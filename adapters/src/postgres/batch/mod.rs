@@ -14,13 +14,10 @@ use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::queries::db;
+use super::rows::{db, StepOutcome};
 
 mod one;
 pub(super) use one::commit_one;
-
-/// What became of one step of a batch.
-pub(super) type StepOutcome = Result<CommitOutcome, StoreError>;
 
 /// Commits `steps` together. `Err` means the whole transaction failed and
 /// nothing was written; the caller may then try the steps one by one.

@@ -12,8 +12,7 @@ use sqlx::query::QueryScalar;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
-use super::StepOutcome;
-use crate::postgres::queries::db;
+use crate::postgres::rows::{db, StepOutcome};
 
 /// Events and commands, appended only when `$step` (the saga row's CTE) wrote a row.
 const APPEND: &str = "
