@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::committer::{self, GroupCommit, Job};
+use super::connect::{self, ConnectError};
 use super::rows::{db, insert_dead_letter, OutboxRow, SagaRow, OUTBOX_COLUMNS, SAGA_COLUMNS};
 
 pub struct PgEventStore {
@@ -47,6 +48,19 @@ impl PgEventStore {
             })
             .expect("the committer's thread starts");
         Self { pool, jobs }
+    }
+
+    /// Connects to `url`, creating the database if it is missing and applying
+    /// any migration not yet applied.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        group_commit: GroupCommit,
+    ) -> Result<Self, ConnectError> {
+        Ok(Self::new(
+            connect::pool(url, max_connections).await?,
+            group_commit,
+        ))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -405,21 +419,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| format!("the database cannot be queried: {e}"))?;
-        let missing: Vec<String> = super::MIGRATOR
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| m.version.to_string())
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("migrations not applied: {}", missing.join(", ")))
-        }
+        connect::ready(&self.pool).await
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {

@@ -6,16 +6,13 @@ use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
 
 use super::*;
-use crate::postgres::{GroupCommit, PgEventStore};
+use crate::postgres::connect;
 
 async fn pool() -> PgPool {
     let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    let store = PgEventStore::connect(&url, 2, GroupCommit::default())
-        .await
-        .unwrap();
-    store.pool().clone()
+    connect::pool(&url, 2).await.unwrap()
 }
 
 fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
@@ -125,49 +122,4 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
         let sql = format!("SELECT version FROM sagas WHERE id = '{id}'");
         assert_eq!(count(&pool, &sql).await, version, "row of {saga}");
     }
-}
-
-#[tokio::test]
-async fn a_step_the_database_refuses_fails_alone() {
-    let pool = pool().await;
-    let store = PgEventStore::new(
-        pool.clone(),
-        GroupCommit {
-            concurrency: 1,
-            max_batch: 64,
-            on_batch: None,
-        },
-    );
-    let good: Vec<Arc<StepCommit>> = (0..20)
-        .map(|i| {
-            step(
-                SagaId::from_uuid(Uuid::now_v7()),
-                0,
-                Some(&format!("k{i}")),
-                None,
-            )
-        })
-        .collect();
-    let mut poison = (*step(SagaId::from_uuid(Uuid::now_v7()), 0, Some("p"), None)).clone();
-    // PostgreSQL text cannot hold a NUL character.
-    poison.view.last_error = Some("bad\0byte".into());
-    let mut all = good.clone();
-    all.insert(7, Arc::new(poison));
-    let results = futures_util::future::join_all(all.into_iter().map(|s| {
-        use sagaplane_orchestrator::ports::EventStore;
-        let store = &store;
-        async move { store.commit(s).await }
-    }))
-    .await;
-    assert!(
-        matches!(results[7], Err(StoreError::Database(_))),
-        "{:?}",
-        results[7]
-    );
-    let committed = results
-        .iter()
-        .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
-        .count();
-    assert_eq!(committed, 20);
-    assert_eq!(count(&pool, "SELECT count(*) FROM sagas").await, 20);
 }
