@@ -12,42 +12,26 @@ use sagaplane_orchestrator::ports::{
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::committer::{self, GroupCommit, Job};
+use super::committer::{Committer, GroupCommit};
 use super::connect::{self, ConnectError};
 use super::rows::{db, insert_dead_letter, OutboxRow, SagaRow, OUTBOX_COLUMNS, SAGA_COLUMNS};
 
+/// The event store, read model, outbox, inbox, timers and dead letters on
+/// PostgreSQL. Saga steps are written by its committer (group commit), on a
+/// thread and connections of its own; everything else is a query on the pool.
 pub struct PgEventStore {
     pool: PgPool,
-    jobs: mpsc::UnboundedSender<Job>,
+    committer: Committer,
 }
 
 impl PgEventStore {
-    /// A store on `pool`. Saga steps are written by a committer on a thread of
-    /// its own, with connections of its own, so that the statements of a batch
-    /// follow each other without waiting for the thread that runs the actors.
+    /// A store on `pool`; its committer gets connections of its own, made with
+    /// the pool's options.
     pub fn new(pool: PgPool, group_commit: GroupCommit) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let options = (*pool.connect_options()).clone();
-        std::thread::Builder::new()
-            .name("sagaplane-commit".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("the committer's runtime starts");
-                runtime.block_on(async move {
-                    let commit_pool = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(group_commit.concurrency.max(1) as u32)
-                        .test_before_acquire(false)
-                        .connect_lazy_with(options);
-                    committer::run(commit_pool, queue, group_commit).await;
-                });
-            })
-            .expect("the committer's thread starts");
-        Self { pool, jobs }
+        let committer = Committer::start((*pool.connect_options()).clone(), group_commit);
+        Self { pool, committer }
     }
 
     /// Connects to `url`, creating the database if it is missing and applying
@@ -63,6 +47,7 @@ impl PgEventStore {
         ))
     }
 
+    /// The pool the queries run on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -108,10 +93,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn commit(&self, step: Arc<StepCommit>) -> Result<CommitOutcome, StoreError> {
-        let (done, outcome) = oneshot::channel();
-        let closed = || StoreError::Database("the store's committer has stopped".into());
-        self.jobs.send(Job { step, done }).map_err(|_| closed())?;
-        outcome.await.map_err(|_| closed())?
+        self.committer.commit(step).await
     }
 
     async fn record_ignored(
