@@ -4,9 +4,9 @@ mod batch;
 mod committer;
 mod connect;
 mod operator;
-mod queries;
 mod rows;
+mod store;
 
 pub use committer::GroupCommit;
 pub use connect::{ConnectError, MIGRATOR};
-pub use queries::PgEventStore;
+pub use store::PgEventStore;

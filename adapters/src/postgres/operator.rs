@@ -10,8 +10,8 @@ use sagaplane_sagas::SagaId;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::queries::PgEventStore;
 use super::rows::{db, SagaRow, SAGA_COLUMNS};
+use super::store::PgEventStore;
 
 #[derive(sqlx::FromRow)]
 struct DeadLetterRow {
