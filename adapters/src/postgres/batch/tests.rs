@@ -4,6 +4,7 @@ use chrono::Utc;
 use sagaplane_orchestrator::ports::{NewEvent, NewSaga, OutboxMessage};
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::*;
 use crate::postgres::connect;
