@@ -14,10 +14,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 async fn store() -> PgEventStore {
+    store_with(GroupCommit::default()).await
+}
+
+async fn store_with(group_commit: GroupCommit) -> PgEventStore {
     let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    PgEventStore::connect(&url, 4, GroupCommit::default())
+    PgEventStore::connect(&url, 4, group_commit)
         .await
         .expect("the store opens")
 }
@@ -167,6 +171,43 @@ async fn a_business_key_is_taken_once() {
     assert!(found.id == a || found.id == b);
     assert!(store.find_by_key("order", "other").await.unwrap().is_none());
     assert!(store.load(saga()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_step_the_database_refuses_fails_alone() {
+    // One writer: the steps queue behind the first and share a batch, which
+    // the poison step fails, so that batch is written again step by step.
+    let store = store_with(GroupCommit {
+        concurrency: 1,
+        max_batch: 64,
+        on_batch: None,
+    })
+    .await;
+    let good: Vec<StepCommit> = (0..20)
+        .map(|i| step(saga(), 0, 1, Some(&format!("k{i}"))))
+        .collect();
+    let mut poison = step(saga(), 0, 1, Some("p"));
+    // PostgreSQL text cannot hold a NUL character.
+    poison.view.last_error = Some("bad\0byte".into());
+    let mut all = good;
+    all.insert(7, poison);
+    let results =
+        futures_util::future::join_all(all.into_iter().map(|s| store.commit(Arc::new(s)))).await;
+    assert!(
+        matches!(results[7], Err(StoreError::Database(_))),
+        "{:?}",
+        results[7]
+    );
+    let committed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
+        .count();
+    assert_eq!(committed, 20);
+    let sagas: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sagas, 20);
 }
 
 #[tokio::test]

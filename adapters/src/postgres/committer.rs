@@ -5,14 +5,55 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sagaplane_orchestrator::ports::{StepCommit, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::batch::{commit_batch, commit_one, StepOutcome};
+use super::batch::{commit_batch, commit_one};
+use super::rows::StepOutcome;
 
-pub(super) struct Job {
-    pub step: Arc<StepCommit>,
-    pub done: oneshot::Sender<StepOutcome>,
+/// The way to the committer's thread; the thread ends when this is dropped.
+pub(super) struct Committer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+struct Job {
+    step: Arc<StepCommit>,
+    done: oneshot::Sender<StepOutcome>,
+}
+
+impl Committer {
+    /// Starts the committer on a thread of its own, with connections of its
+    /// own (made with `options`), so that the statements of a batch follow each
+    /// other without waiting for the thread that runs the actors.
+    pub(super) fn start(options: PgConnectOptions, config: GroupCommit) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("sagaplane-commit".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the committer's runtime starts");
+                runtime.block_on(async move {
+                    let pool = PgPoolOptions::new()
+                        .max_connections(config.concurrency.max(1) as u32)
+                        .test_before_acquire(false)
+                        .connect_lazy_with(options);
+                    run(pool, queue, config).await;
+                });
+            })
+            .expect("the committer's thread starts");
+        Self { jobs }
+    }
+
+    /// Hands `step` to the committer and waits for its outcome.
+    pub(super) async fn commit(&self, step: Arc<StepCommit>) -> StepOutcome {
+        let (done, outcome) = oneshot::channel();
+        let closed = || StoreError::Database("the store's committer has stopped".into());
+        self.jobs.send(Job { step, done }).map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
+    }
 }
 
 /// Told the size of every batch written (for a histogram).
@@ -25,6 +66,7 @@ pub struct GroupCommit {
     pub concurrency: usize,
     /// Steps in one batch at most.
     pub max_batch: usize,
+    /// Told the size of every batch written.
     pub on_batch: Option<BatchObserver>,
 }
 
@@ -41,7 +83,7 @@ impl Default for GroupCommit {
 /// Runs until every sender is gone. Under load, steps queue while all
 /// `concurrency` batches are in flight, so batches grow with the load; alone, a
 /// step is written at once in a batch of one.
-pub(super) async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, config: GroupCommit) {
+async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, config: GroupCommit) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut held_back: Option<Job> = None;
     loop {
@@ -77,37 +119,30 @@ pub(super) async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, co
     }
 }
 
-async fn write(pool: &PgPool, mut batch: Vec<Job>) {
-    if batch.len() == 1 {
+async fn write(pool: &PgPool, batch: Vec<Job>) {
+    let outcomes = if let [job] = &batch[..] {
         // Alone: one statement, one round trip.
-        let Job { step, done } = batch.pop().expect("a batch of one");
-        let outcome = commit_one(pool, &step).await;
-        drop(step);
-        let _ = done.send(outcome);
-        return;
-    }
-    let steps: Vec<Arc<StepCommit>> = batch.iter().map(|j| j.step.clone()).collect();
-    let outcomes = match commit_batch(pool, &steps).await {
-        Ok(outcomes) => outcomes,
-        Err(e) if steps.len() > 1 => {
-            // One bad step must not fail the others: write each alone.
-            tracing::warn!(error.message = %e, size = steps.len(), "batch failed; writing its steps one by one");
-            let mut outcomes = Vec::with_capacity(steps.len());
-            for step in &steps {
-                outcomes.push(match commit_batch(pool, std::slice::from_ref(step)).await {
-                    Ok(mut one) => one.pop().unwrap_or_else(|| {
-                        Err(StoreError::Corrupt("a batch of one gave no outcome".into()))
-                    }),
-                    Err(e) => Err(e),
-                });
+        vec![commit_one(pool, &job.step).await]
+    } else {
+        let steps: Vec<Arc<StepCommit>> = batch.iter().map(|j| j.step.clone()).collect();
+        let outcomes = commit_batch(pool, &steps).await;
+        drop(steps);
+        match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                // One bad step must not fail the others: write each alone.
+                tracing::warn!(error.message = %e, size = batch.len(), "batch failed; writing its steps one by one");
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    outcomes.push(commit_one(pool, &job.step).await);
+                }
+                outcomes
             }
-            outcomes
         }
-        Err(e) => vec![Err(e)],
     };
-    drop(steps);
-    for (job, outcome) in batch.into_iter().zip(outcomes) {
-        let Job { step, done } = job;
+    for (Job { step, done }, outcome) in batch.into_iter().zip(outcomes) {
+        // The caller takes its step back out of the `Arc` once it has the
+        // outcome, so no copy of ours may outlive the send.
         drop(step);
         let _ = done.send(outcome);
     }

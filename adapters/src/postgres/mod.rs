@@ -1,69 +1,36 @@
-//! The PostgreSQL store.
+//! The PostgreSQL store: [`PgEventStore`] implements the orchestrator's
+//! `EventStore` and `OperatorQueries` ports on one database.
+//!
+//! # Layout
+//!
+//! The modules form a ladder: each imports only the ones below it, and this
+//! file only declares them and re-exports what is public. Bottom to top:
+//!
+//! 1. `rows` and `connect`, which import no other module of the store.
+//!    `rows` maps `sqlx::Error` to `StoreError` (`db`), holds the rows read
+//!    back (`SagaRow`, `OutboxRow`) and their column lists, the outcome of one
+//!    step, and the dead-letter insert that several writes share. `connect`
+//!    creates the database, opens the pool, applies [`MIGRATOR`] and checks
+//!    that it is applied (readiness).
+//! 2. `batch`: the SQL of writing steps. `batch::one` writes a step alone in
+//!    one statement; `batch` writes many in one transaction, built from
+//!    `batch::statements`, one set-based statement per kind of row.
+//! 3. `committer`: group commit. It queues the steps on a thread of its own,
+//!    forms batches and writes them, falling back to writing one step at a
+//!    time when a batch fails ([`GroupCommit`] configures it).
+//! 4. `store`: [`PgEventStore`] and its `EventStore` impl. Steps go to the
+//!    committer. The other methods are grouped by concern, and each group's SQL
+//!    lives in a file of its own (`store::history`, `store::outbox`,
+//!    `store::timers`, with readiness in `connect`).
+//! 5. `operator`: `OperatorQueries` (search, counts, dead letters) on the store.
 
 mod batch;
 mod committer;
+mod connect;
 mod operator;
-mod queries;
-
-use std::time::Duration;
-
-use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::Postgres;
+mod rows;
+mod store;
 
 pub use committer::GroupCommit;
-pub use queries::PgEventStore;
-
-/// The schema, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("could not create database: {0}")]
-    Create(#[source] sqlx::Error),
-    #[error("could not connect to the database: {0}")]
-    Connect(#[source] sqlx::Error),
-    #[error("could not migrate the database: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-}
-
-impl PgEventStore {
-    /// Connects to `url`, creating the database if it is missing and applying
-    /// any migration not yet applied.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        group_commit: GroupCommit,
-    ) -> Result<Self, ConnectError> {
-        if !Postgres::database_exists(url)
-            .await
-            .map_err(ConnectError::Create)?
-        {
-            // Another process may create it at the same moment; that is fine.
-            if let Err(e) = Postgres::create_database(url).await {
-                if !Postgres::database_exists(url)
-                    .await
-                    .map_err(ConnectError::Create)?
-                {
-                    return Err(ConnectError::Create(e));
-                }
-            }
-        }
-        let options: PgConnectOptions = url.parse().map_err(ConnectError::Connect)?;
-        // Plan each statement once per connection instead of on every execution:
-        // the set-based statements take arrays, whose custom plans cost more to
-        // make than to run.
-        let options = options.options([("plan_cache_mode", "force_generic_plan")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            // A broken connection fails its statement, and the step is retried;
-            // a ping before every transaction would cost a round trip each.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(ConnectError::Connect)?;
-        MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
-        Ok(Self::new(pool, group_commit))
-    }
-}
+pub use connect::{ConnectError, MIGRATOR};
+pub use store::PgEventStore;

@@ -10,7 +10,8 @@ use sagaplane_sagas::SagaId;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::queries::{db, PgEventStore, SagaRow, SAGA_COLUMNS};
+use super::rows::{db, SagaRow, SAGA_COLUMNS};
+use super::store::PgEventStore;
 
 #[derive(sqlx::FromRow)]
 struct DeadLetterRow {

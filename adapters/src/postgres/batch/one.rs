@@ -12,8 +12,7 @@ use sqlx::query::QueryScalar;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
-use super::StepOutcome;
-use crate::postgres::queries::db;
+use crate::postgres::rows::{db, StepOutcome};
 
 /// Events and commands, appended only when `$step` (the saga row's CTE) wrote a row.
 const APPEND: &str = "
@@ -64,7 +63,9 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Writes one step; the same outcomes as a batch.
+/// Writes one step, with the outcome and rows it would have in a batch of its
+/// own, except that a step creating its saga has its `inbox` ignored: such a
+/// step is a start, which consumes no message.
 pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) -> StepOutcome {
     let query = match &step.new_saga {
         Some(new) => sqlx::query_scalar(INSERT.as_str())

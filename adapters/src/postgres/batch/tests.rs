@@ -1,21 +1,19 @@
 //! Batches against a real PostgreSQL, a fresh database per test.
 
 use chrono::Utc;
-use sagaplane_orchestrator::ports::{NewEvent, NewSaga};
+use sagaplane_orchestrator::ports::{NewEvent, NewSaga, OutboxMessage};
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::*;
-use crate::postgres::{GroupCommit, PgEventStore};
+use crate::postgres::connect;
 
 async fn pool() -> PgPool {
     let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    let store = PgEventStore::connect(&url, 2, GroupCommit::default())
-        .await
-        .unwrap();
-    store.pool().clone()
+    connect::pool(&url, 2).await.unwrap()
 }
 
 fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
@@ -127,47 +125,75 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
     }
 }
 
+/// A step of `saga` that sends one command with `message_id`.
+fn sending(saga: SagaId, expected: u64, message_id: Uuid) -> Arc<StepCommit> {
+    let mut step = (*step(saga, expected, None, None)).clone();
+    step.outbox.push(OutboxMessage {
+        message_id,
+        saga_id: saga,
+        saga_type: "order".into(),
+        step: "pay".into(),
+        attempt: 1,
+        participant: "payments".into(),
+        command_type: "Charge".into(),
+        idempotency_key: format!("{saga}:pay:1"),
+        data: json!({}),
+        created_at: Utc::now(),
+        traceparent: None,
+        publish_attempts: 0,
+    });
+    Arc::new(step)
+}
+
+/// An outcome as the test compares it: a database failure by kind only.
+fn kind(outcome: &StepOutcome) -> String {
+    match outcome {
+        Ok(o) => format!("{o:?}"),
+        Err(StoreError::Database(_)) => "Database".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+async fn rows(pool: &PgPool) -> Vec<i64> {
+    let mut rows = Vec::new();
+    for table in ["sagas", "saga_events", "inbox", "outbox"] {
+        rows.push(count(pool, &format!("SELECT count(*) FROM {table}")).await);
+    }
+    rows
+}
+
 #[tokio::test]
-async fn a_step_the_database_refuses_fails_alone() {
-    let pool = pool().await;
-    let store = PgEventStore::new(
-        pool.clone(),
-        GroupCommit {
-            concurrency: 1,
-            max_batch: 64,
-            on_batch: None,
-        },
-    );
-    let good: Vec<Arc<StepCommit>> = (0..20)
-        .map(|i| {
-            step(
-                SagaId::from_uuid(Uuid::now_v7()),
-                0,
-                Some(&format!("k{i}")),
-                None,
-            )
-        })
-        .collect();
-    let mut poison = (*step(SagaId::from_uuid(Uuid::now_v7()), 0, Some("p"), None)).clone();
+async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
+    let (alone, batched) = (pool().await, pool().await);
+    let [a, b, c] = [(); 3].map(|_| SagaId::from_uuid(Uuid::now_v7()));
+    let sent = Uuid::now_v7();
+    let mut poison = (*step(c, 0, Some("c"), None)).clone();
     // PostgreSQL text cannot hold a NUL character.
     poison.view.last_error = Some("bad\0byte".into());
-    let mut all = good.clone();
-    all.insert(7, Arc::new(poison));
-    let results = futures_util::future::join_all(all.into_iter().map(|s| {
-        use sagaplane_orchestrator::ports::prelude::*;
-        let store = &store;
-        async move { store.commit(s).await }
-    }))
-    .await;
-    assert!(
-        matches!(results[7], Err(StoreError::Database(_))),
-        "{:?}",
-        results[7]
-    );
-    let committed = results
-        .iter()
-        .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
-        .count();
-    assert_eq!(committed, 20);
-    assert_eq!(count(&pool, "SELECT count(*) FROM sagas").await, 20);
+    let cases = [
+        (step(a, 0, Some("a"), None), "Committed"),
+        (step(b, 0, Some("a"), None), "BusinessKeyTaken"),
+        (step(a, 1, None, Some("m1")), "Committed"),
+        (step(a, 2, None, Some("m1")), "DuplicateInbox"),
+        (step(a, 1, None, Some("m2")), "Conflict"),
+        (step(a, 1, None, Some("m1")), "DuplicateInbox"),
+        // The stale attempt above left no inbox row behind.
+        (step(a, 2, None, Some("m2")), "Committed"),
+        (step(b, 1, None, None), "Conflict"),
+        (Arc::new(poison), "Database"),
+        (sending(a, 3, sent), "Committed"),
+        (sending(a, 4, sent), "Conflict"),
+        (step(a, 4, None, None), "Committed"),
+    ];
+    for (n, (step, expected)) in cases.iter().enumerate() {
+        let one = commit_one(&alone, step).await;
+        let batch = match commit_batch(&batched, std::slice::from_ref(step)).await {
+            Ok(mut outcomes) => outcomes.pop().expect("one outcome"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(kind(&one), *expected, "case {n} alone");
+        assert_eq!(kind(&batch), *expected, "case {n} in a batch");
+        assert_eq!(rows(&alone).await, rows(&batched).await, "case {n}");
+    }
+    assert_eq!(rows(&alone).await, [1, 5, 2, 1]);
 }

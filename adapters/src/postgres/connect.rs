@@ -1,0 +1,76 @@
+//! Reaching the database: creating it if missing, the pool, the schema's
+//! migrations, and whether all of them are applied (readiness).
+
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+/// The schema, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not create database: {0}")]
+    Create(#[source] sqlx::Error),
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// A pool on `url`, the database created if it is missing and every migration
+/// not yet applied applied.
+pub(super) async fn pool(url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
+    if !Postgres::database_exists(url)
+        .await
+        .map_err(ConnectError::Create)?
+    {
+        // Another process may create it at the same moment; that is fine.
+        if let Err(e) = Postgres::create_database(url).await {
+            if !Postgres::database_exists(url)
+                .await
+                .map_err(ConnectError::Create)?
+            {
+                return Err(ConnectError::Create(e));
+            }
+        }
+    }
+    let options: PgConnectOptions = url.parse().map_err(ConnectError::Connect)?;
+    // Plan each statement once per connection instead of on every execution:
+    // the set-based statements take arrays, whose custom plans cost more to
+    // make than to run.
+    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        // A broken connection fails its statement, and the step is retried;
+        // a ping before every transaction would cost a round trip each.
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(ConnectError::Connect)?;
+    MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
+    Ok(pool)
+}
+
+/// `Ok` when the database answers and has every migration of [`MIGRATOR`].
+pub(super) async fn ready(pool: &PgPool) -> Result<(), String> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| format!("the database cannot be queried: {e}"))?;
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| m.version.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("migrations not applied: {}", missing.join(", ")))
+    }
+}

@@ -1,0 +1,108 @@
+//! Timers and partition leases: which sagas are due to wake, and which
+//! partitions of them (and of the outbox) this node sweeps. Each function is
+//! the body of the [`EventStore`](sagaplane_orchestrator::ports::EventStore)
+//! method of its name.
+
+use chrono::{DateTime, Utc};
+use sagaplane_orchestrator::leases::PARTITIONS;
+use sagaplane_orchestrator::ports::{DueTimer, StoreError};
+use sagaplane_sagas::SagaId;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::postgres::rows::db;
+
+pub(super) async fn due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+    partitions: u64,
+) -> Result<Vec<DueTimer>, StoreError> {
+    let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, saga_type, wake_at FROM sagas \
+         WHERE wake_at <= $1 AND ($3 >> partition) & 1 = 1 ORDER BY wake_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .bind(partitions as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, saga_type, wake_at)| DueTimer {
+            saga_id: SagaId::from_uuid(id),
+            saga_type,
+            wake_at,
+        })
+        .collect())
+}
+
+pub(super) async fn lease_partitions(
+    pool: &PgPool,
+    node: &str,
+    ttl: std::time::Duration,
+) -> Result<u64, StoreError> {
+    let ttl = ttl.as_secs_f64();
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query(
+        "INSERT INTO cluster_nodes (node, heartbeat_at) VALUES ($1, now()) \
+         ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()",
+    )
+    .bind(node)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cluster_nodes WHERE heartbeat_at > now() - make_interval(secs => $1)",
+    )
+    .bind(ttl)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db)?;
+    let mut held: Vec<i32> = sqlx::query_scalar(
+        "UPDATE partition_leases SET expires_at = now() + make_interval(secs => $2) \
+         WHERE owner = $1 AND expires_at > now() RETURNING partition",
+    )
+    .bind(node)
+    .bind(ttl)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    let fair_share = (PARTITIONS as usize).div_ceil(live.max(1) as usize);
+    if held.len() < fair_share {
+        let taken: Vec<i32> = sqlx::query_scalar(
+            "UPDATE partition_leases SET owner = $1, expires_at = now() + make_interval(secs => $2) \
+             WHERE partition IN (SELECT partition FROM partition_leases WHERE expires_at <= now() \
+                                 ORDER BY partition LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING partition",
+        )
+        .bind(node)
+        .bind(ttl)
+        .bind((fair_share - held.len()) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        held.extend(taken);
+    } else if held.len() > fair_share {
+        // Another node joined: give back the extra ones for it to take.
+        held.sort_unstable();
+        let extra = held.split_off(fair_share);
+        sqlx::query(
+            "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' \
+             WHERE owner = $1 AND partition = ANY($2)",
+        )
+        .bind(node)
+        .bind(&extra)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    // Nodes gone for long are forgotten.
+    sqlx::query("DELETE FROM cluster_nodes WHERE heartbeat_at < now() - interval '1 hour'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(held.iter().fold(0u64, |mask, p| mask | 1 << p))
+}
