@@ -160,3 +160,27 @@ async fn many_sagas_at_once_each_reach_their_own_end() {
         assert_eq!(app.settled(&id).await["status"], expected, "saga {id}");
     }
 }
+
+/// The start answers with the saga's row as committed, without reading it
+/// back: it must be the row the store then serves, field by field.
+#[actix_web::test]
+async fn a_start_answers_with_the_row_as_stored() {
+    let app = spawn_app().await;
+    // `HANG-`: inventory never answers, so the saga stays at its first step.
+    let request = crate::helpers::order_request("o-row", order("o-row", "c-1", "HANG-1", 1999));
+    let response = app.post_saga(&request).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let mut stored = app.saga(id).await;
+    for detail in ["waiting_for", "allowed_actions", "progress"] {
+        stored.as_object_mut().unwrap().remove(detail);
+    }
+    assert_eq!(created, stored);
+    assert_eq!(etag, "\"1\"");
+    // The same key and input again: the stored row, 200.
+    let again = app.post_saga(&request).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap(), created);
+}

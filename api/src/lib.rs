@@ -15,7 +15,8 @@
 //!   bearer tokens and roles, failing closed.
 //! - `routes`: one module per resource (and, for `/v1/sagas`, per verb), the
 //!   route table and the OpenAPI document. Handlers only translate: parse the
-//!   request, call one operation of the orchestrator, shape its answer.
+//!   request, call the orchestrator's operations (or, to list and count, the
+//!   operator queries), shape the answer.
 //! - [`startup`]: the composition root — [`Application::build`] wires the
 //!   store, the transports and the orchestrator and binds the listener.
 //! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP; [`cli`]:

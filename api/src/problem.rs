@@ -3,7 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use sagaplane_orchestrator::{ActorError, RedriveError, StoreError};
-use sagaplane_sagas::{FieldError, Rejection};
+use sagaplane_sagas::FieldError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -144,8 +144,8 @@ impl From<StoreError> for ApiError {
 }
 
 /// What any input to a saga can fail with, as HTTP says it; a handler maps
-/// the refusals particular to it (an action not allowed, a stale `If-Match`)
-/// before falling back on this.
+/// the refusals particular to it (an action not allowed, invalid fields, a
+/// stale `If-Match`) before falling back on this.
 impl From<ActorError> for ApiError {
     fn from(e: ActorError) -> Self {
         match e {
@@ -154,13 +154,6 @@ impl From<ActorError> for ApiError {
                 "the saga could not take this input and was suspended: {reason}"
             )),
             ActorError::UnknownSaga(id) => no_saga(&id.to_string()),
-            ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
-                ApiError::Invalid(errors)
-            }
-            ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
-                asked: expected.to_string(),
-                current,
-            },
             other => ApiError::Internal(other.into()),
         }
     }
@@ -171,6 +164,9 @@ impl From<RedriveError> for ApiError {
         match e {
             RedriveError::NotFound(id) => {
                 ApiError::NotFound(format!("there is no dead letter `{id}`"))
+            }
+            RedriveError::Vanished(id) => {
+                ApiError::Internal(anyhow::anyhow!("dead letter {id} vanished"))
             }
             RedriveError::Actor(e) => e.into(),
             conflict => ApiError::Conflict(conflict.to_string()),

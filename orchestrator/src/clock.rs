@@ -1,9 +1,12 @@
 //! The orchestrator's clock, at PostgreSQL's precision (microseconds), so that
 //! a time in an event and the same time in a read-model column are equal.
 //!
-//! Every part of the core that needs the time asks the [`Clock`] it was given,
-//! so tests can run on tokio's paused clock ([`TokioClock`]) and advance hours
-//! of timeouts and back-offs in milliseconds.
+//! Every time the core records or schedules by (inputs, events, outbox rows,
+//! retries, sweeps, timer polls) comes from the [`Clock`] it was given, and its
+//! intervals (crash window, lease staleness) from tokio's clock, so tests can
+//! run on tokio's paused clock ([`TokioClock`]) and advance hours of timeouts
+//! and back-offs in milliseconds. (A reply that carries no `time` of its own
+//! is still stamped by the codec with the wall clock.)
 
 use std::sync::Arc;
 

@@ -51,6 +51,9 @@ pub enum RedriveError {
     StillNoSaga(SagaId),
     #[error("command {0} is no longer dead-lettered")]
     NotDeadLettered(uuid::Uuid),
+    /// Resolved, then not found: the store lost it.
+    #[error("dead letter {0} vanished")]
+    Vanished(i64),
     #[error(transparent)]
     Actor(#[from] ActorError),
 }
@@ -149,6 +152,6 @@ impl Orchestrator {
         self.store
             .find_dead_letter(id)
             .await?
-            .ok_or(RedriveError::NotFound(id))
+            .ok_or(RedriveError::Vanished(id))
     }
 }

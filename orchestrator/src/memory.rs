@@ -139,6 +139,7 @@ fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, St
     let view = &step.view;
     let version = step.expected_version + step.events.len() as u64;
     let record = match (&mut saga.record, &step.new_saga) {
+        (Some(r), _) if r.saga_type != step.saga_type => return Err(StoreError::Conflict),
         (Some(r), _) => r,
         (None, Some(new)) => {
             saga.traceparent = new.traceparent.clone();

@@ -176,6 +176,13 @@ pub(crate) async fn act(
                 saga_status: status.as_str().to_owned(),
                 allowed_actions: Vec::new(),
             },
+            ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
+                ApiError::Invalid(errors)
+            }
+            ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
+                asked: expected.to_string(),
+                current,
+            },
             other => other.into(),
         })?;
     let saga = if report.dry_run {

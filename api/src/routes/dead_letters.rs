@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::DeadLetterRecord;
+use sagaplane_orchestrator::RedriveError;
 use sagaplane_sagas::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -198,7 +199,8 @@ pub(crate) async fn redrive(
     let (outcome, letter) = state
         .orchestrator
         .redrive(id, &caller.name, &reason)
-        .await?;
+        .await
+        .map_err(|e| not_found_as_asked(e, &path))?;
     Ok(HttpResponse::Ok().json(RedriveResult {
         outcome: outcome.as_str().into(),
         dead_letter: letter.into(),
@@ -235,7 +237,8 @@ pub(crate) async fn discard(
     let letter = state
         .orchestrator
         .discard(id, &caller.name, &reason)
-        .await?;
+        .await
+        .map_err(|e| not_found_as_asked(e, &path))?;
     Ok(HttpResponse::Ok().json(DeadLetterDto::from(letter)))
 }
 
@@ -253,8 +256,19 @@ fn reason(body: Value) -> Result<String, ApiError> {
 
 /// A dead letter's id; anything else names none.
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("there is no dead letter `{raw}`")))
+    raw.parse().map_err(|_| no_dead_letter(raw))
+}
+
+fn no_dead_letter(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no dead letter `{raw}`"))
+}
+
+/// A dead letter that is not there is named as the caller wrote it.
+fn not_found_as_asked(e: RedriveError, raw: &str) -> ApiError {
+    match e {
+        RedriveError::NotFound(_) => no_dead_letter(raw),
+        other => other.into(),
+    }
 }
 
 async fn find(state: &AppState, raw_id: &str) -> Result<DeadLetterRecord, ApiError> {
@@ -263,5 +277,5 @@ async fn find(state: &AppState, raw_id: &str) -> Result<DeadLetterRecord, ApiErr
         .queries
         .find_dead_letter(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no dead letter `{raw_id}`")))
+        .ok_or_else(|| no_dead_letter(raw_id))
 }

@@ -16,9 +16,6 @@ use utoipa::ToSchema;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
-/// The channel name of replies that came this way.
-const CHANNEL: &str = EVENTBRIDGE_CHANNEL;
-
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct IngressResult {
     /// `applied`, `duplicate` (handled before), `ignored` (the saga had moved
@@ -73,7 +70,11 @@ pub(crate) async fn eventbridge(
         }
         raw.extend_from_slice(&chunk);
     }
-    let outcome = match state.orchestrator.ingest(CHANNEL, raw, json!({})).await {
+    let outcome = match state
+        .orchestrator
+        .ingest(EVENTBRIDGE_CHANNEL, raw, json!({}))
+        .await
+    {
         Ok(Ingested::Unusable(reason)) => {
             return Err(ApiError::BadRequest(format!(
                 "{reason}; the message was kept as a dead letter"

@@ -135,13 +135,12 @@ pub(crate) async fn start(
             )),
             StartError::Failed(e) => e.into(),
         })?;
-    let mut response = match outcome {
-        StartOutcome::Created(_) => HttpResponse::Created(),
-        StartOutcome::Existing(_) => HttpResponse::Ok(),
+    let (mut response, record) = match outcome {
+        StartOutcome::Created(record) => (HttpResponse::Created(), record),
+        StartOutcome::Existing(record) => (HttpResponse::Ok(), record),
     };
-    let record = outcome.record();
     Ok(response
         .insert_header((header::LOCATION, format!("/v1/sagas/{}", record.id)))
         .insert_header(etag(record.version))
-        .json(SagaDto::from_record(record.clone())))
+        .json(SagaDto::from_record(record)))
 }
