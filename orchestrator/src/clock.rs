@@ -5,8 +5,8 @@
 //! retries, sweeps, timer polls) comes from the [`Clock`] it was given, and its
 //! intervals (crash window, lease staleness) from tokio's clock, so tests can
 //! run on tokio's paused clock ([`TokioClock`]) and advance hours of timeouts
-//! and back-offs in milliseconds. (A reply that carries no `time` of its own
-//! is still stamped by the codec with the wall clock.)
+//! and back-offs in milliseconds. A reply, too, is taken at the clock's time
+//! when it reaches its saga: a participant's own `time` decides nothing.
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sagaplane_sagas::{Action, SagaId, Status};
+use sagaplane_sagas::{Action, Reply, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -121,11 +121,7 @@ impl Orchestrator {
             raw,
             traceparent,
         } = inbound;
-        let input = SagaInput::Reply {
-            message_id: message_id.clone(),
-            reply,
-            traceparent,
-        };
+        let input = self.reply_input(message_id.clone(), reply, traceparent);
         match self.dispatch(saga_id, None, input).await {
             Err(ActorError::UnknownSaga(id)) => {
                 self.dead_letter(DeadLetter {
@@ -145,12 +141,27 @@ impl Orchestrator {
     /// Applies a reply once; unlike [`Orchestrator::receive`], a reply for no
     /// known saga is an error (`UnknownSaga`), not a dead letter.
     pub async fn apply_reply(&self, inbound: Inbound) -> Result<Handled, ActorError> {
-        let input = SagaInput::Reply {
-            message_id: inbound.message_id,
-            reply: inbound.reply,
-            traceparent: inbound.traceparent,
-        };
+        let input = self.reply_input(inbound.message_id, inbound.reply, inbound.traceparent);
         self.dispatch(inbound.saga_id, None, input).await
+    }
+
+    /// A reply as the saga takes it: at the orchestrator's own time, like every
+    /// other input, so a participant whose clock is off moves no deadline (its
+    /// own time is only logged).
+    fn reply_input(
+        &self,
+        message_id: String,
+        mut reply: Reply,
+        traceparent: Option<TraceParent>,
+    ) -> SagaInput {
+        let received = self.clock.now();
+        tracing::debug!(message_id, participant_time = %reply.at, %received, "reply received");
+        reply.at = received;
+        SagaInput::Reply {
+            message_id,
+            reply,
+            traceparent,
+        }
     }
 
     /// Decodes the bytes `channel` delivered as a reply (see

@@ -296,3 +296,36 @@ async fn a_node_that_cannot_renew_its_leases_stops_firing_timers_until_it_can() 
     run_until(Duration::from_secs(5), || sent(&core).len() == 2).await;
     assert_eq!(sent(&core)[1], ("reserve-inventory".to_owned(), 2));
 }
+
+#[actix::test]
+async fn a_reply_dated_by_a_wrong_clock_moves_no_deadline() {
+    tokio::time::pause();
+    let core = core(OrchestratorConfig {
+        policy: Policy {
+            step_timeout_ms: 5_000,
+            ..Policy::default()
+        },
+        ..OrchestratorConfig::default()
+    });
+    for (key, skew) in [("k-slow", -3_600), ("k-fast", 3_600)] {
+        let id = start_order(&core, key).await;
+        let participant_time = core.clock.now() + chrono::Duration::seconds(skew);
+        core.orchestrator
+            .receive(reply(id, "reserve-inventory", 1, participant_time))
+            .await
+            .unwrap();
+        let now = core.clock.now();
+        let record = core.store.get(id).await.unwrap().unwrap();
+        assert_eq!(record.current_step.as_deref(), Some("charge-payment"));
+        assert_eq!(record.step_since, Some(now), "{key}: the step starts now");
+        assert_eq!(
+            record.wake_at,
+            Some(now + chrono::Duration::seconds(5)),
+            "{key}: the reply deadline runs from the orchestrator's clock"
+        );
+        // Nothing times out before the deadline.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let record = core.store.get(id).await.unwrap().unwrap();
+        assert_eq!(record.attempt, Some(1), "{key}: not timed out early");
+    }
+}
