@@ -24,9 +24,9 @@
 //!   `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - [`Orchestrator`] (`orchestrator`, `dead_letters`): the operations the
 //!   driving side (HTTP, inbound channels) uses; `builder`: wires it all up.
-//! - [`memory`]: [`MemoryStore`], an in-memory [`EventStore`], and [`testing`]:
+//! - `memory`: `MemoryStore`, an in-memory [`EventStore`], and `testing`:
 //!   a recording transport and a saga that panics — for tests of the core that
-//!   run in milliseconds on paused time.
+//!   run in milliseconds on paused time (cargo feature `testing`).
 
 mod actor;
 mod builder;
@@ -36,6 +36,7 @@ mod config;
 mod dead_letters;
 mod input;
 pub mod leases;
+#[cfg(feature = "testing")]
 pub mod memory;
 mod messages;
 mod metrics;
@@ -45,6 +46,7 @@ pub mod ports;
 mod relay;
 mod step;
 mod supervisor;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
 mod trace;
@@ -54,6 +56,7 @@ pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
 pub use config::OrchestratorConfig;
 pub use dead_letters::{RedriveError, RedriveOutcome};
 pub use input::{ActionReport, ActorError, Handled, Inbound, Ingested, StartError, StartOutcome};
+#[cfg(feature = "testing")]
 pub use memory::MemoryStore;
 pub use metrics::Metrics;
 pub use orchestrator::Orchestrator;
