@@ -287,7 +287,6 @@ impl<S: Saga> Parsed<S> {
                     };
                     ActorError::Invalid(vec![FieldError::new(field, e.inner().to_string())])
                 })?;
-                S::validate(&start).map_err(ActorError::Invalid)?;
                 let normalized =
                     serde_json::to_value(&start).expect("start input serialises to JSON");
                 let trace = traceparent.unwrap_or_else(TraceParent::new_root);
