@@ -136,39 +136,15 @@ fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, St
         inner.keys.insert(key, step.saga_id);
     }
     let saga = inner.sagas.entry(step.saga_id).or_default();
-    let view = &step.view;
-    let version = step.expected_version + step.events.len() as u64;
-    let record = match (&mut saga.record, &step.new_saga) {
+    match (&mut saga.record, &step.new_saga) {
         (Some(r), _) if r.saga_type != step.saga_type => return Err(StoreError::Conflict),
-        (Some(r), _) => r,
+        (Some(r), _) => r.apply(step),
         (None, Some(new)) => {
             saga.traceparent = new.traceparent.clone();
-            saga.record.insert(SagaRecord {
-                id: step.saga_id,
-                saga_type: step.saga_type.to_owned(),
-                business_key: new.business_key.clone(),
-                status: String::new(),
-                current_step: None,
-                attempt: None,
-                step_since: None,
-                version: 0,
-                input: new.input.clone(),
-                last_error: None,
-                wake_at: None,
-                created_at: step.at,
-                updated_at: step.at,
-            })
+            saga.record = Some(SagaRecord::created(step, new));
         }
         (None, None) => return Err(StoreError::Conflict),
-    };
-    record.status = view.status.as_str().to_owned();
-    record.current_step = view.step.map(str::to_owned);
-    record.attempt = view.attempt.map(|a| a as i32);
-    record.step_since = view.step_since;
-    record.version = version as i64;
-    record.last_error = view.last_error.clone();
-    record.wake_at = view.wake_at;
-    record.updated_at = step.at;
+    }
     for (i, e) in step.events.iter().enumerate() {
         saga.events.push(EventRecord {
             seq: (step.expected_version + i as u64 + 1) as i64,

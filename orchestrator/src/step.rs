@@ -159,7 +159,7 @@ pub(crate) async fn step<S: Saga>(
                 let handled = if parsed.is_operator() {
                     Handled::Acted(Box::new(report(false, version, status, &commit)))
                 } else if let Some(new) = &commit.new_saga {
-                    Handled::Started(Box::new(started(&commit, new, version)))
+                    Handled::Started(Box::new(SagaRecord::created(&commit, new)))
                 } else {
                     Handled::Applied { version, status }
                 };
@@ -215,26 +215,6 @@ fn count_step(m: &Metrics, saga_type: &str, before: &View, step: &StepCommit, no
     if let (Some(name), Some(since), true) = (before.step, before.step_since, moved_on) {
         let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
         m.step_finished(saga_type, name, seconds.max(0.0));
-    }
-}
-
-/// The read-model row a saga's first step wrote, without reading it back.
-fn started(step: &StepCommit, new: &NewSaga, version: u64) -> SagaRecord {
-    let view = &step.view;
-    SagaRecord {
-        id: step.saga_id,
-        saga_type: step.saga_type.to_owned(),
-        business_key: new.business_key.clone(),
-        status: view.status.as_str().to_owned(),
-        current_step: view.step.map(str::to_owned),
-        attempt: view.attempt.map(|a| a as i32),
-        step_since: view.step_since,
-        version: version as i64,
-        input: new.input.clone(),
-        last_error: view.last_error.clone(),
-        wake_at: view.wake_at,
-        created_at: step.at,
-        updated_at: step.at,
     }
 }
 

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use tokio::time::Instant;
 
 use actix::prelude::*;
 use sagaplane_sagas::{Explanation, Saga, SagaId, View};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::actor::SagaActor;
 use crate::messages::{Crashed, Gone, Handle, Route, RouteError, Routed};

@@ -84,6 +84,43 @@ pub struct SagaRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl SagaRecord {
+    /// The row a saga's first step writes: what a store holds once `step`
+    /// (which carries `new`) committed, without reading it back.
+    pub fn created(step: &StepCommit, new: &NewSaga) -> Self {
+        let mut record = SagaRecord {
+            id: step.saga_id,
+            saga_type: step.saga_type.to_owned(),
+            business_key: new.business_key.clone(),
+            status: String::new(),
+            current_step: None,
+            attempt: None,
+            step_since: None,
+            version: 0,
+            input: new.input.clone(),
+            last_error: None,
+            wake_at: None,
+            created_at: step.at,
+            updated_at: step.at,
+        };
+        record.apply(step);
+        record
+    }
+
+    /// The row after `step`: its summary, its version and its time.
+    pub fn apply(&mut self, step: &StepCommit) {
+        let view = &step.view;
+        self.status = view.status.as_str().to_owned();
+        self.current_step = view.step.map(str::to_owned);
+        self.attempt = view.attempt.map(|a| a as i32);
+        self.step_since = view.step_since;
+        self.version = (step.expected_version + step.events.len() as u64) as i64;
+        self.last_error = view.last_error.clone();
+        self.wake_at = view.wake_at;
+        self.updated_at = step.at;
+    }
+}
+
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {
