@@ -29,6 +29,7 @@ fn reply(saga: SagaId, message: &str) -> Inbound {
             attempt: 1,
             outcome: Outcome::Succeeded,
             at: Utc::now(),
+            result: None,
         },
         raw: b"{}".to_vec(),
         traceparent: None,

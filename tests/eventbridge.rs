@@ -263,6 +263,7 @@ async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
         attempt: 1,
         outcome: sagaplane_sagas::Outcome::Succeeded,
         at: Utc::now(),
+        result: None,
     };
     let answer =
         sagaplane_orchestrator::codec::reply_event(&cmd, "r-eb-1".into(), "inventory", &reply);

@@ -268,6 +268,7 @@ pub fn reservation_reply_event(saga_id: &str, reply_id: &str) -> CloudEvent {
         attempt: 1,
         outcome: Outcome::Succeeded,
         at: chrono::Utc::now(),
+        result: None,
     };
     codec::reply_event(&command, reply_id.into(), "inventory", &reply)
 }

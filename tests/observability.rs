@@ -72,6 +72,7 @@ async fn duplicates_and_dead_letters_are_counted() {
         attempt: 1,
         outcome: Outcome::Succeeded,
         at: Utc::now(),
+        result: None,
     };
     let inbound = |saga: &str, message: &str| Inbound {
         channel: "test".into(),

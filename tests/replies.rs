@@ -14,6 +14,7 @@ fn inbound(saga: &str, message_id: &str, step: &str) -> Inbound {
         attempt: 1,
         outcome: Outcome::Succeeded,
         at: Utc::now(),
+        result: None,
     };
     Inbound {
         channel: "test".into(),

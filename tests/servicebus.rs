@@ -77,6 +77,7 @@ pub fn reply_to(command: &CloudEvent, outcome: Outcome, source: &str) -> CloudEv
         attempt: command.sagaattempt.expect("sagaattempt"),
         outcome,
         at: Utc::now(),
+        result: None,
     };
     // One reply id per command: a command delivered twice is answered alike.
     codec::reply_event(command, format!("reply-to-{}", command.id), source, &reply)

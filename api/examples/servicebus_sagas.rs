@@ -57,6 +57,7 @@ async fn payment_service(commands: QueueClient, replies: QueueClient) {
             attempt: command.sagaattempt.expect("sagaattempt"),
             outcome: Outcome::Succeeded,
             at: chrono::Utc::now(),
+            result: None,
         };
         let answer = codec::reply_event(&command, format!("r-{}", command.id), "payment", &reply);
         let body = serde_json::to_string(&answer).expect("a reply serialises");

@@ -130,6 +130,7 @@ fn reply_body(reply_id: String, source: &str, reply: &Reply) -> CloudEvent {
             step: reply.step.clone(),
             attempt: reply.attempt,
             outcome: reply.outcome.clone(),
+            result: reply.result.clone(),
         })
         .expect("a reply serialises"),
         correlationid: None,
@@ -147,6 +148,9 @@ struct ReplyData {
     step: String,
     attempt: u32,
     outcome: Outcome,
+    /// A successful step's result object, read by later steps' commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
 }
 
 /// Why inbound bytes are not a usable reply.
@@ -246,6 +250,11 @@ pub fn decode_reply_event(
             ));
         }
     }
+    if data.result.as_ref().is_some_and(|r| !r.is_object()) {
+        return Err(DecodeError::BadData(
+            "`result` must be a JSON object".into(),
+        ));
+    }
     // PostgreSQL stores no U+0000 in text.
     if event.id.contains('\0') || data.step.contains('\0') {
         return Err(DecodeError::BadData(
@@ -260,6 +269,7 @@ pub fn decode_reply_event(
             step: data.step,
             attempt: data.attempt,
             outcome: data.outcome,
+            result: data.result,
             at: event
                 .time
                 .map_or_else(crate::clock::now, crate::clock::micros),
@@ -308,6 +318,7 @@ mod tests {
                 reason: "card declined".into(),
             },
             at: Utc::now(),
+            result: None,
         };
         let answer = reply_event(&cmd, "r-1".into(), "payment", &reply);
         let raw = serde_json::to_vec(&answer).unwrap();
@@ -331,6 +342,7 @@ mod tests {
             attempt: 2,
             outcome: Outcome::Succeeded,
             at: Utc::now(),
+            result: None,
         };
         let via_event = reply_event(&command_event(&message, "s"), "r".into(), "p", &reply);
         assert_eq!(reply_to(&message, "r".into(), "p", &reply), via_event);

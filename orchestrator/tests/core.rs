@@ -73,6 +73,7 @@ fn reply(saga: SagaId, step: &str, attempt: u32, at: DateTime<Utc>) -> Inbound {
             attempt,
             outcome: Outcome::Succeeded,
             at,
+            result: None,
         },
         raw: b"{}".to_vec(),
         traceparent: None,

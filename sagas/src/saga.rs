@@ -74,6 +74,10 @@ pub struct Reply {
     pub attempt: u32,
     pub outcome: Outcome,
     pub at: DateTime<Utc>,
+    /// What a successful step returned (e.g. a charge id), for later steps'
+    /// commands to read; kept in the step's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,6 +166,7 @@ impl SimulatedParticipants {
             attempt: command.attempt,
             outcome,
             at: Utc::now(),
+            result: None,
         };
         // The reply travels as a CloudEvent, as from any real participant; the
         // same command redelivered yields the same reply id.

@@ -101,6 +101,7 @@ impl Harness {
             attempt,
             outcome,
             at: self.now,
+            result: None,
         }))
     }
 
@@ -182,6 +183,7 @@ fn every_input(now: DateTime<Utc>) -> Vec<Input<OrderInput>> {
                     attempt,
                     outcome,
                     at: now,
+                    result: None,
                 }));
             }
         }

@@ -38,7 +38,7 @@ proptest! {
                         2 => refused("no"),
                         _ => failed("flaky"),
                     };
-                    Input::Reply(Reply { step: Step::ALL[s].name().into(), attempt, outcome, at: h.now })
+                    Input::Reply(Reply { step: Step::ALL[s].name().into(), attempt, outcome, at: h.now, result: None })
                 }
                 Op::Wake(ms) => {
                     h.now += Duration::milliseconds(ms);

@@ -50,6 +50,7 @@ fn duplicate_late_and_foreign_replies_change_nothing() {
             attempt,
             outcome,
             at: h.now,
+            result: None,
         };
         let expected = Rejection::UnexpectedReply {
             step: step.into(),
