@@ -1,7 +1,7 @@
 """Checks that the modules of each crate form a ladder: an edge A -> B when a
 file of module A names `crate::B` or `super::B` (a parent declares and uses its
-children), and no circle of such edges. Unit-test files (`tests.rs`, inline
-`mod tests`) may look anywhere. Usage: ladder.py CRATE_DIR...; exits 1 on a circle."""
+children), and no circle of such edges. Unit-test modules (`tests.rs`, a
+`tests/` folder of modules, inline `mod tests`) may look anywhere. Usage: ladder.py CRATE_DIR...; exits 1 on a circle."""
 import os, re, sys
 def modname(root, path):
     rel = os.path.relpath(path, root)[:-3]
@@ -12,7 +12,8 @@ def analyse(root):
     files = {}
     for d, _, fs in os.walk(root):
         for f in fs:
-            if f.endswith('.rs') and f != 'tests.rs': files[modname(root, os.path.join(d, f))] = os.path.join(d, f)
+            m = modname(root, os.path.join(d, f)) if f.endswith('.rs') else ''
+            if m and 'tests' not in m.split('::'): files[m] = os.path.join(d, f)
     mods = set(files)
     edges = {m: set() for m in mods}
     for m, p in files.items():

@@ -99,8 +99,8 @@ async fn each_invalid_field_is_named_in_a_422() {
             Box::new(|b| {
                 b.as_object_mut().unwrap().remove("business_key");
             }),
-            "body",
             "business_key",
+            "names no input field",
         ),
         (
             "blank business key",

@@ -49,12 +49,15 @@ async fn a_saga_that_keeps_panicking_is_suspended_and_the_rest_carries_on() {
     };
     let transport = RecordingTransport::new(Arc::new(SystemClock));
     let orchestrator = Orchestrator::builder(store.clone(), Arc::new(transport), config)
-        .register::<Fragile>()
+        .register::<Fragile>("fragile", std::sync::Arc::new(()))
         .start();
     let start = |key: &'static str| {
         let orchestrator = orchestrator.clone();
         async move {
-            match orchestrator.start("fragile", key, json!({}), None).await {
+            match orchestrator
+                .start("fragile", key, json!({}), None, None)
+                .await
+            {
                 Ok(StartOutcome::Created(saga)) => saga.id,
                 other => panic!("not started: {other:?}"),
             }

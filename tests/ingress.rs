@@ -2,6 +2,7 @@
 //! delivers them — authenticated by an API key, applied once, poison kept.
 
 use reqwest::StatusCode;
+use sagaplane_adapters::SimulatorRule;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, order, reservation_reply_event, spawn_app_with, TestApp};
@@ -12,7 +13,14 @@ async fn app() -> TestApp {
     spawn_app_with(|s| {
         s.ingress.eventbridge.api_key = KEY.into();
         // Inventory's commands go nowhere, as if to AWS: its reply comes in here.
-        s.simulator.hang_sku_prefix = "AWS-".into();
+        s.simulator.rules.push(SimulatorRule {
+            participant: "inventory".into(),
+            command: Some("order.inventory.reserve.v1".into()),
+            field: Some("items[*].sku".into()),
+            starts_with: Some("AWS-".into()),
+            answer: "never".into(),
+            ..SimulatorRule::default()
+        });
     })
     .await
 }

@@ -26,6 +26,7 @@ mod schemathesis;
 mod server;
 mod servicebus;
 mod servicebus_fake;
+mod simulator;
 mod timeouts;
 mod trace;
 mod two_nodes;

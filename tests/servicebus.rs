@@ -923,7 +923,7 @@ async fn with_the_simulator_off_every_command_must_be_routed() {
     let app = spawn_app_with(move |s| {
         s.simulator.enabled = false;
         s.transports.servicebus = Some(connection);
-        for participant in ["inventory", "payment", "order"] {
+        for participant in ["inventory", "payment", "order", "returns"] {
             s.routing.insert(participant.into(), "servicebus".into());
         }
     })

@@ -18,7 +18,7 @@ pub mod routing;
 pub mod servicebus;
 
 pub use eventbridge::{EventBridgeSettings, EventBridgeTransport};
-pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorSettings};
+pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorRule, SimulatorSettings};
 pub use postgres::{GroupCommit, PgEventStore};
 pub use routing::RoutingTransport;
 pub use servicebus::{

@@ -32,7 +32,7 @@ const ALL: u64 = u64::MAX;
 fn view(status: Status, wake_in_ms: Option<i64>) -> View {
     View {
         status,
-        step: Some("step"),
+        step: Some("step".into()),
         attempt: Some(1),
         step_since: None,
         wake_at: wake_in_ms.map(|ms| Utc::now() + Duration::milliseconds(ms)),
@@ -45,7 +45,7 @@ fn step(saga: SagaId, expected_version: u64, n: usize, key: Option<&str>) -> Ste
     let now = Utc::now();
     StepCommit {
         saga_id: saga,
-        saga_type: "order",
+        saga_type: "order".into(),
         expected_version,
         new_saga: key.map(|k| NewSaga {
             business_key: k.into(),
@@ -54,7 +54,7 @@ fn step(saga: SagaId, expected_version: u64, n: usize, key: Option<&str>) -> Ste
         }),
         events: (0..n)
             .map(|i| NewEvent {
-                event_type: "Tested",
+                event_type: "Tested".into(),
                 data: json!({ "n": expected_version as usize + i + 1 }),
                 at: now,
             })

@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
                             "items": [{"sku": "SKU-1", "qty": 1}], "amount_cents": 1000,
                         });
                         let id = match orchestrator
-                            .start("order", &format!("sb-{i}"), order, None)
+                            .start("order", &format!("sb-{i}"), order, None, None)
                             .await
                             .expect("started")
                         {

@@ -3,7 +3,7 @@
 //! for every other key). Every key is documented in README.md.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -33,6 +33,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Per saga type overrides of `[saga]`, e.g. `[saga_types.order]`.
     pub saga_types: BTreeMap<String, SagaTypeSettings>,
+    /// Saga definition files to load besides the shipped ones.
+    pub definitions: DefinitionSettings,
     /// Transports besides the in-process one.
     pub transports: TransportSettings,
     /// Command type or participant → transport (`in-process`, `eventbridge`,
@@ -40,6 +42,15 @@ pub struct Settings {
     /// commands named neither way use `in-process`.
     pub routing: BTreeMap<String, String>,
     pub ingress: IngressSettings,
+}
+
+/// `[definitions]`: where the teams' saga definitions are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefinitionSettings {
+    /// Definition files (TOML), or folders whose `*.toml` files are all
+    /// definitions; read at start-up in the order given.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Inbound channels for replies.
@@ -246,6 +257,7 @@ impl SagaSettings {
             max_attempts: max_attempts.max(1),
             backoff_initial_ms: self.backoff_initial_ms,
             backoff_max_ms: self.backoff_max_ms,
+            jitter: true,
         };
         Policy {
             step_timeout_ms: self.step_timeout_ms,
@@ -289,6 +301,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             cluster: ClusterSettings::default(),
             saga_types: BTreeMap::new(),
+            definitions: DefinitionSettings::default(),
             transports: TransportSettings::default(),
             routing: BTreeMap::new(),
             ingress: IngressSettings::default(),
@@ -402,6 +415,7 @@ impl Settings {
                 max_attempts: o.publish_max_attempts.max(1),
                 backoff_initial_ms: o.publish_backoff_initial_ms,
                 backoff_max_ms: o.publish_backoff_max_ms,
+                jitter: true,
             },
             crash_limit: o.crash_limit.max(1),
             crash_window: Duration::from_millis(o.crash_window_ms),
@@ -529,6 +543,53 @@ mod tests {
                 !format!("{s:?}").contains("from-the-environment"),
                 "the key is not logged"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_readme_simulator_rule_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("### Simulated participants (the default)")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("README.md has the simulator rule example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("rule.toml", example)?;
+            let s = Settings::load(Some(Path::new("rule.toml"))).map_err(|e| *e)?;
+            let rule = &s.simulator.rules[0];
+            assert_eq!(rule.participant, "payment");
+            assert_eq!(rule.equals, Some(serde_json::json!("USD")));
+            assert_eq!(rule.answer, "refuse");
+            assert!(s.simulator.default_rules);
+            assert_eq!(s.simulator.validate(), Ok(()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_rule_with_an_unknown_key_or_answer_is_refused_with_its_index() {
+        figment::Jail::expect_with(|jail| {
+            let rule =
+                |extra: &str| format!("[[simulator.rules]]\nparticipant = \"payment\"\n{extra}\n");
+            jail.create_file(
+                "typo.toml",
+                &(rule("answer = \"never\"") + &rule("answer = \"never\"\ncolour = \"red\"")),
+            )?;
+            let err = Settings::load(Some(Path::new("typo.toml"))).unwrap_err();
+            assert!(err.to_string().contains("colour"), "{err}");
+            assert!(err.to_string().contains("simulator.rules.1"), "{err}");
+
+            jail.create_file(
+                "answer.toml",
+                &(rule("answer = \"never\"") + &rule("answer = \"hang\"")),
+            )?;
+            let s = Settings::load(Some(Path::new("answer.toml"))).map_err(|e| *e)?;
+            let err = s.simulator.validate().unwrap_err().to_string();
+            assert!(err.starts_with("simulator.rules[1]: "), "{err}");
+            assert!(err.contains("unknown answer `hang`"), "{err}");
             Ok(())
         });
     }

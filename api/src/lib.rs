@@ -26,6 +26,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod configuration;
+pub mod definitions;
 mod exposition;
 mod problem;
 mod routes;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sagaplane_api::{bench, cli, telemetry, Application, Settings};
+use sagaplane_api::{bench, cli, definitions, telemetry, Application, Settings};
 
 /// Many small, short-lived allocations per step (JSON, messages): mimalloc
 /// serves them with less time spent in the allocator than the system's.
@@ -42,12 +42,27 @@ enum Command {
         #[command(subcommand)]
         command: cli::SagasCommand,
     },
+    /// Check saga definition files offline.
+    Definitions {
+        #[command(subcommand)]
+        command: DefinitionsCommand,
+    },
     /// List, redrive and discard dead letters through a running server's API.
     DeadLetters {
         #[command(flatten)]
         remote: cli::Remote,
         #[command(subcommand)]
         command: cli::DeadLettersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DefinitionsCommand {
+    /// Check each file (or folder of `*.toml` files) as `serve` would load it;
+    /// exits 1 after printing every problem.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -61,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await.context("HTTP server failed")
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Definitions {
+            command: DefinitionsCommand::Check { files },
+        } => operator_exit(definitions::check(&files)),
         Command::Sagas { remote, command } => operator_exit(cli::sagas(remote, command).await),
         Command::DeadLetters { remote, command } => {
             operator_exit(cli::dead_letters(remote, command).await)

@@ -12,10 +12,8 @@ use sagaplane_adapters::{
     EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
     ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
-use sagaplane_orchestrator::{Metrics, Orchestrator, Transport};
-use sagaplane_sagas::order::OrderSaga;
-use sagaplane_sagas::Saga;
-use utoipa::OpenApi;
+use sagaplane_orchestrator::{load_catalog, Metrics, Orchestrator, Transport};
+use sagaplane_sagas::Catalog;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::AccessTokens;
@@ -38,17 +36,9 @@ impl Application {
     /// an actix system; the server runs once [`Application::run_until_stopped`]
     /// is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let known = [OrderSaga::TYPE];
-        if let Some(t) = settings
-            .saga_types
-            .keys()
-            .find(|t| !known.contains(&t.as_str()))
-        {
-            anyhow::bail!(
-                "Invalid configuration: [saga_types.{t}] names no saga type; known: {}",
-                known.join(", ")
-            );
-        }
+        let offered = crate::definitions::offered(&settings.definitions.paths)?;
+        let mut participants = SimulatedParticipants::new(settings.simulator.clone())
+            .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
         let db = &settings.database;
         let metrics = Metrics::default();
         let batch_sizes = metrics.store_batch_size.clone();
@@ -60,7 +50,24 @@ impl Application {
             .await
             .context("Failed to open the database")?;
         let store = Arc::new(store);
-        let mut participants = SimulatedParticipants::new(settings.simulator.clone());
+        let catalog = load_catalog(store.as_ref(), offered)
+            .await
+            .context("Failed to load the saga definitions")?;
+        let known: Vec<&str> = catalog.types().map(|t| t.saga_type.as_str()).collect();
+        if let Some(t) = settings
+            .saga_types
+            .keys()
+            .find(|t| !known.contains(&t.as_str()))
+        {
+            anyhow::bail!(
+                "Invalid configuration: [saga_types.{t}] names no saga type; known: {}",
+                known.join(", ")
+            );
+        }
+        for t in catalog.types() {
+            let versions: Vec<String> = t.versions.keys().map(u32::to_string).collect();
+            tracing::info!(saga_type = %t.saga_type, versions = %versions.join(","), "saga type loaded");
+        }
         if settings.simulator.durable_memory {
             participants = participants
                 .with_durable_memory(store.pool().clone())
@@ -68,11 +75,11 @@ impl Application {
                 .context("Failed to set up the simulated participants' tables")?;
         }
         let (in_process, commands) = InProcessTransport::new(&participants);
-        let transport = routing(&settings, Arc::new(in_process)).await?;
+        let transport = routing(&settings, &catalog, Arc::new(in_process)).await?;
         let orchestrator =
             Orchestrator::builder(store.clone(), transport, settings.orchestrator_config())
                 .metrics(metrics)
-                .register::<OrderSaga>()
+                .definitions(&catalog)
                 .start();
         if settings.simulator.enabled {
             participants.spawn(commands, orchestrator.clone());
@@ -87,8 +94,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
+        let openapi = routes::openapi(&catalog);
+        let catalog = Arc::new(catalog);
         let state = web::Data::new(AppState {
             orchestrator: orchestrator.clone(),
+            catalog,
             queries: store,
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
@@ -113,7 +123,8 @@ impl Application {
                 }))
                 .configure(routes::configure)
                 .service(
-                    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", routes::ApiDoc::openapi()),
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .external_url_unchecked("/openapi.json", openapi.clone()),
                 )
                 .default_service(web::to(routes::not_found))
         });
@@ -170,6 +181,7 @@ fn query_error(e: QueryPayloadError) -> ApiError {
 /// The transport of each command, from `[routing]`.
 async fn routing(
     settings: &Settings,
+    catalog: &Catalog,
     in_process: Arc<dyn Transport>,
 ) -> anyhow::Result<Arc<dyn Transport>> {
     let mut transports: HashMap<&str, Arc<dyn Transport>> = HashMap::new();
@@ -198,7 +210,7 @@ async fn routing(
         })?;
         routing = routing.route(key, transport.clone());
     }
-    check_destinations(settings)?;
+    check_destinations(settings, catalog)?;
     Ok(Arc::new(routing))
 }
 
@@ -206,10 +218,11 @@ async fn routing(
 /// would route nothing, leaving those commands with the simulated
 /// participants) and, with the simulated participants off, a command routed
 /// nowhere.
-fn check_destinations(settings: &Settings) -> anyhow::Result<()> {
-    let mut known: Vec<&str> = OrderSaga::destinations()
-        .into_iter()
-        .flat_map(|(participant, command_type)| [participant, command_type])
+fn check_destinations(settings: &Settings, catalog: &Catalog) -> anyhow::Result<()> {
+    let destinations = catalog.destinations();
+    let mut known: Vec<&str> = destinations
+        .iter()
+        .flat_map(|(participant, command_type)| [participant.as_str(), command_type.as_str()])
         .collect();
     known.sort_unstable();
     known.dedup();
@@ -229,13 +242,13 @@ fn check_destinations(settings: &Settings) -> anyhow::Result<()> {
         }
     }
     if !settings.simulator.enabled {
-        let unrouted: Vec<&str> = OrderSaga::destinations()
-            .into_iter()
+        let unrouted: Vec<&str> = destinations
+            .iter()
             .filter(|(participant, command_type)| {
-                !settings.routing.contains_key(*participant)
-                    && !settings.routing.contains_key(*command_type)
+                !settings.routing.contains_key(participant)
+                    && !settings.routing.contains_key(command_type)
             })
-            .map(|(_, command_type)| command_type)
+            .map(|(_, command_type)| command_type.as_str())
             .collect();
         if !unrouted.is_empty() {
             anyhow::bail!(

@@ -9,12 +9,14 @@ use sagaplane_sagas::{Saga, SagaId};
 use tracing::Instrument;
 
 use crate::input::{ActorError, Handled};
+use crate::kind::Kind;
 use crate::messages::{Gone, Handle};
 use crate::step::{Deps, Loaded};
 
 /// The actor of one saga instance. Its state is a cache of the folded history:
 /// dropped after any failure and rebuilt from the store on the next input.
 pub(crate) struct SagaActor<S: Saga> {
+    kind: Kind<S>,
     id: SagaId,
     generation: u64,
     deps: Arc<Deps>,
@@ -24,8 +26,9 @@ pub(crate) struct SagaActor<S: Saga> {
 }
 
 impl<S: Saga> SagaActor<S> {
-    pub(crate) fn new(id: SagaId, generation: u64, deps: Arc<Deps>) -> Self {
+    pub(crate) fn new(kind: Kind<S>, id: SagaId, generation: u64, deps: Arc<Deps>) -> Self {
         Self {
+            kind,
             id,
             generation,
             deps,
@@ -72,10 +75,11 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
         let deps = self.deps.clone();
         let id = self.id;
         let loaded = self.loaded.take();
+        let kind = self.kind.clone();
         let span = tracing::info_span!(
             "saga_input",
             saga_id = %id,
-            saga_type = S::TYPE,
+            saga_type = %kind.name,
             step = tracing::field::Empty,
             trace_id = tracing::field::Empty
         );
@@ -83,7 +87,7 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
             // A panic in the saga's code (or ours) fails this input only: the
             // actor drops its state and stops, and the next input rebuilds it
             // from the events. The caller counts crashes (crash-loop guard).
-            let step = crate::step::step::<S>(&deps, id, loaded, msg.0);
+            let step = crate::step::step::<S>(&deps, &kind, id, loaded, msg.0);
             match std::panic::AssertUnwindSafe(step).catch_unwind().await {
                 Ok(outcome) => outcome,
                 Err(panic) => {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use sagaplane_sagas::Saga;
+use sagaplane_sagas::{Catalog, DefinedSaga, Saga};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::OrchestratorConfig;
+use crate::kind::Kind;
 use crate::leases::{LeaseKeeper, Ownership};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -19,7 +20,7 @@ use crate::orchestrator::Orchestrator;
 use crate::ports::{EventStore, Transport};
 use crate::relay::OutboxRelay;
 use crate::step::Deps;
-use crate::supervisor::{Kind, Kinds, SagaKind, Supervisor};
+use crate::supervisor::{Kinds, SagaKind, Supervisor};
 use crate::timers::{TimerService, WakeFn};
 
 /// Registers saga types, then starts the actors.
@@ -27,7 +28,7 @@ pub struct OrchestratorBuilder {
     store: Arc<dyn EventStore>,
     transport: Arc<dyn Transport>,
     config: OrchestratorConfig,
-    kinds: HashMap<&'static str, Box<dyn SagaKind>>,
+    kinds: HashMap<String, Box<dyn SagaKind>>,
     metrics: Metrics,
     clock: SharedClock,
 }
@@ -62,8 +63,20 @@ impl OrchestratorBuilder {
         self
     }
 
-    pub fn register<S: Saga>(mut self) -> Self {
-        self.kinds.insert(S::TYPE, Box::new(Kind::<S>::new()));
+    /// Runs sagas of type `name` as `S`, each given `shared` (e.g. the
+    /// versions of the type's definition).
+    pub fn register<S: Saga>(mut self, name: impl Into<String>, shared: Arc<S::Kind>) -> Self {
+        let name = name.into();
+        self.kinds
+            .insert(name.clone(), Box::new(Kind::<S> { name, shared }));
+        self
+    }
+
+    /// Runs every type of `catalog` by its definitions.
+    pub fn definitions(mut self, catalog: &Catalog) -> Self {
+        for versions in catalog.types() {
+            self = self.register::<DefinedSaga>(versions.saga_type.clone(), versions.clone());
+        }
         self
     }
 

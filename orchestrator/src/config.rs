@@ -42,6 +42,7 @@ impl Default for OrchestratorConfig {
                 max_attempts: 10,
                 backoff_initial_ms: 200,
                 backoff_max_ms: 60_000,
+                jitter: true,
             },
             crash_limit: 3,
             crash_window: Duration::from_secs(60),

@@ -17,6 +17,8 @@ pub enum SagaInput {
     Start {
         business_key: String,
         input: Value,
+        /// The definition version to run under; `None`: the newest.
+        version: Option<u32>,
         now: DateTime<Utc>,
         /// From the start request; a new trace when it had none.
         traceparent: Option<TraceParent>,
@@ -85,6 +87,10 @@ pub enum ActorError {
     Invalid(Vec<FieldError>),
     #[error("the saga refused the input: {0}")]
     Rejected(Rejection),
+    /// A reply the saga cannot take as it is (its result breaks the step's
+    /// schema): kept as a dead letter, not recorded as handled.
+    #[error("the reply is unusable: {0}")]
+    BadReply(String),
     #[error("a saga of this type already has this business key")]
     BusinessKeyTaken { input: Value },
     #[error("there is no saga {0}")]

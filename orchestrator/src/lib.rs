@@ -15,11 +15,14 @@
 //!   [`Inbound`], [`ActionReport`], [`StartOutcome`].
 //! - [`codec`]: CloudEvents 1.0 for commands out and replies in, on every
 //!   transport; [`codec::decode_for`] reads what any channel delivered.
+//! - `definitions`: [`load_catalog`] — the saga definitions a node runs,
+//!   stored once per version through [`DefinitionStore`].
 //! - `messages`: the actor messages (`Handle`, `Route`, `Crashed`, `Gone`, `Publish`).
 //! - `config`: [`OrchestratorConfig`]; [`leases`]: which partitions this node serves.
 //! - `relay`: publishes committed outbox rows, retries with back-off, sweeps up
 //!   rows left unsent; `timers`: turns due deadlines into wake-ups through a callback.
-//! - `step`: one input is one atomic store write, commands leave only after it
+//! - `kind`: a registered saga type (its name, what its sagas share);
+//!   `step`: one input is one atomic store write, commands leave only after it
 //!   committed; `actor`: a saga's actor handles one input at a time;
 //!   `supervisor`: creates saga actors on demand, passivates idle ones.
 //! - [`Orchestrator`] (`orchestrator`, `dead_letters`): the operations the
@@ -34,7 +37,9 @@ pub mod clock;
 pub mod codec;
 mod config;
 mod dead_letters;
+mod definitions;
 mod input;
+mod kind;
 pub mod leases;
 #[cfg(feature = "testing")]
 pub mod memory;
@@ -55,14 +60,15 @@ pub use builder::OrchestratorBuilder;
 pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
 pub use config::OrchestratorConfig;
 pub use dead_letters::{RedriveError, RedriveOutcome};
+pub use definitions::{load_catalog, DefinitionsError};
 pub use input::{ActionReport, ActorError, Handled, Inbound, Ingested, StartError, StartOutcome};
 #[cfg(feature = "testing")]
 pub use memory::MemoryStore;
 pub use metrics::Metrics;
 pub use orchestrator::Orchestrator;
 pub use ports::{
-    EventStore, OperatorQueries, OutboxStore, PublishError, SagaStore, StoreError, TimerStore,
-    Transport, TransportError,
+    DefinitionStore, EventStore, OperatorQueries, OutboxStore, PublishError, SagaStore, StoreError,
+    TimerStore, Transport, TransportError,
 };
 pub use supervisor::Snapshot;
 pub use trace::TraceParent;

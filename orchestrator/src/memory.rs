@@ -8,7 +8,7 @@
 //! Faults are switched on from the test: [`MemoryStore::fail_leases`] makes
 //! every lease renewal fail, [`MemoryStore::fail_commits`] every step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,10 +20,10 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::leases::PARTITIONS;
 use crate::ports::{
-    Backlog, CommandRef, CommitOutcome, DeadLetter, DeadLetterRecord, DueTimer, EventRecord,
-    EventStore, OperatorQueries, OutboxMessage, OutboxStore, PublishFailure, Resolution,
-    SagaFilter, SagaRecord, SagaStats, SagaStore, StepCommit, StoreError, StoredHistory,
-    TimerStore, SUSPENDED_BY_SUPERVISOR,
+    Backlog, CommandRef, CommitOutcome, DeadLetter, DeadLetterRecord, DefinitionStore, DueTimer,
+    EventRecord, EventStore, OperatorQueries, OutboxMessage, OutboxStore, PublishFailure,
+    Resolution, SagaFilter, SagaRecord, SagaStats, SagaStore, StepCommit, StoreError,
+    StoredDefinition, StoredHistory, TimerStore, SUSPENDED_BY_SUPERVISOR,
 };
 
 /// The partition of a saga in this store (PostgreSQL hashes the id's text;
@@ -67,6 +67,7 @@ pub struct MemoryStore {
     clock: SharedClock,
     fail_leases: Arc<AtomicBool>,
     fail_commits: Arc<AtomicBool>,
+    definitions: Arc<Mutex<BTreeMap<(String, u32), StoredDefinition>>>,
 }
 
 fn unavailable() -> StoreError {
@@ -81,6 +82,7 @@ impl MemoryStore {
             clock,
             fail_leases: Arc::default(),
             fail_commits: Arc::default(),
+            definitions: Arc::default(),
         }
     }
 
@@ -585,5 +587,21 @@ impl OperatorQueries for MemoryStore {
 impl EventStore for MemoryStore {
     async fn ready(&self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DefinitionStore for MemoryStore {
+    async fn publish_definitions(
+        &self,
+        offered: &[StoredDefinition],
+    ) -> Result<Vec<StoredDefinition>, StoreError> {
+        let mut stored = self.definitions.lock().expect("definitions lock poisoned");
+        for d in offered {
+            stored
+                .entry((d.saga_type.clone(), d.version))
+                .or_insert_with(|| d.clone());
+        }
+        Ok(stored.values().cloned().collect())
     }
 }

@@ -57,8 +57,8 @@ impl Orchestrator {
     }
 
     /// The saga types registered, in name order.
-    pub fn saga_types(&self) -> Vec<&'static str> {
-        let mut types: Vec<&'static str> = self.kinds.keys().copied().collect();
+    pub fn saga_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
         types.sort_unstable();
         types
     }
@@ -77,12 +77,14 @@ impl Orchestrator {
         saga_type: &str,
         business_key: &str,
         input: Value,
+        version: Option<u32>,
         traceparent: Option<TraceParent>,
     ) -> Result<StartOutcome, StartError> {
         let id = SagaId::from_uuid(Uuid::now_v7());
         let start = SagaInput::Start {
             business_key: business_key.to_owned(),
             input,
+            version,
             now: self.clock.now(),
             traceparent,
         };
@@ -122,20 +124,20 @@ impl Orchestrator {
             traceparent,
         } = inbound;
         let input = self.reply_input(message_id.clone(), reply, traceparent);
-        match self.dispatch(saga_id, None, input).await {
-            Err(ActorError::UnknownSaga(id)) => {
-                self.dead_letter(DeadLetter {
-                    channel,
-                    reason: format!("no saga {id}"),
-                    raw,
-                    headers: json!({ "message_id": message_id }),
-                    outbox_message_id: None,
-                })
-                .await?;
-                Ok(Handled::DeadLettered)
-            }
-            other => other,
-        }
+        let reason = match self.dispatch(saga_id, None, input).await {
+            Err(ActorError::UnknownSaga(id)) => format!("no saga {id}"),
+            Err(ActorError::BadReply(reason)) => reason,
+            other => return other,
+        };
+        self.dead_letter(DeadLetter {
+            channel,
+            reason,
+            raw,
+            headers: json!({ "message_id": message_id }),
+            outbox_message_id: None,
+        })
+        .await?;
+        Ok(Handled::DeadLettered)
     }
 
     /// Applies a reply once; unlike [`Orchestrator::receive`], a reply for no

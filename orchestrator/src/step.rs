@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::config::OrchestratorConfig;
 use crate::input::{ActionReport, ActorError, Handled, SagaInput, MAX_CONFLICT_RETRIES};
+use crate::kind::Kind;
 use crate::messages::{Gone, Publish};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -44,11 +45,12 @@ pub(crate) type StepResult<S> = (Result<Handled, ActorError>, Option<Loaded<S>>)
 /// Decides and commits one input; returns the outcome and the state to keep.
 pub(crate) async fn step<S: Saga>(
     deps: &Deps,
+    kind: &Kind<S>,
     id: SagaId,
     mut loaded: Option<Loaded<S>>,
     input: SagaInput,
 ) -> StepResult<S> {
-    let parsed = match Parsed::<S>::new(input, deps.config.policy_for(S::TYPE)) {
+    let parsed = match Parsed::<S>::new(input, deps.config.policy_for(&kind.name)) {
         Ok(p) => p,
         Err(e) => return (Err(e), loaded),
     };
@@ -56,11 +58,11 @@ pub(crate) async fn step<S: Saga>(
         let current = match loaded.take() {
             Some(l) => l,
             None if parsed.new_saga.is_some() => Loaded {
-                state: S::new(id),
+                state: S::new(&kind.shared, id),
                 version: 0,
                 trace: parsed.trace.clone(),
             },
-            None => match load::<S>(deps.store.as_ref(), id).await {
+            None => match load::<S>(deps.store.as_ref(), kind, id).await {
                 Ok(Some(l)) => l,
                 Ok(None) => return (Err(ActorError::UnknownSaga(id)), None),
                 Err(e) => return (Err(e), None),
@@ -88,8 +90,8 @@ pub(crate) async fn step<S: Saga>(
         }
         let now = deps.clock.now();
         let before = current.state.view();
-        if let Some(step) = before.step {
-            tracing::Span::current().record("step", step);
+        if let Some(step) = &before.step {
+            tracing::Span::current().record("step", step.as_str());
         }
         // Commands follow the input's trace, else the saga's own.
         let trace = parsed.trace.as_ref().or(current.trace.as_ref());
@@ -107,11 +109,11 @@ pub(crate) async fn step<S: Saga>(
             outbox.extend(state.commands(event).into_iter().map(|c| OutboxMessage {
                 message_id: Uuid::now_v7(),
                 saga_id: id,
-                saga_type: S::TYPE.to_owned(),
-                step: c.step.to_owned(),
+                saga_type: kind.name.clone(),
+                step: c.step,
                 attempt: c.attempt,
-                participant: c.participant.to_owned(),
-                command_type: c.command_type.to_owned(),
+                participant: c.participant,
+                command_type: c.command_type,
                 idempotency_key: c.idempotency_key,
                 data: c.data,
                 created_at: now,
@@ -129,7 +131,7 @@ pub(crate) async fn step<S: Saga>(
         let status = view.status;
         let commit = Arc::new(StepCommit {
             saga_id: id,
-            saga_type: S::TYPE,
+            saga_type: kind.name.clone(),
             expected_version: current.version,
             new_saga: parsed.new_saga.clone(),
             events: new_events,
@@ -154,7 +156,7 @@ pub(crate) async fn step<S: Saga>(
             .observe(waited.elapsed().as_secs_f64());
         match committed {
             Ok(CommitOutcome::Committed) => {
-                count_step(m, S::TYPE, &before, &commit, now);
+                count_step(m, &kind.name, &before, &commit, now);
                 tracing::debug!(version, status = %status, "saga step committed");
                 let handled = if parsed.is_operator() {
                     Handled::Acted(Box::new(report(false, version, status, &commit)))
@@ -211,8 +213,8 @@ fn count_step(m: &Metrics, saga_type: &str, before: &View, step: &StepCommit, no
     if after.status.is_settled() && after.status != before.status {
         m.settled(saga_type, after.status.as_str());
     }
-    let moved_on = (after.step, after.attempt) != (before.step, before.attempt);
-    if let (Some(name), Some(since), true) = (before.step, before.step_since, moved_on) {
+    let moved_on = (&after.step, after.attempt) != (&before.step, before.attempt);
+    if let (Some(name), Some(since), true) = (&before.step, before.step_since, moved_on) {
         let seconds = (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
         m.step_finished(saga_type, name, seconds.max(0.0));
     }
@@ -248,6 +250,7 @@ impl<S: Saga> Parsed<S> {
             SagaInput::Start {
                 business_key,
                 input,
+                version,
                 now,
                 traceparent,
             } => {
@@ -273,6 +276,7 @@ impl<S: Saga> Parsed<S> {
                 Self {
                     input: Input::Start {
                         start,
+                        version,
                         policy: policy.clone(),
                         now,
                     },
@@ -334,6 +338,11 @@ async fn rejected<S: Saga>(
 ) -> Result<Handled, ActorError> {
     match (&parsed.message_id, &parsed.input, rejection) {
         (_, _, Rejection::Invalid(errors)) => Err(ActorError::Invalid(errors)),
+        // Not recorded in the inbox: the caller keeps it as a dead letter,
+        // from which it can be redriven once the participant is fixed.
+        (Some(_), _, rejection @ Rejection::InvalidResult { .. }) => {
+            Err(ActorError::BadReply(rejection.to_string()))
+        }
         (Some(message_id), _, rejection) => {
             let detail = rejection.to_string();
             if deps.store.record_ignored(message_id, id, &detail).await? {
@@ -350,18 +359,21 @@ async fn rejected<S: Saga>(
     }
 }
 
-async fn load<S: Saga>(store: &dyn SagaStore, id: SagaId) -> Result<Option<Loaded<S>>, ActorError> {
+async fn load<S: Saga>(
+    store: &dyn SagaStore,
+    kind: &Kind<S>,
+    id: SagaId,
+) -> Result<Option<Loaded<S>>, ActorError> {
     let Some(history) = store.load(id).await? else {
         return Ok(None);
     };
-    if history.saga_type != S::TYPE {
+    if history.saga_type != kind.name {
         return Err(ActorError::Corrupt(format!(
             "saga {id} is of type `{}`, not `{}`",
-            history.saga_type,
-            S::TYPE
+            history.saga_type, kind.name
         )));
     }
-    let state = fold::<S>(id, history.events, |_| {}).map_err(ActorError::Corrupt)?;
+    let state = fold::<S>(&kind.shared, id, history.events, |_| {}).map_err(ActorError::Corrupt)?;
     Ok(Some(Loaded {
         state,
         version: history.version,
@@ -372,15 +384,19 @@ async fn load<S: Saga>(store: &dyn SagaStore, id: SagaId) -> Result<Option<Loade
 /// Rebuilds a saga's state from its stored events, showing `each` the state
 /// after every one; `Err` names the event that cannot be read.
 pub(crate) fn fold<S: Saga>(
+    shared: &Arc<S::Kind>,
     id: SagaId,
     events: Vec<serde_json::Value>,
     mut each: impl FnMut(&S),
 ) -> Result<S, String> {
-    let mut state = S::new(id);
+    let mut state = S::new(shared, id);
     for (i, data) in events.into_iter().enumerate() {
         let event: S::Event = serde_json::from_value(data)
             .map_err(|e| format!("event {} of saga {id}: {e}", i + 1))?;
         state = state.evolve(&event);
+        if let Some(why) = state.unreadable() {
+            return Err(format!("event {} of saga {id}: {why}", i + 1));
+        }
         each(&state);
     }
     Ok(state)

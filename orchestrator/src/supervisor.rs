@@ -1,7 +1,6 @@
 //! Creates saga actors on demand and forgets them when they stop.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -10,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::actor::SagaActor;
+use crate::kind::Kind;
 use crate::messages::{Crashed, Gone, Handle, Route, RouteError, Routed};
 use crate::step::Deps;
 
@@ -28,26 +28,18 @@ pub(crate) trait SagaKind: Send + Sync {
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String>;
 }
 
-pub(crate) type Kinds = Arc<HashMap<&'static str, Box<dyn SagaKind>>>;
-
-pub(crate) struct Kind<S>(PhantomData<fn() -> S>);
-
-impl<S> Kind<S> {
-    pub fn new() -> Self {
-        Self(PhantomData)
-    }
-}
+pub(crate) type Kinds = Arc<HashMap<String, Box<dyn SagaKind>>>;
 
 impl<S: Saga> SagaKind for Kind<S> {
     fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle> {
-        SagaActor::<S>::new(id, generation, deps)
+        SagaActor::<S>::new(self.clone(), id, generation, deps)
             .start()
             .recipient()
     }
 
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String> {
         let mut snapshots = Vec::with_capacity(events.len());
-        crate::step::fold::<S>(id, events, |state| {
+        crate::step::fold::<S>(&self.shared, id, events, |state| {
             snapshots.push(Snapshot {
                 view: state.view(),
                 allowed_actions: state.allowed_actions(),

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sagaplane_sagas::{
-    Command, Explanation, FieldError, Input, Rejection, Saga, SagaId, Status, View,
-};
+use sagaplane_sagas::{Command, Explanation, Input, Rejection, Saga, SagaId, Status, View};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -93,11 +91,11 @@ pub enum FragileEvent {
 }
 
 impl Saga for Fragile {
-    const TYPE: &'static str = "fragile";
+    type Kind = ();
     type Start = Nothing;
     type Event = FragileEvent;
 
-    fn new(_id: SagaId) -> Self {
+    fn new(_kind: &Arc<()>, _id: SagaId) -> Self {
         Fragile { started: false }
     }
 
@@ -118,14 +116,10 @@ impl Saga for Fragile {
         Vec::new()
     }
 
-    fn destinations() -> Vec<(&'static str, &'static str)> {
-        Vec::new()
-    }
-
     fn view(&self) -> View {
         View {
             status: Status::Running,
-            step: Some("wait"),
+            step: Some("wait".to_owned()),
             attempt: Some(1),
             step_since: None,
             wake_at: None,
@@ -133,12 +127,8 @@ impl Saga for Fragile {
         }
     }
 
-    fn event_type(_event: &FragileEvent) -> &'static str {
-        "Started"
-    }
-
-    fn validate(_start: &Nothing) -> Result<(), Vec<FieldError>> {
-        Ok(())
+    fn event_type(_event: &FragileEvent) -> String {
+        "Started".to_owned()
     }
 
     fn allowed_actions(&self) -> Vec<&'static str> {

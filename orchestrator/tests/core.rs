@@ -13,7 +13,7 @@ use sagaplane_orchestrator::{
     ActorError, Inbound, MemoryStore, Orchestrator, OrchestratorConfig, SharedClock, StartOutcome,
     TokioClock,
 };
-use sagaplane_sagas::order::OrderSaga;
+use sagaplane_sagas::Catalog;
 use sagaplane_sagas::{Outcome, Policy, Reply, RetryPolicy, SagaId};
 use serde_json::json;
 
@@ -32,8 +32,8 @@ fn core(config: OrchestratorConfig) -> Core {
     let orchestrator =
         Orchestrator::builder(Arc::new(store.clone()), Arc::new(transport.clone()), config)
             .clock(clock.clone())
-            .register::<OrderSaga>()
-            .register::<Fragile>()
+            .definitions(&Catalog::shipped())
+            .register::<Fragile>("fragile", Arc::new(()))
             .start();
     Core {
         clock,
@@ -48,6 +48,7 @@ fn retry(max_attempts: u32, initial_ms: u64) -> RetryPolicy {
         max_attempts,
         backoff_initial_ms: initial_ms,
         backoff_max_ms: 60_000,
+        jitter: true,
     }
 }
 
@@ -57,7 +58,11 @@ fn order() -> serde_json::Value {
 }
 
 async fn start_order(core: &Core, key: &str) -> SagaId {
-    match core.orchestrator.start("order", key, order(), None).await {
+    match core
+        .orchestrator
+        .start("order", key, order(), None, None)
+        .await
+    {
         Ok(StartOutcome::Created(saga)) => saga.id,
         other => panic!("not started: {other:?}"),
     }
@@ -177,7 +182,10 @@ async fn a_saga_whose_actor_keeps_panicking_is_suspended_within_the_crash_window
     let start = |key: &'static str| {
         let orchestrator = core.orchestrator.clone();
         async move {
-            match orchestrator.start("fragile", key, json!({}), None).await {
+            match orchestrator
+                .start("fragile", key, json!({}), None, None)
+                .await
+            {
                 Ok(StartOutcome::Created(saga)) => saga.id,
                 other => panic!("not started: {other:?}"),
             }

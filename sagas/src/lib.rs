@@ -7,18 +7,23 @@
 //!   why it may refuse an input ([`Rejection`]).
 //! - [`action`]: what an operator may ask a saga to do ([`Action`],
 //!   [`ActionKind`]) and the one list of those actions' names ([`ActionName`]).
-//! - [`order`]: the shipped order-fulfilment saga (reserve inventory → charge
-//!   payment → confirm, compensated in reverse).
+//! - [`definition`]: saga types as data — the definition file format, its
+//!   checks, and the [`Catalog`](definition::Catalog) of loaded versions; the
+//!   shipped `order` and `return` definitions.
+//! - [`engine`]: [`DefinedSaga`], the one [`Saga`] that runs any definition.
 //!
 //! The orchestrator passes the current time and every id in through the input, so
 //! the same events always rebuild the same state.
 
 pub mod action;
+pub mod definition;
+pub mod engine;
 mod ids;
-pub mod order;
 pub mod saga;
 
 pub use action::{Action, ActionKind, ActionName, Assume};
+pub use definition::{Catalog, Definition};
+pub use engine::DefinedSaga;
 pub use ids::SagaId;
 pub use saga::{
     Command, Explanation, FieldError, Input, Outcome, Policy, Rejection, Reply, RetryPolicy, Saga,

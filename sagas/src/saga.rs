@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
@@ -11,38 +12,38 @@ use serde::{Deserialize, Serialize};
 pub use crate::action::{Action, ActionKind, ActionName, Assume};
 use crate::SagaId;
 
-/// A saga definition: a pure state machine.
+/// A saga type's state machine, pure.
 ///
 /// `decide` turns an input into events (or refuses it), `evolve` folds one event
 /// into the state, `commands` says what to send because of an event that was just
 /// folded. None of them may do I/O, read a clock or draw random numbers.
 pub trait Saga: Clone + Send + Unpin + Sized + 'static {
-    /// The saga type's name in the API and the store, e.g. `order`.
-    const TYPE: &'static str;
+    /// What every saga of one type shares, e.g. the versions of its definition.
+    type Kind: Send + Sync + 'static;
     /// What a client supplies to start one.
     type Start: Serialize + DeserializeOwned + Clone + PartialEq + Send + fmt::Debug;
     /// What is appended to the saga's history.
     type Event: Serialize + DeserializeOwned + Clone + Send + fmt::Debug;
 
     /// The state before any event.
-    fn new(id: SagaId) -> Self;
+    fn new(kind: &Arc<Self::Kind>, id: SagaId) -> Self;
     fn decide(&self, input: Input<Self::Start>) -> Result<Vec<Self::Event>, Rejection>;
     fn evolve(self, event: &Self::Event) -> Self;
     /// Commands to send because `event` was folded into `self` (the new state).
     fn commands(&self, event: &Self::Event) -> Vec<Command>;
     /// The summary kept in the read model.
     fn view(&self) -> View;
-    /// The stable name of an event, stored beside it.
-    fn event_type(event: &Self::Event) -> &'static str;
-    /// Checks a start request without touching any state.
-    fn validate(start: &Self::Start) -> Result<(), Vec<FieldError>>;
+    /// The name of an event, stored beside it.
+    fn event_type(event: &Self::Event) -> String;
     /// The operator actions that make sense in the current state.
     fn allowed_actions(&self) -> Vec<&'static str>;
     /// What the saga waits for and how far it got, for operators.
     fn explain(&self) -> Explanation;
-    /// Every (participant, command type) the saga may send a command to; the
-    /// routing configuration is checked against these.
-    fn destinations() -> Vec<(&'static str, &'static str)>;
+    /// Why the folded history cannot be used here (e.g. it names a definition
+    /// this process has not loaded); `None` when it can.
+    fn unreadable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Something that happened to a saga from the outside.
@@ -50,6 +51,8 @@ pub trait Saga: Clone + Send + Unpin + Sized + 'static {
 pub enum Input<S> {
     Start {
         start: S,
+        /// The definition version to run under; `None`: the newest.
+        version: Option<u32>,
         policy: Policy,
         now: DateTime<Utc>,
     },
@@ -95,11 +98,11 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     /// Step name, e.g. `charge-payment`.
-    pub step: &'static str,
+    pub step: String,
     /// Versioned message type, e.g. `order.payment.charge.v1`.
-    pub command_type: &'static str,
+    pub command_type: String,
     /// Which participant handles it, e.g. `payment`.
-    pub participant: &'static str,
+    pub participant: String,
     pub attempt: u32,
     /// Same for every attempt of one step of one saga, so participants de-duplicate.
     pub idempotency_key: String,
@@ -122,6 +125,14 @@ pub enum Rejection {
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
     #[error(
+        "the result of step `{step}` breaks its schema: {}",
+        field_list(errors)
+    )]
+    InvalidResult {
+        step: String,
+        errors: Vec<FieldError>,
+    },
+    #[error(
         "`{action}` is not allowed while the saga is {status}; allowed now: {}",
         allowed_list(allowed)
     )]
@@ -130,6 +141,14 @@ pub enum Rejection {
         status: Status,
         allowed: Vec<&'static str>,
     },
+}
+
+fn field_list(errors: &[FieldError]) -> String {
+    let list: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    list.join("; ")
 }
 
 fn allowed_list(allowed: &[&str]) -> String {
@@ -217,7 +236,7 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct View {
     pub status: Status,
-    pub step: Option<&'static str>,
+    pub step: Option<String>,
     pub attempt: Option<u32>,
     /// When the current attempt of the current step began.
     pub step_since: Option<DateTime<Utc>>,
@@ -238,8 +257,8 @@ pub struct Explanation {
 /// The step a saga is in the middle of and what must happen for it to move.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
-    pub step: &'static str,
-    pub participant: &'static str,
+    pub step: String,
+    pub participant: String,
     pub attempt: u32,
     /// The step's attempt budget.
     pub max_attempts: u32,
@@ -265,6 +284,13 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// Each delay drawn from 50–100 % of its value, so retries spread out.
+    #[serde(default = "jitter_on")]
+    pub jitter: bool,
+}
+
+fn jitter_on() -> bool {
+    true
 }
 
 impl RetryPolicy {
@@ -275,6 +301,9 @@ impl RetryPolicy {
             .backoff_initial_ms
             .saturating_mul(1u64 << failed_attempt.saturating_sub(1).min(32));
         let capped = exp.min(self.backoff_max_ms);
+        if !self.jitter {
+            return Duration::milliseconds(capped as i64);
+        }
         let jitter_permille = 500 + mix(seed) % 501;
         Duration::milliseconds((capped * jitter_permille / 1000) as i64)
     }
@@ -317,11 +346,13 @@ impl Default for Policy {
                 max_attempts: 3,
                 backoff_initial_ms: 200,
                 backoff_max_ms: 10_000,
+                jitter: true,
             },
             compensation: RetryPolicy {
                 max_attempts: 5,
                 backoff_initial_ms: 200,
                 backoff_max_ms: 10_000,
+                jitter: true,
             },
             saga_deadline_ms: 0,
         }
@@ -346,6 +377,7 @@ mod tests {
             max_attempts: 10,
             backoff_initial_ms: 100,
             backoff_max_ms: 1_000,
+            jitter: true,
         };
         for seed in 0..50 {
             let first = p.backoff(1, seed).num_milliseconds();

@@ -3,6 +3,8 @@
 //! inbound message (inbox, de-duplication, dead letters).
 
 mod participants;
+mod rules;
+mod settings;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use async_trait::async_trait;
 use sagaplane_orchestrator::ports::{OutboxMessage, PublishError, Transport, TransportError};
 use tokio::sync::mpsc;
 
-pub use participants::{SimulatedParticipants, SimulatorSettings, CHANNEL};
+pub use participants::{SimulatedParticipants, CHANNEL};
+pub use settings::{InvalidRule, RuleProblem, SimulatorRule, SimulatorSettings};
 
 pub struct InProcessTransport {
     tx: mpsc::UnboundedSender<OutboxMessage>,

@@ -1,5 +1,7 @@
-//! Simulated inventory, payment and order services with deterministic rules,
-//! so that every path of the order saga can be driven from the outside.
+//! Simulated participants answering by configurable rules (see
+//! [`super::rules`]), so that every path of a saga can be driven from the
+//! outside; each applies a command once per idempotency key, as a real
+//! participant must.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,68 +12,24 @@ use chrono::Utc;
 use sagaplane_orchestrator::ports::OutboxMessage;
 use sagaplane_orchestrator::{codec, Orchestrator};
 use sagaplane_sagas::{Outcome, Reply};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
+use super::rules::{Answer, Rules};
+use super::settings::{InvalidRule, SimulatorSettings};
+
 /// The channel name the simulated participants' replies carry.
 pub const CHANNEL: &str = "in-process";
 
-/// How the simulated participants behave; every rule is a prefix or a bound.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SimulatorSettings {
-    /// Whether the simulated participants exist at all (the `in-process`
-    /// transport). Off, every participant must be routed elsewhere.
-    pub enabled: bool,
-    /// Delay before each reply.
-    pub latency_ms: u64,
-    /// Share of commands (0.0–1.0) answered with a transient failure.
-    pub failure_rate: f64,
-    /// Inventory refuses an order with a SKU starting with this.
-    pub out_of_stock_prefix: String,
-    /// Inventory never answers for a SKU starting with this.
-    pub hang_sku_prefix: String,
-    /// Inventory fails to release (compensation) a SKU starting with this.
-    pub stuck_sku_prefix: String,
-    /// Payment declines amounts above this.
-    pub decline_above_cents: i64,
-    /// Payment never answers for a customer id starting with this.
-    pub hang_customer_prefix: String,
-    /// Order service fails to confirm an order id starting with this.
-    pub no_confirm_prefix: String,
-    /// Keep what was applied in PostgreSQL (tables `simulator_effects` and
-    /// `simulator_applications` in the orchestrator's database), as a real
-    /// participant keeps its own state, so it survives a restart; otherwise in
-    /// memory.
-    pub durable_memory: bool,
-}
-
-impl Default for SimulatorSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            latency_ms: 0,
-            failure_rate: 0.0,
-            out_of_stock_prefix: "OOS-".into(),
-            hang_sku_prefix: "HANG-".into(),
-            stuck_sku_prefix: "STUCK-".into(),
-            decline_above_cents: 1_000_000,
-            hang_customer_prefix: "HANG-".into(),
-            no_confirm_prefix: "NOCONFIRM-".into(),
-            durable_memory: false,
-        }
-    }
-}
-
-/// The participants' memory: the outcome applied for each idempotency key.
+/// The participants' memory: the answer applied for each idempotency key.
 #[derive(Clone)]
 pub struct SimulatedParticipants {
     settings: Arc<SimulatorSettings>,
-    applied: Arc<Mutex<HashMap<String, Outcome>>>,
+    rules: Arc<Rules>,
+    applied: Arc<Mutex<HashMap<String, Answer>>>,
     effects: Arc<Mutex<HashMap<String, u32>>>,
-    /// Set once the stuck inventory has been "fixed" (see [`Self::repair`]).
+    /// Set once the participants have been "fixed" (see [`Self::repair`]).
     repaired: Arc<AtomicBool>,
     /// Cleared to simulate an outage: the transport cannot reach them.
     reachable: Arc<AtomicBool>,
@@ -80,15 +38,17 @@ pub struct SimulatedParticipants {
 }
 
 impl SimulatedParticipants {
-    pub fn new(settings: SimulatorSettings) -> Self {
-        Self {
+    /// Participants answering by `settings`' rules; an invalid rule is refused.
+    pub fn new(settings: SimulatorSettings) -> Result<Self, InvalidRule> {
+        Ok(Self {
+            rules: Arc::new(Rules::new(&settings)?),
             settings: Arc::new(settings),
             applied: Arc::default(),
             effects: Arc::default(),
             repaired: Arc::default(),
             reachable: Arc::new(AtomicBool::new(true)),
             durable: None,
-        }
+        })
     }
 
     /// Keeps what the participants applied in `pool`'s database (creating their
@@ -98,7 +58,11 @@ impl SimulatedParticipants {
             "CREATE TABLE IF NOT EXISTS simulator_effects (
                  idempotency_key text PRIMARY KEY,
                  outcome jsonb NOT NULL,
+                 -- A success's result, given again on redelivery.
+                 result jsonb,
                  applied_at timestamptz NOT NULL DEFAULT now());
+             -- A table made before results were kept has no such column.
+             ALTER TABLE simulator_effects ADD COLUMN IF NOT EXISTS result jsonb;
              -- One row per application of an effect: the audit a test reads.
              CREATE TABLE IF NOT EXISTS simulator_applications (
                  idempotency_key text NOT NULL,
@@ -110,8 +74,9 @@ impl SimulatedParticipants {
         Ok(self)
     }
 
-    /// The inventory team fixed its fault: SKUs with the stuck prefix release
-    /// from now on (so an operator's `resume` can be shown to work).
+    /// The participants' teams fixed their faults: rules marked
+    /// `until_repaired` apply no more (so an operator's `resume` can be shown
+    /// to work).
     pub fn repair(&self) {
         self.repaired.store(true, Ordering::Relaxed);
     }
@@ -153,20 +118,16 @@ impl SimulatedParticipants {
         if self.settings.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
         }
-        let outcome = match &self.durable {
-            Some(pool) => self.durable_outcome(pool, &command).await,
-            None => self.outcome(&command),
-        };
-        let Some(outcome) = outcome else {
+        let Some(answer) = self.answer(&command).await else {
             tracing::debug!(saga_id = %command.saga_id, step = %command.step, "simulated participant stays silent");
             return;
         };
         let reply = Reply {
             step: command.step.clone(),
             attempt: command.attempt,
-            outcome,
+            outcome: answer.outcome,
             at: Utc::now(),
-            result: None,
+            result: answer.result,
         };
         // The reply travels as a CloudEvent, as from any real participant; the
         // same command redelivered yields the same reply id.
@@ -192,44 +153,59 @@ impl SimulatedParticipants {
         }
     }
 
-    /// As [`Self::outcome`], with what was applied kept in PostgreSQL: the
-    /// effect and its record are one transaction, and the first of two
-    /// concurrent deliveries wins. A database error means no answer (the
-    /// saga's timeout asks again).
-    async fn durable_outcome(&self, pool: &PgPool, command: &OutboxMessage) -> Option<Outcome> {
+    /// The answer to `command`, applied once per idempotency key and kept
+    /// where `durable_memory` says; `None`: no answer.
+    pub(super) async fn answer(&self, command: &OutboxMessage) -> Option<Answer> {
+        match &self.durable {
+            Some(pool) => self.durable_answer(pool, command).await,
+            None => self.remembered_answer(command),
+        }
+    }
+
+    /// As [`Self::remembered_answer`], with what was applied kept in
+    /// PostgreSQL: the effect and its record are one transaction, and the
+    /// first of two concurrent deliveries wins. A database error means no
+    /// answer (the saga's timeout asks again).
+    async fn durable_answer(&self, pool: &PgPool, command: &OutboxMessage) -> Option<Answer> {
         let key = command.idempotency_key.as_str();
         let recorded = || {
-            sqlx::query_scalar::<_, serde_json::Value>(
-                "SELECT outcome FROM simulator_effects WHERE idempotency_key = $1",
+            sqlx::query_as::<_, (Value, Option<Value>)>(
+                "SELECT outcome, result FROM simulator_effects WHERE idempotency_key = $1",
             )
             .bind(key)
             .fetch_optional(pool)
         };
-        let previous = recorded().await;
-        match previous {
-            Ok(Some(outcome)) => return serde_json::from_value(outcome).ok(),
+        let from_row = |(outcome, result): (Value, Option<Value>)| {
+            Some(Answer {
+                outcome: serde_json::from_value(outcome).ok()?,
+                result,
+            })
+        };
+        match recorded().await {
+            Ok(Some(row)) => return from_row(row),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error.message = %e, "simulated participant cannot read its memory");
                 return None;
             }
         }
-        let outcome = match self.fresh_outcome(command)? {
+        let answer = match self.fresh_answer(command)? {
             Fresh::Transient(failed) => return Some(failed),
-            Fresh::Final(outcome) => outcome,
+            Fresh::Final(answer) => answer,
         };
         let applied = async {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO simulator_effects (idempotency_key, outcome) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO simulator_effects (idempotency_key, outcome, result) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(key)
-            .bind(serde_json::to_value(&outcome).expect("an outcome serialises"))
+            .bind(serde_json::to_value(&answer.outcome).expect("an outcome serialises"))
+            .bind(&answer.result)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if inserted == 1 && outcome == Outcome::Succeeded {
+            if inserted == 1 && answer.outcome == Outcome::Succeeded {
                 sqlx::query("INSERT INTO simulator_applications (idempotency_key) VALUES ($1)")
                     .bind(key)
                     .execute(&mut *tx)
@@ -239,13 +215,9 @@ impl SimulatedParticipants {
             Ok::<_, sqlx::Error>(inserted == 1)
         };
         match applied.await {
-            Ok(true) => Some(outcome),
+            Ok(true) => Some(answer),
             // Another delivery of the same command applied it first.
-            Ok(false) => recorded()
-                .await
-                .ok()
-                .flatten()
-                .and_then(|o| serde_json::from_value(o).ok()),
+            Ok(false) => recorded().await.ok().flatten().and_then(from_row),
             Err(e) => {
                 tracing::warn!(error.message = %e, "simulated participant cannot record an effect");
                 None
@@ -255,88 +227,47 @@ impl SimulatedParticipants {
 
     /// What the participant makes of a command it has not applied before;
     /// `None`: it stays silent.
-    fn fresh_outcome(&self, command: &OutboxMessage) -> Option<Fresh> {
+    fn fresh_answer(&self, command: &OutboxMessage) -> Option<Fresh> {
         if self.settings.failure_rate > 0.0 && fastrand::f64() < self.settings.failure_rate {
-            return Some(Fresh::Transient(Outcome::Failed {
-                reason: "simulated transient failure".into(),
+            return Some(Fresh::Transient(Answer {
+                outcome: Outcome::Failed {
+                    reason: "simulated transient failure".into(),
+                },
+                result: None,
             }));
         }
-        Some(match self.rule(command.step.as_str(), &command.data)? {
-            failed @ Outcome::Failed { .. } => Fresh::Transient(failed),
-            outcome => Fresh::Final(outcome),
+        let repaired = self.repaired.load(Ordering::Relaxed);
+        let answer = self.rules.answer(command, repaired)?;
+        Some(match answer.outcome {
+            Outcome::Failed { .. } => Fresh::Transient(answer),
+            _ => Fresh::Final(answer),
         })
     }
 
-    /// Applies the command once per idempotency key; `None` means no answer.
-    fn outcome(&self, command: &OutboxMessage) -> Option<Outcome> {
+    /// Applies the command once per idempotency key, in memory.
+    fn remembered_answer(&self, command: &OutboxMessage) -> Option<Answer> {
         let mut applied = self.applied.lock().expect("applied lock poisoned");
         if let Some(previous) = applied.get(&command.idempotency_key) {
             return Some(previous.clone());
         }
-        let outcome = match self.fresh_outcome(command)? {
+        let answer = match self.fresh_answer(command)? {
             Fresh::Transient(failed) => return Some(failed),
-            Fresh::Final(outcome) => outcome,
+            Fresh::Final(answer) => answer,
         };
-        if outcome == Outcome::Succeeded {
+        if answer.outcome == Outcome::Succeeded {
             let mut effects = self.effects.lock().expect("effects lock poisoned");
             *effects.entry(command.idempotency_key.clone()).or_default() += 1;
         }
-        applied.insert(command.idempotency_key.clone(), outcome.clone());
-        Some(outcome)
-    }
-
-    fn rule(&self, step: &str, data: &Value) -> Option<Outcome> {
-        let s = &self.settings;
-        let text = |field: &str| data[field].as_str().unwrap_or_default().to_owned();
-        let skus: Vec<String> = data["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["sku"].as_str().map(str::to_owned))
-            .collect();
-        let sku_with = |prefix: &str| skus.iter().find(|sku| sku.starts_with(prefix)).cloned();
-        let refused = |reason: String| Some(Outcome::Refused { reason });
-        match step {
-            "reserve-inventory" => {
-                if sku_with(&s.hang_sku_prefix).is_some() {
-                    return None;
-                }
-                if let Some(sku) = sku_with(&s.out_of_stock_prefix) {
-                    return refused(format!("out of stock: {sku}"));
-                }
-            }
-            "release-inventory" => {
-                let stuck = sku_with(&s.stuck_sku_prefix)
-                    .filter(|_| !self.repaired.load(Ordering::Relaxed));
-                if let Some(sku) = stuck {
-                    return Some(Outcome::Failed {
-                        reason: format!("cannot release {sku}"),
-                    });
-                }
-            }
-            "charge-payment" => {
-                if text("customer_id").starts_with(&s.hang_customer_prefix) {
-                    return None;
-                }
-                let amount = data["amount_cents"].as_i64().unwrap_or_default();
-                if amount > s.decline_above_cents {
-                    return refused(format!(
-                        "declined: {amount} cents is above the limit of {}",
-                        s.decline_above_cents
-                    ));
-                }
-            }
-            "confirm-order" if text("order_id").starts_with(&s.no_confirm_prefix) => {
-                return refused("the order cannot be confirmed".into());
-            }
-            _ => {}
-        }
-        Some(Outcome::Succeeded)
+        applied.insert(command.idempotency_key.clone(), answer.clone());
+        Some(answer)
     }
 }
 
 /// A first answer: a transient failure is not remembered, anything else is.
 enum Fresh {
-    Transient(Outcome),
-    Final(Outcome),
+    Transient(Answer),
+    Final(Answer),
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,10 +6,12 @@ mod dead_letters;
 mod health;
 mod ingress;
 mod metrics;
+mod saga_types;
 mod sagas;
 mod stats;
 
 use actix_web::web;
+use utoipa::OpenApi;
 
 use crate::problem::ApiError;
 
@@ -32,6 +34,8 @@ routes! {
     post "/v1/sagas" => sagas::start::start,
     get "/v1/sagas" => sagas::search::search,
     get "/v1/stats" => stats::stats,
+    get "/v1/saga-types" => saga_types::list,
+    get "/v1/saga-types/{saga_type}/versions/{version}" => saga_types::get,
     get "/v1/sagas/{id}" => sagas::read::get,
     get "/v1/sagas/{id}/events" => sagas::read::events,
     post "/v1/sagas/{id}/actions/{action}" => actions::act,
@@ -52,6 +56,7 @@ routes! {
     paths(
         health::healthz, health::readyz, metrics::metrics,
         sagas::start::start, sagas::search::search, stats::stats, sagas::read::get,
+        saga_types::list, saga_types::get,
         sagas::read::events,
         actions::act,
         dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
@@ -69,6 +74,47 @@ routes! {
     )
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document of a node running `catalog`: the start request's
+/// `input` is described for every loaded saga type (`oneOf` by `saga_type`).
+pub(crate) fn openapi(catalog: &sagaplane_sagas::Catalog) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    let Some(start) = doc.pointer_mut("/components/schemas/StartRequest") else {
+        return doc;
+    };
+    let base = start.clone();
+    let variants: Vec<Value> = catalog
+        .types()
+        .map(|t| {
+            let newest = t.newest();
+            let mut variant = base.clone();
+            variant["properties"]["saga_type"] = json!({"type": "string", "enum": [t.saga_type]});
+            variant["properties"]["version"] = json!({
+                "type": ["integer", "null"],
+                "enum": t.versions.keys().map(|v| json!(v)).chain([Value::Null]).collect::<Vec<_>>(),
+                "description": "The definition version to run under, to its end; default: the newest."
+            });
+            variant["properties"]["input"] = newest
+                .input_schema
+                .as_ref()
+                .map_or(json!({"type": "object"}), |s| s.document().clone());
+            let mut required = vec!["saga_type", "input"];
+            if newest.business_key.is_none() {
+                required.push("business_key");
+            }
+            variant["required"] = json!(required);
+            variant["title"] = json!(format!("Start a `{}` saga", t.saga_type));
+            variant
+        })
+        .collect();
+    *start = json!({
+        "description": base.get("description").cloned().unwrap_or(Value::Null),
+        "oneOf": variants,
+        "example": base.get("example").cloned().unwrap_or(Value::Null),
+    });
+    doc
+}
 
 /// The security schemes: bearer tokens for people and services, an API key for
 /// the EventBridge ingress.

@@ -18,7 +18,7 @@ pub const SUSPENDED_BY_SUPERVISOR: &str = "SuspendedBySupervisor";
 #[derive(Debug, Clone)]
 pub struct StepCommit {
     pub saga_id: SagaId,
-    pub saga_type: &'static str,
+    pub saga_type: String,
     /// The version the step was decided on; 0 for a new saga.
     pub expected_version: u64,
     /// Present when this step creates the saga.
@@ -42,7 +42,7 @@ pub struct NewSaga {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub event_type: &'static str,
+    pub event_type: String,
     pub data: serde_json::Value,
     pub at: DateTime<Utc>,
 }
@@ -90,7 +90,7 @@ impl SagaRecord {
     pub fn created(step: &StepCommit, new: &NewSaga) -> Self {
         let mut record = SagaRecord {
             id: step.saga_id,
-            saga_type: step.saga_type.to_owned(),
+            saga_type: step.saga_type.clone(),
             business_key: new.business_key.clone(),
             status: String::new(),
             current_step: None,
@@ -111,7 +111,7 @@ impl SagaRecord {
     pub fn apply(&mut self, step: &StepCommit) {
         let view = &step.view;
         self.status = view.status.as_str().to_owned();
-        self.current_step = view.step.map(str::to_owned);
+        self.current_step = view.step.clone();
         self.attempt = view.attempt.map(|a| a as i32);
         self.step_since = view.step_since;
         self.version = (step.expected_version + step.events.len() as u64) as i64;

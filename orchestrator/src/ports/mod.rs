@@ -5,8 +5,10 @@
 //! dead letters ([`OutboxStore`]), the timer service and the lease keeper the
 //! timers and leases ([`TimerStore`]), operators their queries
 //! ([`OperatorQueries`]). [`EventStore`] is all four, which is what an
-//! orchestrator is built on.
+//! orchestrator is built on. Saga definitions are kept apart
+//! ([`DefinitionStore`]): they are read once, when a node starts.
 
+mod definitions;
 mod error;
 mod history;
 mod operator;
@@ -16,6 +18,7 @@ mod transport;
 
 use async_trait::async_trait;
 
+pub use definitions::{DefinitionStore, StoredDefinition};
 pub use error::StoreError;
 pub use history::{
     CommitOutcome, EventRecord, NewEvent, NewSaga, SagaRecord, SagaStore, StepCommit,
@@ -38,5 +41,7 @@ pub trait EventStore: SagaStore + OutboxStore + TimerStore + OperatorQueries {
 /// Every port trait, so their methods can be called on any store or
 /// transport: `use sagaplane_orchestrator::ports::prelude::*;`.
 pub mod prelude {
-    pub use super::{EventStore, OperatorQueries, OutboxStore, SagaStore, TimerStore, Transport};
+    pub use super::{
+        DefinitionStore, EventStore, OperatorQueries, OutboxStore, SagaStore, TimerStore, Transport,
+    };
 }

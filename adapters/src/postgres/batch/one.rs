@@ -70,11 +70,11 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     let query = match &step.new_saga {
         Some(new) => sqlx::query_scalar(INSERT.as_str())
             .bind(step.saga_id.as_uuid())
-            .bind(step.saga_type)
+            .bind(&step.saga_type)
             .bind(&new.business_key),
         None => sqlx::query_scalar(UPDATE.as_str())
             .bind(step.saga_id.as_uuid())
-            .bind(step.saga_type)
+            .bind(&step.saga_type)
             .bind(step.expected_version as i64),
     };
     let query = bind_rest(query, step);
@@ -117,7 +117,7 @@ fn bind_rest<'q>(
     let version = (step.expected_version + step.events.len() as u64) as i64;
     let query = query
         .bind(view.status.as_str())
-        .bind(view.step)
+        .bind(view.step.as_deref())
         .bind(view.attempt.map(|a| a as i32))
         .bind(version)
         .bind(view.last_error.as_deref())
@@ -131,7 +131,7 @@ fn bind_rest<'q>(
     let seqs: Vec<i64> = (1..=step.events.len() as i64)
         .map(|n| step.expected_version as i64 + n)
         .collect();
-    let types: Vec<&str> = step.events.iter().map(|e| e.event_type).collect();
+    let types: Vec<&str> = step.events.iter().map(|e| e.event_type.as_str()).collect();
     let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
     let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
     let m = &step.outbox;

@@ -65,9 +65,9 @@ impl<'a> SagaRows<'a> {
         let steps: Vec<&StepCommit> = steps.collect();
         Self {
             ids: steps.iter().map(|s| s.saga_id.as_uuid()).collect(),
-            types: steps.iter().map(|s| s.saga_type).collect(),
+            types: steps.iter().map(|s| s.saga_type.as_str()).collect(),
             statuses: steps.iter().map(|s| s.view.status.as_str()).collect(),
-            steps: steps.iter().map(|s| s.view.step).collect(),
+            steps: steps.iter().map(|s| s.view.step.as_deref()).collect(),
             attempts: steps
                 .iter()
                 .map(|s| s.view.attempt.map(|a| a as i32))
@@ -109,7 +109,7 @@ pub(super) async fn insert_sagas(
     // One lock order on the business-key index for concurrent batches.
     new.sort_by_key(|s| {
         (
-            s.saga_type,
+            s.saga_type.as_str(),
             s.new_saga.as_ref().map(|n| n.business_key.as_str()),
         )
     });
@@ -210,7 +210,7 @@ pub(super) async fn append_events(
         for (n, event) in step.events.iter().enumerate() {
             sagas.push(step.saga_id.as_uuid());
             seqs.push(step.expected_version as i64 + n as i64 + 1);
-            types.push(event.event_type);
+            types.push(event.event_type.as_str());
             data.push(&event.data);
             times.push(event.at);
         }

@@ -19,7 +19,7 @@ async fn pool() -> PgPool {
 fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
     Arc::new(StepCommit {
         saga_id: saga,
-        saga_type: "order",
+        saga_type: "order".into(),
         expected_version: expected,
         new_saga: key.map(|k| NewSaga {
             business_key: k.into(),
@@ -27,7 +27,7 @@ fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> 
             traceparent: None,
         }),
         events: vec![NewEvent {
-            event_type: "Tested",
+            event_type: "Tested".into(),
             data: json!({ "seq": expected + 1 }),
             at: Utc::now(),
         }],

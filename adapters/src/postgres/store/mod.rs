@@ -2,8 +2,9 @@
 //! [`SagaStore`], [`OutboxStore`], [`TimerStore`], [`EventStore`] (readiness);
 //! `OperatorQueries` is in `operator`. Saga steps go to the committer; every
 //! other method is a query in the room of its concern (`history`, `outbox`,
-//! `timers`, and `connect` for readiness), a function of the pool.
+//! `timers`, `definitions`, and `connect` for readiness), a function of the pool.
 
+mod definitions;
 mod history;
 mod outbox;
 mod timers;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
-    Backlog, CommitOutcome, DeadLetter, DueTimer, EventRecord, EventStore, OutboxMessage,
-    OutboxStore, PublishFailure, SagaRecord, SagaStore, StepCommit, StoreError, StoredHistory,
-    TimerStore,
+    Backlog, CommitOutcome, DeadLetter, DefinitionStore, DueTimer, EventRecord, EventStore,
+    OutboxMessage, OutboxStore, PublishFailure, SagaRecord, SagaStore, StepCommit, StoreError,
+    StoredDefinition, StoredHistory, TimerStore,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::PgPool;
@@ -160,5 +161,15 @@ impl TimerStore for PgEventStore {
 impl EventStore for PgEventStore {
     async fn ready(&self) -> Result<(), String> {
         connect::ready(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl DefinitionStore for PgEventStore {
+    async fn publish_definitions(
+        &self,
+        offered: &[StoredDefinition],
+    ) -> Result<Vec<StoredDefinition>, StoreError> {
+        definitions::publish(&self.pool, offered).await
     }
 }

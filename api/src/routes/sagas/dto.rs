@@ -137,8 +137,8 @@ pub(crate) fn waiting_dto(s: &Snapshot) -> Option<WaitingDto> {
         WaitingOn::Operator => ("operator", None),
     };
     Some(WaitingDto {
-        step: w.step.into(),
-        participant: w.participant.into(),
+        step: w.step.clone(),
+        participant: w.participant.clone(),
         attempt: w.attempt,
         max_attempts: w.max_attempts,
         since: w.since,
@@ -152,7 +152,7 @@ pub(crate) fn waiting_dto(s: &Snapshot) -> Option<WaitingDto> {
 pub(crate) fn state_dto(s: &Snapshot) -> StateDto {
     StateDto {
         status: s.view.status.as_str().into(),
-        current_step: s.view.step.map(Into::into),
+        current_step: s.view.step.clone(),
         attempt: s.view.attempt,
         next_wake_at: s.view.wake_at,
         last_error: s.view.last_error.clone(),

@@ -16,7 +16,8 @@ use crate::state::AppState;
 
 const MAX_BUSINESS_KEY_LEN: usize = 200;
 
-/// A request to start a saga.
+/// A request to start a saga. The OpenAPI document served by a running
+/// node describes `input` for each loaded saga type (`oneOf` by `saga_type`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -29,44 +30,19 @@ const MAX_BUSINESS_KEY_LEN: usize = 200;
     }
 }))]
 pub(crate) struct StartRequest {
-    /// A registered saga type: `order`.
+    /// A loaded saga type, e.g. `order` (see `GET /v1/saga-types`).
     saga_type: String,
-    /// With the type, the idempotency key of the start (1–200 bytes, not blank).
+    /// With the type, the idempotency key of the start (1–200 bytes, not
+    /// blank). May be left out where the saga type names the input field
+    /// that is its business key (e.g. `return_id` for `return`).
     #[schema(min_length = 1, max_length = 200)]
-    business_key: String,
-    /// The saga type's start input.
-    #[schema(value_type = OrderInputDoc)]
+    business_key: Option<String>,
+    /// The definition version to run under, to its end; default: the newest.
+    #[schema(minimum = 1)]
+    version: Option<u32>,
+    /// The saga type's start input, checked against its JSON Schema.
+    #[schema(value_type = Object)]
     input: Value,
-}
-
-/// The `order` saga's start input. SKUs and ids with certain prefixes drive the
-/// simulated participants (see README.md).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Only describes the JSON; the saga crate parses it.
-pub(crate) struct OrderInputDoc {
-    #[schema(min_length = 1, max_length = 200)]
-    order_id: String,
-    #[schema(min_length = 1, max_length = 200)]
-    customer_id: String,
-    #[schema(min_items = 1, max_items = 1000)]
-    items: Vec<LineItemDoc>,
-    /// The total, in the currency's minor unit.
-    #[schema(minimum = 1)]
-    amount_cents: i64,
-    /// ISO 4217, e.g. `EUR`.
-    #[schema(pattern = "^[A-Z]{3}$")]
-    currency: String,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub(crate) struct LineItemDoc {
-    #[schema(min_length = 1, max_length = 200)]
-    sku: String,
-    #[schema(minimum = 1)]
-    qty: i64,
 }
 
 /// Start a saga. `(saga_type, business_key)` is the idempotency key: the same
@@ -104,8 +80,42 @@ pub(crate) async fn start(
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
     let request: StartRequest = parse_body(body.into_inner())?;
-    let key = request.business_key.trim();
-    if key.is_empty() || request.business_key.len() > MAX_BUSINESS_KEY_LEN {
+    let unknown_type = |t: &str| {
+        ApiError::Invalid(vec![FieldError::new(
+            "saga_type",
+            format!(
+                "unknown saga type `{t}`; known: {}",
+                state.orchestrator.saga_types().join(", ")
+            ),
+        )])
+    };
+    let business_key = match request.business_key {
+        Some(key) => key,
+        None => {
+            let versions = state
+                .catalog
+                .get(&request.saga_type)
+                .ok_or_else(|| unknown_type(&request.saga_type))?;
+            let definition = request
+                .version
+                .and_then(|v| versions.get(v))
+                .unwrap_or_else(|| versions.newest());
+            definition.business_key_of(&request.input).ok_or_else(|| {
+                let why = match &definition.business_key {
+                    Some(path) => format!(
+                        "is required: none given, and the input has no `{}`",
+                        path.join(".")
+                    ),
+                    None => format!(
+                        "is required: saga type `{}` names no input field to take it from",
+                        definition.saga_type
+                    ),
+                };
+                ApiError::Invalid(vec![FieldError::new("business_key", why)])
+            })?
+        }
+    };
+    if business_key.trim().is_empty() || business_key.len() > MAX_BUSINESS_KEY_LEN {
         return Err(ApiError::Invalid(vec![FieldError::new(
             "business_key",
             format!("must be 1 to {MAX_BUSINESS_KEY_LEN} bytes, not blank"),
@@ -115,23 +125,17 @@ pub(crate) async fn start(
         .orchestrator
         .start(
             &request.saga_type,
-            &request.business_key,
+            &business_key,
             request.input,
+            request.version,
             traceparent,
         )
         .await
         .map_err(|e| match e {
-            StartError::UnknownType(t) => ApiError::Invalid(vec![FieldError::new(
-                "saga_type",
-                format!(
-                    "unknown saga type `{t}`; known: {}",
-                    state.orchestrator.saga_types().join(", ")
-                ),
-            )]),
+            StartError::UnknownType(t) => unknown_type(&t),
             StartError::Invalid(errors) => ApiError::Invalid(errors),
             StartError::KeyConflict(id) => ApiError::Conflict(format!(
-                "saga {id} was already started with business key `{}` and a different input",
-                request.business_key
+                "saga {id} was already started with business key `{business_key}` and a different input"
             )),
             StartError::Failed(e) => e.into(),
         })?;

@@ -5,10 +5,11 @@ use super::*;
 #[test]
 fn start_is_refused_when_the_order_is_invalid_or_already_started() {
     let mut bad = order();
-    bad.items.clear();
-    let rejection = OrderSaga::new(SagaId::from_uuid(Uuid::nil()))
+    bad["items"] = json!([]);
+    let rejection = DefinedSaga::new(&order_kind(), SagaId::from_uuid(Uuid::nil()))
         .decide(Input::Start {
             start: bad,
+            version: None,
             policy: policy(),
             now: t0(),
         })
@@ -18,6 +19,7 @@ fn start_is_refused_when_the_order_is_invalid_or_already_started() {
     let mut h = Harness::started();
     let again = h.when(Input::Start {
         start: order(),
+        version: None,
         policy: policy(),
         now: t0(),
     });
@@ -26,7 +28,7 @@ fn start_is_refused_when_the_order_is_invalid_or_already_started() {
 
 #[test]
 fn inputs_before_start_are_refused() {
-    let saga = OrderSaga::new(SagaId::from_uuid(Uuid::nil()));
+    let saga = DefinedSaga::new(&order_kind(), SagaId::from_uuid(Uuid::nil()));
     assert_eq!(saga.allowed_actions(), Vec::<&str>::new());
     for input in every_input(t0()) {
         if matches!(input, Input::Start { .. }) {
@@ -178,4 +180,80 @@ fn an_intervention_needs_an_operator_and_a_reason() {
     };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["operator", "reason"]);
+}
+
+/// The fields a start with `input` is refused on, each named once.
+fn invalid_fields(input: Value) -> Vec<String> {
+    let saga = DefinedSaga::new(&order_kind(), SagaId::from_uuid(Uuid::nil()));
+    let start = Input::Start {
+        start: input.clone(),
+        version: None,
+        policy: policy(),
+        now: t0(),
+    };
+    match saga.decide(start) {
+        Err(Rejection::Invalid(errors)) => {
+            let mut fields: Vec<String> = errors.into_iter().map(|e| e.field).collect();
+            fields.sort();
+            fields.dedup();
+            fields
+        }
+        other => panic!("{input}: {other:?}"),
+    }
+}
+
+#[test]
+fn each_invalid_field_of_the_order_is_named_as_the_old_saga_named_it() {
+    let with = |pointer: &str, value: Value| {
+        let mut o = order();
+        *o.pointer_mut(pointer).unwrap() = value;
+        o
+    };
+    assert_eq!(invalid_fields(with("/items", json!([]))), ["input.items"]);
+    let mut two = order();
+    two["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "X", "qty": 0}));
+    assert_eq!(invalid_fields(two), ["input.items[1].qty"]);
+    assert_eq!(
+        invalid_fields(with("/amount_cents", json!(-5))),
+        ["input.amount_cents"]
+    );
+    assert_eq!(
+        invalid_fields(with("/amount_cents", json!(0))),
+        ["input.amount_cents"]
+    );
+    for currency in ["EURO", "eur", "XXX"] {
+        assert_eq!(
+            invalid_fields(with("/currency", json!(currency))),
+            ["input.currency"],
+            "{currency}"
+        );
+    }
+    let mut blank = with("/order_id", json!(" "));
+    blank["customer_id"] = json!("");
+    assert_eq!(
+        invalid_fields(blank),
+        ["input.customer_id", "input.order_id"]
+    );
+    assert_eq!(
+        invalid_fields(with("/items/0/sku", json!("x".repeat(201)))),
+        ["input.items[0].sku"]
+    );
+    let many: Vec<Value> = (0..1_001)
+        .map(|i| json!({"sku": format!("S{i}"), "qty": 1}))
+        .collect();
+    assert_eq!(invalid_fields(with("/items", json!(many))), ["input.items"]);
+    // What the old input type refused to deserialise is refused field by field.
+    let mut extra = order();
+    extra["colour"] = json!("red");
+    assert_eq!(invalid_fields(extra), ["input.colour"]);
+    assert_eq!(
+        invalid_fields(with("/items/0/qty", json!(1.5))),
+        ["input.items[0].qty"]
+    );
+    let mut missing = order();
+    missing.as_object_mut().unwrap().remove("currency");
+    assert_eq!(invalid_fields(missing), ["input"]);
 }

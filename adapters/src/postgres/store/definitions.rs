@@ -1,0 +1,47 @@
+//! Saga definitions: a row per version, inserted once, never updated.
+
+use sagaplane_orchestrator::ports::{StoreError, StoredDefinition};
+use sqlx::PgPool;
+
+use crate::postgres::rows::db;
+
+pub(super) async fn publish(
+    pool: &PgPool,
+    offered: &[StoredDefinition],
+) -> Result<Vec<StoredDefinition>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    for d in offered {
+        sqlx::query(
+            "INSERT INTO saga_definitions (saga_type, version, hash, source, document) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (saga_type, version) DO NOTHING",
+        )
+        .bind(&d.saga_type)
+        .bind(d.version as i32)
+        .bind(&d.hash)
+        .bind(&d.source)
+        .bind(&d.document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    let rows: Vec<(String, i32, String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT saga_type, version, hash, source, document FROM saga_definitions \
+         ORDER BY saga_type, version",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(saga_type, version, hash, source, document)| StoredDefinition {
+                saga_type,
+                version: version as u32,
+                hash,
+                source,
+                document,
+            },
+        )
+        .collect())
+}

@@ -1,0 +1,281 @@
+//! Turns a document into a [`Definition`], or lists every problem in it.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::document::{ActionDocument, Document, RetryDocument};
+use super::model::{Action, Definition, Problem, Step, DEFAULT_EVENT, RESERVED_EVENTS};
+use super::schema::Schema;
+use super::template::{expressions, Source};
+
+const MAX_NAME_LEN: usize = 100;
+/// Longer timeouts and back-offs are mistakes (and would overflow a date).
+const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
+
+pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
+    let mut c = Checker::default();
+    c.name("saga_type", &document.saga_type);
+    if document.version == 0 {
+        c.problem("version", "must be 1 or more");
+    }
+    if document.steps.is_empty() {
+        c.problem(
+            "steps",
+            "the saga has no steps: give at least one [[steps]]",
+        );
+    }
+    let business_key = document.business_key.as_ref().map(|key| {
+        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        if path.iter().any(|s| s.trim().is_empty()) {
+            c.problem(
+                "business_key",
+                "must be a dot path into the input such as `return_id`",
+            );
+        }
+        path
+    });
+    let input_schema = document
+        .input_schema
+        .clone()
+        .and_then(|s| c.schema("input_schema", s));
+    let forward: Vec<&str> = document.steps.iter().map(|s| s.name.as_str()).collect();
+    let mut steps = Vec::with_capacity(document.steps.len());
+    for (i, s) in document.steps.iter().enumerate() {
+        let at = format!("steps[{i}]");
+        let action = c.action(
+            &at,
+            &ActionDocument {
+                name: s.name.clone(),
+                participant: Some(s.participant.clone()),
+                command: s.command.clone(),
+                event: s.event.clone(),
+                data: s.data.clone(),
+                timeout_ms: s.timeout_ms,
+                max_attempts: None,
+            },
+            None,
+            // A forward step reads the results of the steps before it.
+            (&forward[..i], &forward[i..]),
+        );
+        c.retry(&format!("{at}.retry"), s.retry.unwrap_or_default());
+        let result_schema = s
+            .result_schema
+            .clone()
+            .and_then(|r| c.schema(&format!("{at}.result_schema"), r));
+        let undo = s.undo.as_ref().map(|u| {
+            // An undo reads its own step's result, and those before it.
+            let (before, after) = forward.split_at(i + 1);
+            c.action(
+                &format!("{at}.undo"),
+                u,
+                Some(&s.participant),
+                (before, after),
+            )
+        });
+        steps.push(Step {
+            action,
+            retry: s.retry.unwrap_or_default(),
+            pivot: s.pivot,
+            result_schema,
+            undo,
+        });
+    }
+    let final_compensation = document
+        .final_compensation
+        .as_ref()
+        .map(|f| c.action("final_compensation", f, None, (&forward, &[])));
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let hash = Definition::hash_of(&document);
+    Ok(Definition {
+        saga_type: document.saga_type.clone(),
+        version: document.version,
+        description: document.description.clone(),
+        hash,
+        business_key,
+        input_schema,
+        steps,
+        final_compensation,
+        document,
+    })
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+    /// Step name → where it was first given.
+    names: HashMap<String, String>,
+    events: HashMap<String, String>,
+}
+
+impl Checker {
+    fn problem(&mut self, at: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            at: at.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn name(&mut self, at: &str, name: &str) {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            self.problem(
+                at,
+                format!("`{name}` must be 1 to {MAX_NAME_LEN} letters, digits, `-` or `_`"),
+            );
+        }
+    }
+
+    fn schema(&mut self, at: &str, document: Value) -> Option<Schema> {
+        match Schema::compile(document) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(at, format!("not a valid JSON Schema: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A time in milliseconds: at least 1, at most a year.
+    fn duration(&mut self, at: &str, ms: Option<u64>) {
+        match ms {
+            Some(0) => self.problem(at, "must be 1 or more"),
+            Some(ms) if ms > MAX_DURATION_MS => self.problem(
+                at,
+                format!("{ms} is more than a year ({MAX_DURATION_MS} ms)"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn retry(&mut self, at: &str, retry: RetryDocument) {
+        self.duration(
+            &format!("{at}.initial_backoff_ms"),
+            retry.initial_backoff_ms,
+        );
+        self.duration(&format!("{at}.max_backoff_ms"), retry.max_backoff_ms);
+        if retry.max_attempts == Some(0) {
+            self.problem(&format!("{at}.max_attempts"), "must be 1 or more");
+        }
+        if let (Some(initial), Some(max)) = (retry.initial_backoff_ms, retry.max_backoff_ms) {
+            if initial > max {
+                self.problem(
+                    &format!("{at}.initial_backoff_ms"),
+                    format!("{initial} is more than max_backoff_ms ({max})"),
+                );
+            }
+        }
+    }
+
+    /// Checks one step that sends a command; `readable` are the forward steps
+    /// whose results its data may read, `later` those it may not.
+    fn action(
+        &mut self,
+        at: &str,
+        a: &ActionDocument,
+        default_participant: Option<&str>,
+        (readable, later): (&[&str], &[&str]),
+    ) -> Action {
+        self.name(&format!("{at}.name"), &a.name);
+        if a.name == "input" {
+            self.problem(
+                &format!("{at}.name"),
+                "`input` is reserved for the start input",
+            );
+        }
+        if let Some(first) = self.names.insert(a.name.clone(), format!("{at}.name")) {
+            self.problem(
+                &format!("{at}.name"),
+                format!("duplicate step name `{}` (first at {first})", a.name),
+            );
+        }
+        let participant = a
+            .participant
+            .clone()
+            .or_else(|| default_participant.map(str::to_owned));
+        let participant = match participant {
+            Some(p) => {
+                self.name(&format!("{at}.participant"), &p);
+                p
+            }
+            None => {
+                self.problem(
+                    &format!("{at}.participant"),
+                    "missing: which service handles it",
+                );
+                String::new()
+            }
+        };
+        let versioned = a.command.rsplit_once(".v").is_some_and(|(head, v)| {
+            !head.is_empty() && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit())
+        });
+        if !versioned || a.command.len() > 200 || a.command.contains(char::is_whitespace) {
+            self.problem(
+                &format!("{at}.command"),
+                "must be a versioned command type such as `order.payment.charge.v1`",
+            );
+        }
+        let event = a.event.clone().unwrap_or_else(|| DEFAULT_EVENT.to_owned());
+        self.name(&format!("{at}.event"), &event);
+        if RESERVED_EVENTS.contains(&event.as_str()) {
+            self.problem(
+                &format!("{at}.event"),
+                format!("`{event}` is an event of the engine's own"),
+            );
+        }
+        if event != DEFAULT_EVENT {
+            if let Some(first) = self.events.insert(event.clone(), format!("{at}.event")) {
+                self.problem(
+                    &format!("{at}.event"),
+                    format!("duplicate event name `{event}` (first at {first})"),
+                );
+            }
+        }
+        self.duration(&format!("{at}.timeout_ms"), a.timeout_ms);
+        if a.max_attempts == Some(0) {
+            self.problem(&format!("{at}.max_attempts"), "must be 1 or more");
+        }
+        let data = a.data.clone().unwrap_or(Value::Object(Default::default()));
+        let mut found = Vec::new();
+        expressions(&data, &format!("{at}.data"), &mut found);
+        for (place, expression) in found {
+            match expression {
+                Err(e) => self.problem(&place, e.0),
+                Ok(e) => match e.source {
+                    Source::Input => {}
+                    Source::Result(step) if readable.contains(&step.as_str()) => {}
+                    Source::Result(step) if step == a.name => self.problem(
+                        &place,
+                        "reads its own result: a step reads only the results of the steps before it",
+                    ),
+                    Source::Result(step) if later.contains(&step.as_str()) => self.problem(
+                        &place,
+                        format!("reads the result of `{step}`, which runs after this step"),
+                    ),
+                    Source::Result(step) => self.problem(
+                        &place,
+                        format!(
+                            "unknown step `{step}`; results can be read of: {}",
+                            if readable.is_empty() { "none".to_owned() } else { readable.join(", ") }
+                        ),
+                    ),
+                },
+            }
+        }
+        Action {
+            name: a.name.clone(),
+            participant,
+            command_type: a.command.clone(),
+            event,
+            data,
+            timeout_ms: a.timeout_ms,
+            max_attempts: a.max_attempts,
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! How a defined saga answers each kind of input.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
+use super::state::{DefinedSaga, Pending, Wait};
+use crate::definition::Role;
+use crate::{
+    Action, ActionKind, ActionName, Assume, FieldError, Input, Outcome, Rejection, Reply,
+    RetryPolicy, Status,
+};
+
+impl DefinedSaga {
+    pub(super) fn on_input(&self, input: Input<Value>) -> Result<Vec<Event>, Rejection> {
+        let input = match input {
+            Input::Start {
+                start,
+                version,
+                policy,
+                now,
+            } => {
+                if self.started.is_some() || self.missing.is_some() {
+                    return Err(Rejection::AlreadyStarted);
+                }
+                let definition = match version {
+                    Some(v) => self.kind.get(v).ok_or_else(|| {
+                        let loaded: Vec<String> =
+                            self.kind.versions.keys().map(u32::to_string).collect();
+                        Rejection::Invalid(vec![FieldError::new(
+                            "version",
+                            format!(
+                                "saga type `{}` has no version {v}; loaded: {}",
+                                self.kind.saga_type,
+                                loaded.join(", ")
+                            ),
+                        )])
+                    })?,
+                    None => self.kind.newest(),
+                };
+                if let Some(schema) = &definition.input_schema {
+                    schema.check(&start, "input").map_err(Rejection::Invalid)?;
+                }
+                return Ok(vec![event(
+                    now,
+                    EventKind::SagaStarted {
+                        input: start,
+                        definition: DefinitionRef {
+                            saga_type: definition.saga_type.clone(),
+                            version: definition.version,
+                            hash: Some(definition.hash.clone()),
+                        },
+                        policy,
+                    },
+                )]);
+            }
+            other => other,
+        };
+        if self.started.is_none() {
+            return Err(Rejection::NotStarted);
+        }
+        match input {
+            Input::Operator { action, now } => self.on_operator(action, now),
+            _ if self.status.is_terminal() => Err(Rejection::Terminal(self.status)),
+            Input::Reply(reply) => self.on_reply(reply),
+            Input::Wake { now } => Ok(self.on_wake(now)),
+            Input::Start { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// The operator actions that make sense now.
+    pub(super) fn allowed(&self) -> &'static [ActionName] {
+        use ActionName::{Cancel, Compensate, Resume, Retry, Skip};
+        if self.started.is_none() {
+            return &[];
+        }
+        match self.status {
+            Status::Running if self.past_pivot() => &[Retry, Skip, Cancel],
+            Status::Running => &[Retry, Skip, Compensate, Cancel],
+            Status::Compensating => &[Retry, Skip, Cancel],
+            Status::Suspended => &[Retry, Skip, Resume, Cancel],
+            Status::Completed | Status::Compensated | Status::Cancelled => &[],
+        }
+    }
+
+    fn on_reply(&self, reply: Reply) -> Result<Vec<Event>, Rejection> {
+        let unexpected = || Rejection::UnexpectedReply {
+            step: reply.step.clone(),
+            attempt: reply.attempt,
+        };
+        let pending = self
+            .pending
+            .as_ref()
+            .filter(|p| p.step == reply.step)
+            .ok_or_else(unexpected)?;
+        if reply.attempt == 0 || reply.attempt > pending.attempt {
+            return Err(unexpected());
+        }
+        let (cause, reason) = match reply.outcome {
+            // Every attempt carries the same idempotency key, so a success from
+            // an earlier attempt is the step's success.
+            Outcome::Succeeded => {
+                if let (Role::Forward(i), Some(def)) = (pending.role, self.definition()) {
+                    if let Some(schema) = &def.steps[i].result_schema {
+                        let result = reply.result.clone().unwrap_or(Value::Null);
+                        schema.check(&result, "result").map_err(|errors| {
+                            Rejection::InvalidResult {
+                                step: reply.step.clone(),
+                                errors,
+                            }
+                        })?;
+                    }
+                }
+                // `null` is no result: stored and read back, it is absent.
+                let result = reply.result.filter(|r| !r.is_null());
+                return Ok(vec![self.success(pending, result, reply.at)]);
+            }
+            Outcome::Refused { reason } => (FailureCause::Refused, reason),
+            Outcome::Failed { reason } => (FailureCause::Error, reason),
+        };
+        let awaiting = matches!(pending.wait, Wait::Reply { .. });
+        if reply.attempt != pending.attempt || !awaiting {
+            return Err(unexpected());
+        }
+        Ok(vec![self.failure(pending, cause, reason, reply.at)])
+    }
+
+    fn success(&self, p: &Pending, result: Option<Value>, at: DateTime<Utc>) -> Event {
+        let name = self
+            .action(&p.step)
+            .map(|(a, _)| a.event.clone())
+            .unwrap_or_default();
+        event(
+            at,
+            EventKind::StepSucceeded {
+                event: name,
+                step: p.step.clone(),
+                result,
+            },
+        )
+    }
+
+    /// An intervention: the audit event, then its effect.
+    fn on_operator(&self, action: Action, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
+        let mut invalid = Vec::new();
+        if action.operator.trim().is_empty() {
+            invalid.push(FieldError::new("operator", "must not be empty"));
+        }
+        if action.reason.trim().is_empty() {
+            invalid.push(FieldError::new("reason", "must say why"));
+        }
+        if !invalid.is_empty() {
+            return Err(Rejection::Invalid(invalid));
+        }
+        let name = action.kind.action_name();
+        // Every status that allows an action has a step in hand.
+        let Some(p) = self
+            .pending
+            .as_ref()
+            .filter(|_| self.allowed().contains(&name))
+        else {
+            return Err(Rejection::NotAllowed {
+                action: name.as_str(),
+                status: self.status,
+                allowed: crate::Saga::allowed_actions(self),
+            });
+        };
+        let forward = matches!(p.role, Role::Forward(_));
+        let reason = format!("operator {}: {}", action.operator, action.reason);
+        let effect = match action.kind {
+            ActionKind::Retry | ActionKind::Resume => EventKind::StepRetried {
+                step: p.step.clone(),
+                attempt: p.attempt + 1,
+            },
+            ActionKind::Skip {
+                assume: Assume::Succeeded,
+            } => self.success(p, None, now).kind,
+            ActionKind::Skip {
+                assume: Assume::Failed,
+            } => {
+                if !forward || self.past_pivot() {
+                    let why = if forward {
+                        "past the pivot step a step can only be skipped as succeeded"
+                    } else {
+                        "a compensation step can only be skipped as succeeded"
+                    };
+                    return Err(Rejection::Invalid(vec![FieldError::new("assume", why)]));
+                }
+                self.operator_failure(p, reason, false)
+            }
+            ActionKind::Compensate => {
+                // A command is out or its failure was transient: it may have been applied.
+                let in_doubt = p.uncertain || matches!(p.wait, Wait::Reply { .. });
+                self.operator_failure(p, reason, in_doubt)
+            }
+            ActionKind::Cancel => EventKind::SagaCancelled,
+        };
+        let audit = EventKind::OperatorIntervened {
+            action: action.kind,
+            operator: action.operator,
+            reason: action.reason,
+        };
+        Ok(vec![event(now, audit), event(now, effect)])
+    }
+
+    fn operator_failure(&self, p: &Pending, reason: String, in_doubt: bool) -> EventKind {
+        EventKind::StepFailed {
+            step: p.step.clone(),
+            attempt: p.attempt,
+            cause: FailureCause::Operator,
+            reason,
+            then: Then::Compensate {
+                plan: self.compensation_plan(p.role, in_doubt),
+            },
+        }
+    }
+
+    fn on_wake(&self, now: DateTime<Utc>) -> Vec<Event> {
+        let Some(p) = &self.pending else {
+            return Vec::new();
+        };
+        if let Some(deadline) = self.saga_deadline().filter(|d| now >= *d) {
+            // Whatever the step waits for, the saga ran out of time: undo what
+            // was done — the step in flight too, when its command is out.
+            let in_doubt = p.uncertain || matches!(p.wait, Wait::Reply { .. });
+            let reason = format!(
+                "the saga's deadline of {} ms passed at {deadline}",
+                self.policy().saga_deadline_ms
+            );
+            return vec![event(
+                now,
+                EventKind::StepFailed {
+                    step: p.step.clone(),
+                    attempt: p.attempt,
+                    cause: FailureCause::DeadlineExceeded,
+                    reason,
+                    then: Then::Compensate {
+                        plan: self.compensation_plan(p.role, in_doubt),
+                    },
+                },
+            )];
+        }
+        match p.wait {
+            Wait::Reply { deadline } if now >= deadline => {
+                let reason = format!(
+                    "no reply within {} ms (attempt {})",
+                    self.timeout_ms(&p.step),
+                    p.attempt
+                );
+                vec![self.failure(p, FailureCause::TimedOut, reason, now)]
+            }
+            Wait::Retry { at } if now >= at => vec![event(
+                now,
+                EventKind::StepRetried {
+                    step: p.step.clone(),
+                    attempt: p.attempt + 1,
+                },
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn failure(
+        &self,
+        p: &Pending,
+        cause: FailureCause,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Event {
+        let forward = matches!(p.role, Role::Forward(_));
+        let retryable = cause != FailureCause::Refused || !forward;
+        let then = if retryable && p.attempt < self.max_attempts(&p.step, p.role) {
+            let seed =
+                self.id.as_uuid().as_u64_pair().0 ^ (name_hash(&p.step) << 8) ^ p.attempt as u64;
+            Then::Retry {
+                at: now + self.retry_policy(p.role).backoff(p.attempt, seed),
+            }
+        } else if forward && !self.past_pivot() {
+            let uncertain = p.uncertain || cause == FailureCause::TimedOut;
+            Then::Compensate {
+                plan: self.compensation_plan(p.role, uncertain),
+            }
+        } else {
+            Then::Suspend
+        };
+        event(
+            now,
+            EventKind::StepFailed {
+                step: p.step.clone(),
+                attempt: p.attempt,
+                cause,
+                reason,
+                then,
+            },
+        )
+    }
+
+    /// The back-off of a step's retries: the definition's, else the settings'.
+    fn retry_policy(&self, role: Role) -> RetryPolicy {
+        let policy = self.policy();
+        match (role, self.definition()) {
+            (Role::Forward(i), Some(def)) => {
+                let own = def.steps[i].retry;
+                let base = policy.forward;
+                RetryPolicy {
+                    max_attempts: own.max_attempts.unwrap_or(base.max_attempts),
+                    backoff_initial_ms: own.initial_backoff_ms.unwrap_or(base.backoff_initial_ms),
+                    backoff_max_ms: own.max_backoff_ms.unwrap_or(base.backoff_max_ms),
+                    jitter: own.jitter.unwrap_or(base.jitter),
+                }
+            }
+            (Role::Forward(_), None) => policy.forward,
+            _ => policy.compensation,
+        }
+    }
+
+    /// Undo the forward steps that succeeded in reverse order — the failed
+    /// step's undo first when it may have been applied — then the final
+    /// compensation.
+    fn compensation_plan(&self, failed: Role, uncertain: bool) -> Vec<String> {
+        let Some(def) = self.definition() else {
+            return Vec::new();
+        };
+        let undo = |i: usize| def.steps[i].undo.as_ref().map(|u| u.name.clone());
+        let failed_undo = match failed {
+            Role::Forward(i) if uncertain => undo(i),
+            _ => None,
+        };
+        failed_undo
+            .into_iter()
+            .chain(self.done.iter().rev().filter_map(|i| undo(*i)))
+            .chain(def.final_compensation.iter().map(|f| f.name.clone()))
+            .collect()
+    }
+}
+
+fn event(at: DateTime<Utc>, kind: EventKind) -> Event {
+    Event { at, kind }
+}
+
+/// FNV-1a: a stable number for a step name, to vary retry jitter by step.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,163 @@
+//! The generic saga engine: runs any [`Definition`](crate::definition::Definition).
+//!
+//! A refusal, or a transient failure or timeout past the step's retry budget,
+//! starts compensation: the forward steps that succeeded are undone in
+//! reverse order, preceded by the failed step's own undo when its outcome is
+//! unknown (it timed out), and followed by the definition's final
+//! compensation; the saga then ends `compensated`. Once a pivot step
+//! succeeded there is no going back: later failures are retried, then the
+//! saga is suspended. A compensation step that keeps failing past its budget
+//! leaves the saga `suspended` for an operator.
+
+mod decide;
+mod events;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use events::{DefinitionRef, Event, EventKind, FailureCause, Then};
+pub use state::{DefinedSaga, Pending, Started, Wait};
+
+use crate::definition::{render, Role, TypeVersions};
+use crate::{Command, Explanation, Input, Rejection, Saga, SagaId, View, Waiting, WaitingOn};
+
+impl Saga for DefinedSaga {
+    type Kind = TypeVersions;
+    type Start = Value;
+    type Event = Event;
+
+    fn new(kind: &Arc<TypeVersions>, id: SagaId) -> Self {
+        DefinedSaga::empty(kind.clone(), id)
+    }
+
+    fn decide(&self, input: Input<Value>) -> Result<Vec<Event>, Rejection> {
+        self.on_input(input)
+    }
+
+    fn evolve(self, event: &Event) -> Self {
+        self.apply(event)
+    }
+
+    fn commands(&self, event: &Event) -> Vec<Command> {
+        let starts_attempt = match &event.kind {
+            EventKind::SagaStarted { .. }
+            | EventKind::StepRetried { .. }
+            | EventKind::StepSucceeded { .. } => true,
+            EventKind::StepFailed { then, .. } => matches!(then, Then::Compensate { .. }),
+            _ => false,
+        };
+        match (&self.pending, &self.started) {
+            (Some(p), Some(started)) if starts_attempt && matches!(p.wait, Wait::Reply { .. }) => {
+                let Some((action, _)) = started.definition.find(&p.step) else {
+                    return Vec::new();
+                };
+                vec![Command {
+                    step: action.name.clone(),
+                    command_type: action.command_type.clone(),
+                    participant: action.participant.clone(),
+                    attempt: p.attempt,
+                    idempotency_key: format!("{}:{}", self.id, action.name),
+                    data: render(&action.data, &started.input, &self.results),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn view(&self) -> View {
+        let pending = self.pending.as_ref().filter(|_| !self.status.is_terminal());
+        View {
+            status: self.status,
+            step: pending.map(|p| p.step.clone()),
+            attempt: pending.map(|p| p.attempt),
+            step_since: pending.map(|p| p.since),
+            wake_at: pending
+                .and_then(|p| match p.wait {
+                    Wait::Reply { deadline } => Some(deadline),
+                    Wait::Retry { at } => Some(at),
+                    Wait::Operator => None,
+                })
+                .map(|t| self.saga_deadline().map_or(t, |d| t.min(d))),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn event_type(event: &Event) -> String {
+        event.kind.name().to_owned()
+    }
+
+    fn allowed_actions(&self) -> Vec<&'static str> {
+        self.allowed().iter().map(|a| a.as_str()).collect()
+    }
+
+    fn explain(&self) -> Explanation {
+        let waiting = self
+            .pending
+            .as_ref()
+            .filter(|_| !self.status.is_terminal())
+            .map(|p| Waiting {
+                step: p.step.clone(),
+                participant: self
+                    .action(&p.step)
+                    .map(|(a, _)| a.participant.clone())
+                    .unwrap_or_default(),
+                attempt: p.attempt,
+                max_attempts: self.max_attempts(&p.step, p.role),
+                since: p.since,
+                on: match p.wait {
+                    Wait::Reply { deadline } => WaitingOn::Reply { deadline },
+                    Wait::Retry { at } => WaitingOn::Retry { at },
+                    Wait::Operator => WaitingOn::Operator,
+                },
+            });
+        let definition = self.definition().map(
+            |d| serde_json::json!({"saga_type": d.saga_type, "version": d.version, "hash": d.hash}),
+        );
+        Explanation {
+            waiting,
+            progress: serde_json::json!({
+                "definition": definition,
+                "steps_done": self.done(),
+                "compensations_done": self.undone,
+                "compensations_left": self.plan,
+                // A timed-out attempt may have been applied: its undo is planned.
+                "outcome_uncertain": self.pending.as_ref().is_some_and(|p| p.uncertain),
+                // A pivot step succeeded: failures are retried, never compensated.
+                "past_pivot": self.past_pivot(),
+                // While going forward: when the saga compensates if not done.
+                "saga_deadline": self.saga_deadline(),
+            }),
+        }
+    }
+
+    fn unreadable(&self) -> Option<String> {
+        self.missing.as_ref().map(|d| {
+            format!(
+                "the saga runs under version {} of saga type `{}` (hash {}), which is not loaded",
+                d.version,
+                d.saga_type,
+                d.hash.as_deref().unwrap_or("not recorded")
+            )
+        })
+    }
+}
+
+impl DefinedSaga {
+    /// The attempt budget of `step`: the definition's, else the settings'.
+    pub(crate) fn max_attempts(&self, step: &str, role: Role) -> u32 {
+        let policy = self.policy();
+        let own = self.action(step).and_then(|(a, _)| a.max_attempts);
+        match role {
+            Role::Forward(i) => self
+                .definition()
+                .and_then(|d| d.steps[i].retry.max_attempts)
+                .unwrap_or(policy.forward.max_attempts),
+            Role::Undo(_) | Role::Final => own.unwrap_or(policy.compensation.max_attempts),
+        }
+        .max(1)
+    }
+}

@@ -1,0 +1,299 @@
+//! A defined saga's state and how each event changes it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
+use crate::definition::{Action, Definition, Role, TypeVersions};
+use crate::{Policy, SagaId, Status};
+
+/// The state of one saga of a defined type, rebuilt by folding its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinedSaga {
+    pub(super) id: SagaId,
+    pub(super) kind: Arc<TypeVersions>,
+    pub(super) started: Option<Started>,
+    /// Set when the history names a definition this process has not loaded.
+    pub(super) missing: Option<DefinitionRef>,
+    pub(super) status: Status,
+    /// Forward steps that succeeded (their indexes), in order.
+    pub(super) done: Vec<usize>,
+    /// What the forward steps' replies returned, by step name.
+    pub(super) results: BTreeMap<String, Value>,
+    /// Compensation steps that succeeded, in order.
+    pub(super) undone: Vec<String>,
+    /// Compensation steps still to run; the first is the current one.
+    pub(super) plan: Vec<String>,
+    pub(super) pending: Option<Pending>,
+    pub(super) last_error: Option<String>,
+}
+
+/// What a saga started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub definition: Arc<Definition>,
+    pub input: Value,
+    pub policy: Policy,
+    /// Its overall deadline counts from here.
+    pub at: DateTime<Utc>,
+}
+
+/// The step the saga is in the middle of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub step: String,
+    pub role: Role,
+    pub attempt: u32,
+    /// When this attempt began.
+    pub since: DateTime<Utc>,
+    pub wait: Wait,
+    /// An attempt of this step timed out, so it may have been applied.
+    pub uncertain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The command is out; without a reply by `deadline` the attempt times out.
+    Reply { deadline: DateTime<Utc> },
+    /// The last attempt failed; the next is sent at `at`.
+    Retry { at: DateTime<Utc> },
+    /// Out of budget: only an operator moves the saga on.
+    Operator,
+}
+
+impl DefinedSaga {
+    pub(super) fn empty(kind: Arc<TypeVersions>, id: SagaId) -> Self {
+        Self {
+            id,
+            kind,
+            started: None,
+            missing: None,
+            status: Status::Running,
+            done: Vec::new(),
+            results: BTreeMap::new(),
+            undone: Vec::new(),
+            plan: Vec::new(),
+            pending: None,
+            last_error: None,
+        }
+    }
+
+    pub fn id(&self) -> SagaId {
+        self.id
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The definition the saga runs under, once started.
+    pub fn definition(&self) -> Option<&Arc<Definition>> {
+        self.started.as_ref().map(|s| &s.definition)
+    }
+
+    pub fn input(&self) -> Option<&Value> {
+        self.started.as_ref().map(|s| &s.input)
+    }
+
+    pub fn pending(&self) -> Option<&Pending> {
+        self.pending.as_ref()
+    }
+
+    /// Names of the forward steps that succeeded, in order.
+    pub fn done(&self) -> Vec<&str> {
+        let Some(def) = self.definition() else {
+            return Vec::new();
+        };
+        self.done
+            .iter()
+            .map(|i| def.steps[*i].action.name.as_str())
+            .collect()
+    }
+
+    /// Compensation steps that succeeded, in order.
+    pub fn undone(&self) -> &[String] {
+        &self.undone
+    }
+
+    /// What a forward step's reply returned.
+    pub fn result(&self, step: &str) -> Option<&Value> {
+        self.results.get(step)
+    }
+
+    /// A pivot step succeeded: there is no going back any more.
+    pub fn past_pivot(&self) -> bool {
+        self.definition()
+            .is_some_and(|d| self.done.iter().any(|i| d.steps[*i].pivot))
+    }
+
+    /// The step definition of `name` in the saga's definition.
+    pub(super) fn action(&self, name: &str) -> Option<(&Action, Role)> {
+        self.definition()?.find(name)
+    }
+
+    /// When the saga must have gone forward to its end, while it still goes
+    /// forward; `None` without a deadline, once compensating or past the pivot.
+    pub(super) fn saga_deadline(&self) -> Option<DateTime<Utc>> {
+        let started = self.started.as_ref()?;
+        let ms = started.policy.saga_deadline_ms;
+        let running = self.status == Status::Running && !self.past_pivot();
+        (ms > 0 && running).then(|| started.at + Duration::milliseconds(ms as i64))
+    }
+
+    pub(super) fn policy(&self) -> &Policy {
+        static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::default);
+        self.started.as_ref().map_or(&DEFAULT, |s| &s.policy)
+    }
+
+    /// The timeout of one attempt of `step`: the settings' own entry for the
+    /// step, else the definition's, else the settings' default.
+    pub(super) fn timeout_ms(&self, step: &str) -> u64 {
+        let policy = self.policy();
+        if let Some(ms) = policy.step_timeouts_ms.get(step) {
+            return *ms;
+        }
+        self.action(step)
+            .and_then(|(a, _)| a.timeout_ms)
+            .unwrap_or(policy.step_timeout_ms)
+    }
+
+    pub(super) fn apply(mut self, event: &Event) -> Self {
+        let at = event.at;
+        match &event.kind {
+            EventKind::SagaStarted {
+                input,
+                definition,
+                policy,
+            } => {
+                let loaded = self
+                    .kind
+                    .get(definition.version)
+                    .filter(|d| d.saga_type == definition.saga_type)
+                    .filter(|d| definition.hash.as_ref().is_none_or(|h| *h == d.hash));
+                let Some(def) = loaded.cloned() else {
+                    self.missing = Some(definition.clone());
+                    return self;
+                };
+                let first = def.steps.first().map(|s| s.action.name.clone());
+                self.started = Some(Started {
+                    definition: def,
+                    input: input.clone(),
+                    policy: policy.clone(),
+                    at,
+                });
+                self.status = Status::Running;
+                match first {
+                    Some(step) => self.begin(&step, 1, at, false),
+                    None => self.finish(Status::Completed),
+                }
+            }
+            EventKind::StepFailed {
+                step,
+                cause,
+                reason,
+                then,
+                ..
+            } => {
+                self.last_error = Some(format!("{step}: {reason}"));
+                match then {
+                    Then::Retry { at: retry_at } => {
+                        if let Some(p) = &mut self.pending {
+                            p.wait = Wait::Retry { at: *retry_at };
+                            p.uncertain |= *cause == FailureCause::TimedOut;
+                        }
+                    }
+                    Then::Compensate { plan } => {
+                        self.status = Status::Compensating;
+                        self.plan = plan.clone();
+                        self.begin_next_compensation(at);
+                    }
+                    Then::Suspend => {
+                        self.status = Status::Suspended;
+                        if let Some(p) = &mut self.pending {
+                            p.wait = Wait::Operator;
+                        }
+                    }
+                }
+            }
+            EventKind::StepRetried { step, attempt } => {
+                let uncertain = self.pending.as_ref().is_some_and(|p| p.uncertain);
+                if self.status == Status::Suspended {
+                    let forward = matches!(self.action(step), Some((_, Role::Forward(_))));
+                    self.status = if forward {
+                        Status::Running
+                    } else {
+                        Status::Compensating
+                    };
+                }
+                self.begin(step, *attempt, at, uncertain);
+            }
+            EventKind::StepSucceeded { step, result, .. } => self.succeed(step, result, at),
+            // The audit record; its effect is the event that follows it.
+            EventKind::OperatorIntervened { .. } => {}
+            EventKind::SagaCancelled => self.finish(Status::Cancelled),
+        }
+        self
+    }
+
+    fn succeed(&mut self, step: &str, result: &Option<Value>, at: DateTime<Utc>) {
+        let Some(def) = self.definition().cloned() else {
+            return;
+        };
+        match def.find(step).map(|(_, role)| role) {
+            Some(Role::Forward(i)) => {
+                // A late success (or a skip) of a suspended step moves the saga on.
+                self.status = Status::Running;
+                self.done.push(i);
+                if let Some(r) = result {
+                    self.results.insert(step.to_owned(), r.clone());
+                }
+                match def.steps.get(i + 1) {
+                    Some(next) => self.begin(&next.action.name, 1, at, false),
+                    None => self.finish(Status::Completed),
+                }
+            }
+            Some(Role::Undo(_) | Role::Final) => {
+                self.undone.push(step.to_owned());
+                if let Some(i) = self.plan.iter().position(|s| s == step) {
+                    self.plan.remove(i);
+                }
+                // A late success of a suspended compensation moves the saga on.
+                self.status = Status::Compensating;
+                self.begin_next_compensation(at);
+            }
+            None => {}
+        }
+    }
+
+    fn begin_next_compensation(&mut self, at: DateTime<Utc>) {
+        match self.plan.first().cloned() {
+            Some(next) => self.begin(&next, 1, at, false),
+            None => self.finish(Status::Compensated),
+        }
+    }
+
+    fn begin(&mut self, step: &str, attempt: u32, at: DateTime<Utc>, uncertain: bool) {
+        let Some((_, role)) = self.action(step) else {
+            return;
+        };
+        let timeout = Duration::milliseconds(self.timeout_ms(step) as i64);
+        self.pending = Some(Pending {
+            step: step.to_owned(),
+            role,
+            attempt,
+            since: at,
+            wait: Wait::Reply {
+                deadline: at + timeout,
+            },
+            uncertain,
+        });
+    }
+
+    fn finish(&mut self, status: Status) {
+        self.status = status;
+        self.pending = None;
+    }
+}
