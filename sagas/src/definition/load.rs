@@ -8,11 +8,11 @@ use super::model::{Definition, DefinitionError, Problem};
 pub const SHIPPED: [(&str, &str); 2] = [
     (
         "order.v1.toml",
-        include_str!("../../definitions/order.v1.toml"),
+        include_str!("../../../definitions/order.v1.toml"),
     ),
     (
         "return.v1.toml",
-        include_str!("../../definitions/return.v1.toml"),
+        include_str!("../../../definitions/return.v1.toml"),
     ),
 ];
 
