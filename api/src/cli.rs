@@ -56,6 +56,13 @@ pub enum SagasCommand {
     Resume(ActionArgs),
     /// Stop the saga without compensation.
     Cancel(ActionArgs),
+    /// Run the saga on under another version of its definition.
+    Migrate {
+        #[command(flatten)]
+        action: ActionArgs,
+        #[arg(long)]
+        to_version: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +203,7 @@ fn problem(status: StatusCode, body: &Value) -> String {
 pub async fn sagas(remote: Remote, command: SagasCommand) -> anyhow::Result<()> {
     let json = remote.json;
     let client = Client::new(remote);
+    let mut to_version = None;
     let (action, args, assume) = match command {
         SagasCommand::List(a) => {
             let mut q = vec![("limit", a.limit.to_string())];
@@ -242,8 +250,18 @@ pub async fn sagas(remote: Remote, command: SagasCommand) -> anyhow::Result<()> 
         SagasCommand::Compensate(a) => (ActionName::Compensate, a, None),
         SagasCommand::Resume(a) => (ActionName::Resume, a, None),
         SagasCommand::Cancel(a) => (ActionName::Cancel, a, None),
+        SagasCommand::Migrate {
+            action,
+            to_version: v,
+        } => {
+            to_version = Some(v);
+            (ActionName::Migrate, action, None)
+        }
     };
     let mut body = json!({ "reason": args.reason });
+    if let Some(v) = to_version {
+        body["to_version"] = json!(v);
+    }
     if let Some(assume) = assume {
         body["assume"] = json!(match assume {
             Assume::Succeeded => "succeeded",

@@ -28,6 +28,8 @@ pub enum ActionKind {
     Resume,
     /// Stop the saga where it is, without compensation.
     Cancel,
+    /// Run on under another version of the saga's definition.
+    Migrate { to_version: u32 },
 }
 
 /// The result an operator supplies for a skipped step.
@@ -47,6 +49,7 @@ impl ActionKind {
             ActionKind::Compensate => ActionName::Compensate,
             ActionKind::Resume => ActionName::Resume,
             ActionKind::Cancel => ActionName::Cancel,
+            ActionKind::Migrate { .. } => ActionName::Migrate,
         }
     }
 
@@ -66,16 +69,18 @@ pub enum ActionName {
     Compensate,
     Resume,
     Cancel,
+    Migrate,
 }
 
 impl ActionName {
     /// Every action, in the order they are listed to people.
-    pub const ALL: [ActionName; 5] = [
+    pub const ALL: [ActionName; 6] = [
         ActionName::Retry,
         ActionName::Skip,
         ActionName::Compensate,
         ActionName::Resume,
         ActionName::Cancel,
+        ActionName::Migrate,
     ];
 
     /// The name, e.g. `compensate`.
@@ -86,6 +91,7 @@ impl ActionName {
             ActionName::Compensate => "compensate",
             ActionName::Resume => "resume",
             ActionName::Cancel => "cancel",
+            ActionName::Migrate => "migrate",
         }
     }
 
@@ -133,6 +139,7 @@ mod tests {
             ActionKind::Compensate,
             ActionKind::Resume,
             ActionKind::Cancel,
+            ActionKind::Migrate { to_version: 2 },
         ];
         let names: Vec<ActionName> = kinds.iter().map(|k| k.action_name()).collect();
         assert_eq!(names, ActionName::ALL);

@@ -125,6 +125,15 @@ pub enum Rejection {
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
     #[error(
+        "version {to_version} of saga type `{saga_type}` lacks steps the saga still needs: {}",
+        steps.join(", ")
+    )]
+    NotMigratable {
+        saga_type: String,
+        to_version: u32,
+        steps: Vec<String>,
+    },
+    #[error(
         "the result of step `{step}` breaks its schema: {}",
         field_list(errors)
     )]

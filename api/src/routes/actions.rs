@@ -26,6 +26,9 @@ pub(crate) struct ActionRequest {
     reason: String,
     /// `skip` only: take the step as `succeeded` or `failed`.
     assume: Option<AssumeDto>,
+    /// `migrate` only: the version of the saga's definition to run on under.
+    #[schema(minimum = 1)]
+    to_version: Option<u32>,
     /// Who acts, when access control is off; with tokens, the token's name is recorded.
     operator: Option<String>,
 }
@@ -45,6 +48,8 @@ pub(crate) enum ActionName {
     Resume,
     /// Stop where it is, without compensation.
     Cancel,
+    /// Run on under another version (`to_version`) of the saga's definition.
+    Migrate,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -101,7 +106,9 @@ pub(crate) struct PlannedCommand {
 }
 
 /// Act on a saga: `retry` the current step, `skip` it with an assumed result,
-/// `compensate` now, `resume` a suspended saga, or `cancel` it without compensation.
+/// `compensate` now, `resume` a suspended saga, `cancel` it without
+/// compensation, or `migrate` it to another version of its definition (409
+/// naming the steps the target version lacks).
 #[utoipa::path(
     post, path = "/v1/sagas/{id}/actions/{action}", tag = "operators",
     params(
@@ -139,7 +146,7 @@ pub(crate) async fn act(
     let (raw_id, name) = path.into_inner();
     let id = parse_id(&raw_id)?;
     let request: ActionRequest = parse_body(body.into_inner())?;
-    let kind = action_kind(&name, request.assume)?;
+    let kind = action_kind(&name, request.assume, request.to_version)?;
     reason_within_limit(&request.reason)?;
     let operator = match (caller.authenticated(), request.operator) {
         (false, Some(o)) if !o.trim().is_empty() => o,
@@ -178,6 +185,9 @@ pub(crate) async fn act(
             },
             ActorError::Invalid(errors) | ActorError::Rejected(Rejection::Invalid(errors)) => {
                 ApiError::Invalid(errors)
+            }
+            ActorError::Rejected(rejection @ Rejection::NotMigratable { .. }) => {
+                ApiError::Conflict(rejection.to_string())
             }
             ActorError::VersionMismatch { expected, current } => ApiError::PreconditionFailed {
                 asked: expected.to_string(),
@@ -231,7 +241,11 @@ fn result(report: ActionReport, saga: Option<SagaDto>) -> ActionResult {
     }
 }
 
-fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiError> {
+fn action_kind(
+    name: &str,
+    assume: Option<AssumeDto>,
+    to_version: Option<u32>,
+) -> Result<ActionKind, ApiError> {
     let Some(name) = Verb::parse(name) else {
         let names: Vec<&str> = Verb::ALL.iter().map(|a| a.as_str()).collect();
         return Err(ApiError::NotFound(format!(
@@ -239,31 +253,39 @@ fn action_kind(name: &str, assume: Option<AssumeDto>) -> Result<ActionKind, ApiE
             names.join(", ")
         )));
     };
-    let kind = match (name, assume) {
-        (Verb::Skip, Some(AssumeDto::Succeeded)) => ActionKind::Skip {
-            assume: Assume::Succeeded,
+    let invalid = |field: &str, why: &str| ApiError::Invalid(vec![FieldError::new(field, why)]);
+    if assume.is_some() && name != Verb::Skip {
+        return Err(invalid("assume", "only `skip` takes a result to assume"));
+    }
+    if to_version.is_some() && name != Verb::Migrate {
+        return Err(invalid("to_version", "only `migrate` takes a version"));
+    }
+    Ok(match name {
+        Verb::Skip => ActionKind::Skip {
+            assume: match assume {
+                Some(AssumeDto::Succeeded) => Assume::Succeeded,
+                Some(AssumeDto::Failed) => Assume::Failed,
+                None => {
+                    return Err(invalid(
+                        "assume",
+                        "skip needs the result to assume: `succeeded` or `failed`",
+                    ))
+                }
+            },
         },
-        (Verb::Skip, Some(AssumeDto::Failed)) => ActionKind::Skip {
-            assume: Assume::Failed,
+        Verb::Migrate => ActionKind::Migrate {
+            to_version: to_version.ok_or_else(|| {
+                invalid(
+                    "to_version",
+                    "migrate needs the version to move the saga to",
+                )
+            })?,
         },
-        (Verb::Skip, None) => {
-            return Err(ApiError::Invalid(vec![FieldError::new(
-                "assume",
-                "skip needs the result to assume: `succeeded` or `failed`",
-            )]))
-        }
-        (_, Some(_)) => {
-            return Err(ApiError::Invalid(vec![FieldError::new(
-                "assume",
-                "only `skip` takes a result to assume",
-            )]))
-        }
-        (Verb::Retry, None) => ActionKind::Retry,
-        (Verb::Compensate, None) => ActionKind::Compensate,
-        (Verb::Resume, None) => ActionKind::Resume,
-        (Verb::Cancel, None) => ActionKind::Cancel,
-    };
-    Ok(kind)
+        Verb::Retry => ActionKind::Retry,
+        Verb::Compensate => ActionKind::Compensate,
+        Verb::Resume => ActionKind::Resume,
+        Verb::Cancel => ActionKind::Cancel,
+    })
 }
 
 /// The version `If-Match` asks for: `None` without the header or with `*`.

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::condition::Condition;
 use super::document::{ActionDocument, Document, RetryDocument};
 use super::model::{Action, Definition, Problem, Step, DEFAULT_EVENT, RESERVED_EVENTS};
 use super::schema::Schema;
@@ -73,10 +74,31 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
                 (before, after),
             )
         });
+        let when = s.when.as_ref().and_then(|w| {
+            let at = format!("{at}.when");
+            match Condition::parse(w) {
+                Err(why) => {
+                    c.problem(&format!("{at}.value"), why);
+                    None
+                }
+                Ok(condition) => {
+                    // The condition reads what the step's data may read.
+                    let template = Value::String(w.value.clone());
+                    c.readable(
+                        &format!("{at}.value"),
+                        &template,
+                        &s.name,
+                        (&forward[..i], &forward[i..]),
+                    );
+                    Some(condition)
+                }
+            }
+        });
         steps.push(Step {
             action,
             retry: s.retry.unwrap_or_default(),
             pivot: s.pivot,
+            when,
             result_schema,
             undo,
         });
@@ -242,15 +264,36 @@ impl Checker {
             self.problem(&format!("{at}.max_attempts"), "must be 1 or more");
         }
         let data = a.data.clone().unwrap_or(Value::Object(Default::default()));
+        self.readable(&format!("{at}.data"), &data, &a.name, (readable, later));
+        Action {
+            name: a.name.clone(),
+            participant,
+            command_type: a.command.clone(),
+            event,
+            data,
+            timeout_ms: a.timeout_ms,
+            max_attempts: a.max_attempts,
+        }
+    }
+
+    /// Checks that every `${…}` in `template` (at `at`, in step `own`) reads
+    /// the input or the result of a step in `readable`.
+    fn readable(
+        &mut self,
+        at: &str,
+        template: &Value,
+        own: &str,
+        (readable, later): (&[&str], &[&str]),
+    ) {
         let mut found = Vec::new();
-        expressions(&data, &format!("{at}.data"), &mut found);
+        expressions(template, at, &mut found);
         for (place, expression) in found {
             match expression {
                 Err(e) => self.problem(&place, e.0),
                 Ok(e) => match e.source {
                     Source::Input => {}
                     Source::Result(step) if readable.contains(&step.as_str()) => {}
-                    Source::Result(step) if step == a.name => self.problem(
+                    Source::Result(step) if step == own => self.problem(
                         &place,
                         "reads its own result: a step reads only the results of the steps before it",
                     ),
@@ -267,15 +310,6 @@ impl Checker {
                     ),
                 },
             }
-        }
-        Action {
-            name: a.name.clone(),
-            participant,
-            command_type: a.command.clone(),
-            event,
-            data,
-            timeout_ms: a.timeout_ms,
-            max_attempts: a.max_attempts,
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct StepDocument {
     /// Once it succeeded there is no going back.
     #[serde(default)]
     pub pivot: bool,
+    /// The step runs only when this holds; otherwise it is skipped.
+    #[serde(default)]
+    pub when: Option<ConditionDocument>,
     /// JSON Schema of the `result` its reply carries.
     #[serde(default)]
     pub result_schema: Option<Value>,
@@ -72,6 +75,32 @@ pub struct ActionDocument {
     /// Attempts before the saga is suspended for an operator.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+}
+
+/// A test of one value the saga knows, e.g. run a fraud check only above an
+/// amount: `when = { value = "${input.amount_cents}", above = 100000 }`.
+/// Exactly one test is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionDocument {
+    /// A `${…}` expression: the start input or an earlier step's result.
+    pub value: String,
+    #[serde(default)]
+    pub equals: Option<Value>,
+    #[serde(default)]
+    pub not_equals: Option<Value>,
+    /// Any of these values.
+    #[serde(default)]
+    pub one_of: Option<Vec<Value>>,
+    /// A number greater than this.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// A number less than this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// The value is there (`true`) or missing or null (`false`).
+    #[serde(default)]
+    pub exists: Option<bool>,
 }
 
 /// A forward step's retries; what is left out comes from the settings.

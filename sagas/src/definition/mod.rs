@@ -3,6 +3,7 @@
 //!
 //! - `document`: the file's shape as written.
 //! - `template`: `${…}` expressions in a command's `data`.
+//! - `condition`: a step's `when`, the test under which it runs.
 //! - `schema`: JSON Schemas of start inputs and reply results.
 //! - `model`: the checked [`Definition`]; `load`: from TOML text or a stored
 //!   document, and the shipped definitions.
@@ -11,6 +12,7 @@
 
 mod catalog;
 mod check;
+mod condition;
 pub mod document;
 mod load;
 mod model;
@@ -18,7 +20,8 @@ mod schema;
 pub mod template;
 
 pub use catalog::{Catalog, CatalogError, TypeVersions};
-pub use document::{ActionDocument, Document, RetryDocument, StepDocument};
+pub use condition::{Condition, Test};
+pub use document::{ActionDocument, ConditionDocument, Document, RetryDocument, StepDocument};
 pub use load::SHIPPED;
 pub use model::{
     Action, Definition, DefinitionError, Problem, Role, Step, DEFAULT_EVENT, RESERVED_EVENTS,

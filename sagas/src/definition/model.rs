@@ -5,6 +5,7 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::condition::Condition;
 use super::document::{Document, RetryDocument};
 use super::schema::Schema;
 use super::template;
@@ -47,6 +48,8 @@ pub struct Step {
     pub action: Action,
     pub retry: RetryDocument,
     pub pivot: bool,
+    /// The step runs only when this holds; otherwise it is skipped.
+    pub when: Option<Condition>,
     pub result_schema: Option<Schema>,
     pub undo: Option<Action>,
 }

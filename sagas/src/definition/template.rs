@@ -65,7 +65,8 @@ impl Expression {
         }
     }
 
-    fn eval<'a>(
+    /// The value the expression reads, if there is one.
+    pub fn eval<'a>(
         &self,
         input: &'a Value,
         results: &'a BTreeMap<String, Value>,

@@ -1012,6 +1012,7 @@ fn the_format_schema_names_every_field_of_the_format() {
         timeout_ms: None,
         retry: None,
         pivot: false,
+        when: None,
         result_schema: None,
         undo: None,
     };

@@ -68,19 +68,24 @@ impl DefinedSaga {
         }
     }
 
-    /// The operator actions that make sense now.
-    pub(super) fn allowed(&self) -> &'static [ActionName] {
-        use ActionName::{Cancel, Compensate, Resume, Retry, Skip};
+    /// The operator actions that make sense now: `migrate` only while the
+    /// type has another version to move to.
+    pub(super) fn allowed(&self) -> Vec<ActionName> {
+        use ActionName::{Cancel, Compensate, Migrate, Resume, Retry, Skip};
         if self.started.is_none() {
-            return &[];
+            return Vec::new();
         }
-        match self.status {
-            Status::Running if self.past_pivot() => &[Retry, Skip, Cancel],
-            Status::Running => &[Retry, Skip, Compensate, Cancel],
-            Status::Compensating => &[Retry, Skip, Cancel],
-            Status::Suspended => &[Retry, Skip, Resume, Cancel],
-            Status::Completed | Status::Compensated | Status::Cancelled => &[],
+        let mut allowed = match self.status {
+            Status::Running if self.past_pivot() => vec![Retry, Skip, Cancel],
+            Status::Running => vec![Retry, Skip, Compensate, Cancel],
+            Status::Compensating => vec![Retry, Skip, Cancel],
+            Status::Suspended => vec![Retry, Skip, Resume, Cancel],
+            Status::Completed | Status::Compensated | Status::Cancelled => return Vec::new(),
+        };
+        if self.kind.versions.len() > 1 {
+            allowed.push(Migrate);
         }
+        allowed
     }
 
     fn on_reply(&self, reply: Reply) -> Result<Vec<Event>, Rejection> {
@@ -194,6 +199,7 @@ impl DefinedSaga {
                 self.operator_failure(p, reason, in_doubt)
             }
             ActionKind::Cancel => EventKind::SagaCancelled,
+            ActionKind::Migrate { to_version } => self.migration(p, to_version)?,
         };
         let audit = EventKind::OperatorIntervened {
             action: action.kind,
@@ -201,6 +207,62 @@ impl DefinedSaga {
             reason: action.reason,
         };
         Ok(vec![event(now, audit), event(now, effect)])
+    }
+
+    /// Moving to version `to_version`: allowed when every step the saga is in,
+    /// has done (it may have to undo them) or still has to undo exists there
+    /// in the same role.
+    fn migration(&self, p: &Pending, to_version: u32) -> Result<EventKind, Rejection> {
+        let current = self.definition().expect("a started saga has a definition");
+        let invalid = |why: String| Rejection::Invalid(vec![FieldError::new("to_version", why)]);
+        if to_version == current.version {
+            return Err(invalid(format!(
+                "the saga already runs version {to_version}"
+            )));
+        }
+        let target = self.kind.get(to_version).ok_or_else(|| {
+            let loaded: Vec<String> = self.kind.versions.keys().map(u32::to_string).collect();
+            invalid(format!(
+                "saga type `{}` has no version {to_version}; loaded: {}",
+                self.kind.saga_type,
+                loaded.join(", ")
+            ))
+        })?;
+        let forward = |role: Role| matches!(role, Role::Forward(_));
+        let maps = |name: &str, role: Role| {
+            target
+                .find(name)
+                .is_some_and(|(_, there)| forward(there) == forward(role))
+        };
+        let mut steps: Vec<String> = Vec::new();
+        let needed = std::iter::once((p.step.as_str(), p.role))
+            .chain(
+                self.done
+                    .iter()
+                    .map(|i| (current.steps[*i].action.name.as_str(), Role::Forward(*i))),
+            )
+            .chain(self.plan.iter().map(|s| (s.as_str(), Role::Final)));
+        for (name, role) in needed {
+            if !maps(name, role) && !steps.iter().any(|s| s == name) {
+                steps.push(name.to_owned());
+            }
+        }
+        if !steps.is_empty() {
+            return Err(Rejection::NotMigratable {
+                saga_type: current.saga_type.clone(),
+                to_version,
+                steps,
+            });
+        }
+        let reference = |d: &crate::definition::Definition| DefinitionRef {
+            saga_type: d.saga_type.clone(),
+            version: d.version,
+            hash: Some(d.hash.clone()),
+        };
+        Ok(EventKind::SagaMigrated {
+            from: reference(current),
+            to: reference(target),
+        })
     }
 
     fn operator_failure(&self, p: &Pending, reason: String, in_doubt: bool) -> EventKind {

@@ -48,6 +48,11 @@ pub enum EventKind {
     },
     /// Stopped by an operator without compensation.
     SagaCancelled,
+    /// An operator moved the saga to another version of its definition.
+    SagaMigrated {
+        from: DefinitionRef,
+        to: DefinitionRef,
+    },
 }
 
 /// Which definition a saga runs under.
@@ -99,6 +104,7 @@ impl EventKind {
             EventKind::StepRetried { .. } => "StepRetried",
             EventKind::OperatorIntervened { .. } => "OperatorIntervened",
             EventKind::SagaCancelled => "SagaCancelled",
+            EventKind::SagaMigrated { .. } => "SagaMigrated",
         }
     }
 }
@@ -132,6 +138,10 @@ enum Stored {
         reason: String,
     },
     SagaCancelled,
+    SagaMigrated {
+        from: DefinitionRef,
+        to: DefinitionRef,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -154,12 +164,13 @@ struct StoredSuccess {
     result: Option<Value>,
 }
 
-const ENGINE_EVENTS: [&str; 5] = [
+const ENGINE_EVENTS: [&str; 6] = [
     "SagaStarted",
     "StepFailed",
     "StepRetried",
     "OperatorIntervened",
     "SagaCancelled",
+    "SagaMigrated",
 ];
 
 /// The step of a success event written before definitions, when the order
@@ -234,6 +245,7 @@ impl Serialize for Event {
                 reason,
             },
             EventKind::SagaCancelled => Stored::SagaCancelled,
+            EventKind::SagaMigrated { from, to } => Stored::SagaMigrated { from, to },
         };
         StoredEvent { at, kind }.serialize(serializer)
     }
@@ -299,6 +311,7 @@ impl<'de> Deserialize<'de> for Event {
                 reason,
             },
             Stored::SagaCancelled => EventKind::SagaCancelled,
+            Stored::SagaMigrated { from, to } => EventKind::SagaMigrated { from, to },
         };
         Ok(Event { at: s.at, kind })
     }

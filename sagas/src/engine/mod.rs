@@ -122,6 +122,7 @@ impl Saga for DefinedSaga {
             progress: serde_json::json!({
                 "definition": definition,
                 "steps_done": self.done(),
+                "steps_skipped": self.skipped(),
                 "compensations_done": self.undone,
                 "compensations_left": self.plan,
                 // A timed-out attempt may have been applied: its undo is planned.

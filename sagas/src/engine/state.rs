@@ -21,6 +21,8 @@ pub struct DefinedSaga {
     pub(super) status: Status,
     /// Forward steps that succeeded (their indexes), in order.
     pub(super) done: Vec<usize>,
+    /// Forward steps skipped because their `when` did not hold.
+    pub(super) skipped: Vec<usize>,
     /// What the forward steps' replies returned, by step name.
     pub(super) results: BTreeMap<String, Value>,
     /// Compensation steps that succeeded, in order.
@@ -73,6 +75,7 @@ impl DefinedSaga {
             missing: None,
             status: Status::Running,
             done: Vec::new(),
+            skipped: Vec::new(),
             results: BTreeMap::new(),
             undone: Vec::new(),
             plan: Vec::new(),
@@ -168,16 +171,10 @@ impl DefinedSaga {
                 definition,
                 policy,
             } => {
-                let loaded = self
-                    .kind
-                    .get(definition.version)
-                    .filter(|d| d.saga_type == definition.saga_type)
-                    .filter(|d| definition.hash.as_ref().is_none_or(|h| *h == d.hash));
-                let Some(def) = loaded.cloned() else {
+                let Some(def) = self.resolve(definition) else {
                     self.missing = Some(definition.clone());
                     return self;
                 };
-                let first = def.steps.first().map(|s| s.action.name.clone());
                 self.started = Some(Started {
                     definition: def,
                     input: input.clone(),
@@ -185,10 +182,7 @@ impl DefinedSaga {
                     at,
                 });
                 self.status = Status::Running;
-                match first {
-                    Some(step) => self.begin(&step, 1, at, false),
-                    None => self.finish(Status::Completed),
-                }
+                self.go_forward(0, at);
             }
             EventKind::StepFailed {
                 step,
@@ -234,8 +228,42 @@ impl DefinedSaga {
             // The audit record; its effect is the event that follows it.
             EventKind::OperatorIntervened { .. } => {}
             EventKind::SagaCancelled => self.finish(Status::Cancelled),
+            EventKind::SagaMigrated { to, .. } => self.migrate(to),
         }
         self
+    }
+
+    /// Runs on under `to`: the steps done, skipped and in hand keep their
+    /// names and take their places in the new definition.
+    fn migrate(&mut self, to: &DefinitionRef) {
+        let Some(target) = self.resolve(to) else {
+            self.missing = Some(to.clone());
+            return;
+        };
+        let Some(started) = &mut self.started else {
+            return;
+        };
+        let old = std::mem::replace(&mut started.definition, target.clone());
+        let place = |i: &usize| match target.find(&old.steps[*i].action.name) {
+            Some((_, Role::Forward(j))) => Some(j),
+            _ => None,
+        };
+        self.done = self.done.iter().filter_map(place).collect();
+        self.skipped = self.skipped.iter().filter_map(place).collect();
+        if let Some(p) = &mut self.pending {
+            if let Some((_, role)) = target.find(&p.step) {
+                p.role = role;
+            }
+        }
+    }
+
+    /// The loaded definition a history names, if this process has it.
+    fn resolve(&self, wanted: &DefinitionRef) -> Option<Arc<Definition>> {
+        self.kind
+            .get(wanted.version)
+            .filter(|d| d.saga_type == wanted.saga_type)
+            .filter(|d| wanted.hash.as_ref().is_none_or(|h| *h == d.hash))
+            .cloned()
     }
 
     fn succeed(&mut self, step: &str, result: &Option<Value>, at: DateTime<Utc>) {
@@ -250,10 +278,7 @@ impl DefinedSaga {
                 if let Some(r) = result {
                     self.results.insert(step.to_owned(), r.clone());
                 }
-                match def.steps.get(i + 1) {
-                    Some(next) => self.begin(&next.action.name, 1, at, false),
-                    None => self.finish(Status::Completed),
-                }
+                self.go_forward(i + 1, at);
             }
             Some(Role::Undo(_) | Role::Final) => {
                 self.undone.push(step.to_owned());
@@ -266,6 +291,38 @@ impl DefinedSaga {
             }
             None => {}
         }
+    }
+
+    /// Begins the first forward step from index `from` whose `when` holds,
+    /// skipping the others; completes when none is left.
+    fn go_forward(&mut self, from: usize, at: DateTime<Utc>) {
+        let Some(started) = &self.started else {
+            return;
+        };
+        let def = started.definition.clone();
+        for (i, step) in def.steps.iter().enumerate().skip(from) {
+            let runs = step
+                .when
+                .as_ref()
+                .is_none_or(|c| c.holds(&started.input, &self.results));
+            if runs {
+                self.begin(&step.action.name, 1, at, false);
+                return;
+            }
+            self.skipped.push(i);
+        }
+        self.finish(Status::Completed);
+    }
+
+    /// Names of the forward steps skipped because their `when` did not hold.
+    pub fn skipped(&self) -> Vec<&str> {
+        let Some(def) = self.definition() else {
+            return Vec::new();
+        };
+        self.skipped
+            .iter()
+            .map(|i| def.steps[*i].action.name.as_str())
+            .collect()
     }
 
     fn begin_next_compensation(&mut self, at: DateTime<Utc>) {

@@ -64,6 +64,7 @@ fn document(shape: &Shape) -> Document {
             ..RetryDocument::default()
         }),
         pivot: shape.pivot == Some(i),
+        when: None,
         result_schema: None,
         undo: s.undo.then(|| ActionDocument {
             name: format!("u{i}"),

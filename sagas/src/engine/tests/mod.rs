@@ -3,10 +3,12 @@
 //! Most tests run the shipped `order` definition and check that the engine
 //! behaves exactly as the hand-written order saga it replaced did.
 
+mod conditions;
 mod course;
 mod deadlines;
 mod generated;
 mod legacy;
+mod migration;
 mod operators;
 mod pivots;
 mod properties;
@@ -309,7 +311,7 @@ fn then_of(event: &Event) -> Option<&Then> {
 }
 
 /// Every operator action there is.
-fn every_action() -> [ActionKind; 6] {
+fn every_action() -> [ActionKind; 7] {
     [
         ActionKind::Retry,
         ActionKind::Skip {
@@ -321,6 +323,7 @@ fn every_action() -> [ActionKind; 6] {
         ActionKind::Compensate,
         ActionKind::Resume,
         ActionKind::Cancel,
+        ActionKind::Migrate { to_version: 1 },
     ]
 }
 

@@ -6,7 +6,7 @@ use super::*;
 use crate::definition::SHIPPED as SHIPPED_FILES;
 
 /// The shipped order definition as text.
-fn order_v1_text() -> &'static str {
+pub(super) fn order_v1_text() -> &'static str {
     SHIPPED_FILES
         .iter()
         .find(|(file, _)| *file == "order.v1.toml")
@@ -16,7 +16,7 @@ fn order_v1_text() -> &'static str {
 
 /// Version 2 of the order saga: the charge's command moved to v2 and the
 /// customer is notified after the confirmation.
-fn order_v2() -> Definition {
+pub(super) fn order_v2() -> Definition {
     let v1 = order_v1_text();
     assert_eq!(v1.matches("\nversion = 1\n").count(), 1);
     let notify = r#"[[steps]]
@@ -34,7 +34,7 @@ data = { order_id = "${input.order_id}" }
     Definition::from_toml("order.v2.toml", &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn kind_of(definitions: Vec<Definition>) -> Arc<TypeVersions> {
+pub(super) fn kind_of(definitions: Vec<Definition>) -> Arc<TypeVersions> {
     let mut catalog = Catalog::default();
     for d in definitions {
         catalog.add(d).unwrap();
@@ -42,15 +42,18 @@ fn kind_of(definitions: Vec<Definition>) -> Arc<TypeVersions> {
     catalog.get("order").unwrap().clone()
 }
 
-fn v1() -> Definition {
+pub(super) fn v1() -> Definition {
     order_kind().get(1).unwrap().as_ref().clone()
 }
 
-fn both() -> Arc<TypeVersions> {
+pub(super) fn both() -> Arc<TypeVersions> {
     kind_of(vec![v1(), order_v2()])
 }
 
-fn start_on(kind: &Arc<TypeVersions>, version: Option<u32>) -> Result<Harness, Rejection> {
+pub(super) fn start_on(
+    kind: &Arc<TypeVersions>,
+    version: Option<u32>,
+) -> Result<Harness, Rejection> {
     let mut h = Harness::of(kind);
     h.when(Input::Start {
         start: order(),
