@@ -41,6 +41,19 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
         .clone()
         .and_then(|s| c.schema("input_schema", s));
     let forward: Vec<&str> = document.steps.iter().map(|s| s.name.as_str()).collect();
+    // Where each step's parallel group starts: a step reads only the results
+    // of the steps before its group.
+    let group_start: Vec<usize> = (0..document.steps.len())
+        .map(|i| {
+            let group = &document.steps[i].group;
+            (0..=i)
+                .rev()
+                .take_while(|j| group.is_some() && document.steps[*j].group == *group)
+                .last()
+                .unwrap_or(i)
+        })
+        .collect();
+    c.groups(&document);
     let mut steps = Vec::with_capacity(document.steps.len());
     for (i, s) in document.steps.iter().enumerate() {
         let at = format!("steps[{i}]");
@@ -56,8 +69,9 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
                 max_attempts: None,
             },
             None,
-            // A forward step reads the results of the steps before it.
-            (&forward[..i], &forward[i..]),
+            // A forward step reads the results of the steps before it (before
+            // its group: the group's steps are sent together).
+            (&forward[..group_start[i]], &forward[group_start[i]..]),
         );
         c.retry(&format!("{at}.retry"), s.retry.unwrap_or_default());
         let result_schema = s
@@ -88,7 +102,7 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
                         &format!("{at}.value"),
                         &template,
                         &s.name,
-                        (&forward[..i], &forward[i..]),
+                        (&forward[..group_start[i]], &forward[group_start[i]..]),
                     );
                     Some(condition)
                 }
@@ -98,6 +112,7 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
             action,
             retry: s.retry.unwrap_or_default(),
             pivot: s.pivot,
+            group: s.group.clone(),
             when,
             result_schema,
             undo,
@@ -161,6 +176,38 @@ impl Checker {
                 self.problem(at, format!("not a valid JSON Schema: {e}"));
                 None
             }
+        }
+    }
+
+    /// A parallel group's steps are consecutive, and none is a pivot (the
+    /// others may still fail after it succeeded).
+    fn groups(&mut self, document: &Document) {
+        let mut closed: Vec<&str> = Vec::new();
+        let mut previous: Option<&str> = None;
+        for (i, s) in document.steps.iter().enumerate() {
+            let group = s.group.as_deref();
+            if let Some(g) = group {
+                self.name(&format!("steps[{i}].group"), g);
+                if closed.contains(&g) {
+                    self.problem(
+                        &format!("steps[{i}].group"),
+                        format!("the steps of group `{g}` must follow one another"),
+                    );
+                }
+                if s.pivot {
+                    self.problem(
+                        &format!("steps[{i}].pivot"),
+                        format!(
+                            "a parallel group cannot hold a pivot (step `{}` in group `{g}`)",
+                            s.name
+                        ),
+                    );
+                }
+            }
+            if let Some(p) = previous.filter(|p| Some(*p) != group) {
+                closed.push(p);
+            }
+            previous = group;
         }
     }
 

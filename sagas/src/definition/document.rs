@@ -47,6 +47,10 @@ pub struct StepDocument {
     /// Once it succeeded there is no going back.
     #[serde(default)]
     pub pivot: bool,
+    /// Consecutive steps with the same group are sent together and awaited
+    /// together (a parallel group).
+    #[serde(default)]
+    pub group: Option<String>,
     /// The step runs only when this holds; otherwise it is skipped.
     #[serde(default)]
     pub when: Option<ConditionDocument>,

@@ -11,13 +11,15 @@ use super::schema::Schema;
 use super::template;
 
 /// Event names the engine uses itself: no step may name its success so.
-pub const RESERVED_EVENTS: [&str; 6] = [
+pub const RESERVED_EVENTS: [&str; 7] = [
     "SagaStarted",
     "StepFailed",
     "StepRetried",
     "OperatorIntervened",
     "SagaCancelled",
     "SagaMigrated",
+    // Written by the orchestrator when a saga's actor keeps crashing.
+    "SuspendedBySupervisor",
 ];
 
 /// The name of a success event when the definition gives none.
@@ -48,6 +50,8 @@ pub struct Step {
     pub action: Action,
     pub retry: RetryDocument,
     pub pivot: bool,
+    /// The parallel group the step belongs to, if any.
+    pub group: Option<String>,
     /// The step runs only when this holds; otherwise it is skipped.
     pub when: Option<Condition>,
     pub result_schema: Option<Schema>,
@@ -106,6 +110,18 @@ impl fmt::Display for DefinitionError {
 impl std::error::Error for DefinitionError {}
 
 impl Definition {
+    /// The forward steps sent together with step `i`: its parallel group,
+    /// or `i` alone.
+    pub fn group_of(&self, i: usize) -> std::ops::Range<usize> {
+        let Some(group) = self.steps.get(i).and_then(|s| s.group.as_ref()) else {
+            return i..i + 1;
+        };
+        let same = |j: &usize| self.steps[*j].group.as_ref() == Some(group);
+        let start = (0..=i).rev().take_while(same).last().unwrap_or(i);
+        let end = (i..self.steps.len()).take_while(same).last().unwrap_or(i) + 1;
+        start..end
+    }
+
     /// The step called `name` and where it sits.
     pub fn find(&self, name: &str) -> Option<(&Action, Role)> {
         if let Some(f) = self.final_compensation.as_ref().filter(|a| a.name == name) {
@@ -151,11 +167,17 @@ impl Definition {
     }
 }
 
-/// JSON with object keys sorted, so the same content hashes the same.
+/// JSON with object keys sorted and `null` members left out (a field added
+/// to the format later is absent from older files), so the same content
+/// hashes the same.
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
+            let mut keys: Vec<&String> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k)
+                .collect();
             keys.sort();
             out.push('{');
             for (i, k) in keys.into_iter().enumerate() {

@@ -1013,6 +1013,7 @@ fn the_format_schema_names_every_field_of_the_format() {
         retry: None,
         pivot: false,
         when: None,
+        group: None,
         result_schema: None,
         undo: None,
     };

@@ -93,11 +93,7 @@ impl DefinedSaga {
             step: reply.step.clone(),
             attempt: reply.attempt,
         };
-        let pending = self
-            .pending
-            .as_ref()
-            .filter(|p| p.step == reply.step)
-            .ok_or_else(unexpected)?;
+        let pending = self.pending_of(&reply.step).ok_or_else(unexpected)?;
         if reply.attempt == 0 || reply.attempt > pending.attempt {
             return Err(unexpected());
         }
@@ -126,6 +122,9 @@ impl DefinedSaga {
         let awaiting = matches!(pending.wait, Wait::Reply { .. });
         if reply.attempt != pending.attempt || !awaiting {
             return Err(unexpected());
+        }
+        if self.draining(pending) {
+            return Ok(vec![self.drained(pending, cause, reason, reply.at)]);
         }
         Ok(vec![self.failure(pending, cause, reason, reply.at)])
     }
@@ -159,11 +158,7 @@ impl DefinedSaga {
         }
         let name = action.kind.action_name();
         // Every status that allows an action has a step in hand.
-        let Some(p) = self
-            .pending
-            .as_ref()
-            .filter(|_| self.allowed().contains(&name))
-        else {
+        let Some(p) = self.pending().filter(|_| self.allowed().contains(&name)) else {
             return Err(Rejection::NotAllowed {
                 action: name.as_str(),
                 status: self.status,
@@ -199,7 +194,7 @@ impl DefinedSaga {
                 self.operator_failure(p, reason, in_doubt)
             }
             ActionKind::Cancel => EventKind::SagaCancelled,
-            ActionKind::Migrate { to_version } => self.migration(p, to_version)?,
+            ActionKind::Migrate { to_version } => self.migration(to_version)?,
         };
         let audit = EventKind::OperatorIntervened {
             action: action.kind,
@@ -212,7 +207,7 @@ impl DefinedSaga {
     /// Moving to version `to_version`: allowed when every step the saga is in,
     /// has done (it may have to undo them) or still has to undo exists there
     /// in the same role.
-    fn migration(&self, p: &Pending, to_version: u32) -> Result<EventKind, Rejection> {
+    fn migration(&self, to_version: u32) -> Result<EventKind, Rejection> {
         let current = self.definition().expect("a started saga has a definition");
         let invalid = |why: String| Rejection::Invalid(vec![FieldError::new("to_version", why)]);
         if to_version == current.version {
@@ -235,7 +230,10 @@ impl DefinedSaga {
                 .is_some_and(|(_, there)| forward(there) == forward(role))
         };
         let mut steps: Vec<String> = Vec::new();
-        let needed = std::iter::once((p.step.as_str(), p.role))
+        let needed = self
+            .pending
+            .iter()
+            .map(|p| (p.step.as_str(), p.role))
             .chain(
                 self.done
                     .iter()
@@ -272,15 +270,32 @@ impl DefinedSaga {
             cause: FailureCause::Operator,
             reason,
             then: Then::Compensate {
-                plan: self.compensation_plan(p.role, in_doubt),
+                plan: self.compensation_plan(p, in_doubt),
             },
         }
     }
 
+    /// What is due at `now`, step by step: each step's event is decided on
+    /// the state the ones before it left (a parallel group's first failure
+    /// turns its other members from retried to awaited).
     fn on_wake(&self, now: DateTime<Utc>) -> Vec<Event> {
-        let Some(p) = &self.pending else {
-            return Vec::new();
-        };
+        let mut state = self.clone();
+        let mut events = Vec::new();
+        let steps: Vec<String> = self.pending.iter().map(|p| p.step.clone()).collect();
+        for step in steps {
+            let Some(p) = state.pending_of(&step) else {
+                continue;
+            };
+            if let Some(e) = state.due(p, now) {
+                state = state.apply(&e);
+                events.push(e);
+            }
+        }
+        events
+    }
+
+    /// What step `p` does at `now`, if anything is due.
+    fn due(&self, p: &Pending, now: DateTime<Utc>) -> Option<Event> {
         if let Some(deadline) = self.saga_deadline().filter(|d| now >= *d) {
             // Whatever the step waits for, the saga ran out of time: undo what
             // was done — the step in flight too, when its command is out.
@@ -289,7 +304,7 @@ impl DefinedSaga {
                 "the saga's deadline of {} ms passed at {deadline}",
                 self.policy().saga_deadline_ms
             );
-            return vec![event(
+            return Some(event(
                 now,
                 EventKind::StepFailed {
                     step: p.step.clone(),
@@ -297,10 +312,10 @@ impl DefinedSaga {
                     cause: FailureCause::DeadlineExceeded,
                     reason,
                     then: Then::Compensate {
-                        plan: self.compensation_plan(p.role, in_doubt),
+                        plan: self.compensation_plan(p, in_doubt),
                     },
                 },
-            )];
+            ));
         }
         match p.wait {
             Wait::Reply { deadline } if now >= deadline => {
@@ -309,17 +324,55 @@ impl DefinedSaga {
                     self.timeout_ms(&p.step),
                     p.attempt
                 );
-                vec![self.failure(p, FailureCause::TimedOut, reason, now)]
+                Some(if self.draining(p) {
+                    self.drained(p, FailureCause::TimedOut, reason, now)
+                } else {
+                    self.failure(p, FailureCause::TimedOut, reason, now)
+                })
             }
-            Wait::Retry { at } if now >= at => vec![event(
+            Wait::Retry { at } if now >= at => Some(event(
                 now,
                 EventKind::StepRetried {
                     step: p.step.clone(),
                     attempt: p.attempt + 1,
                 },
-            )],
-            _ => Vec::new(),
+            )),
+            _ => None,
         }
+    }
+
+    /// A failed group's member, awaited while compensating, answered with a
+    /// failure or timed out: a failure means it was not applied, so its undo
+    /// leaves the plan (unless an earlier attempt timed out); a timeout keeps
+    /// it. Either way it is no longer awaited.
+    fn drained(
+        &self,
+        p: &Pending,
+        cause: FailureCause,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Event {
+        let applied = p.uncertain || cause == FailureCause::TimedOut;
+        let undo = match (p.role, self.definition()) {
+            (Role::Forward(i), Some(def)) => def.steps[i].undo.as_ref().map(|u| u.name.as_str()),
+            _ => None,
+        };
+        let plan = self
+            .plan
+            .iter()
+            .filter(|s| applied || Some(s.as_str()) != undo)
+            .cloned()
+            .collect();
+        event(
+            now,
+            EventKind::StepFailed {
+                step: p.step.clone(),
+                attempt: p.attempt,
+                cause,
+                reason,
+                then: Then::Compensate { plan },
+            },
+        )
     }
 
     fn failure(
@@ -340,7 +393,7 @@ impl DefinedSaga {
         } else if forward && !self.past_pivot() {
             let uncertain = p.uncertain || cause == FailureCause::TimedOut;
             Then::Compensate {
-                plan: self.compensation_plan(p.role, uncertain),
+                plan: self.compensation_plan(p, uncertain),
             }
         } else {
             Then::Suspend
@@ -376,21 +429,34 @@ impl DefinedSaga {
         }
     }
 
-    /// Undo the forward steps that succeeded in reverse order — the failed
-    /// step's undo first when it may have been applied — then the final
-    /// compensation.
-    fn compensation_plan(&self, failed: Role, uncertain: bool) -> Vec<String> {
-        let Some(def) = self.definition() else {
+    /// Undo the forward steps that succeeded in reverse order, then the
+    /// final compensation. The failed step's parallel group comes first, its
+    /// members in reverse order: those that succeeded, those whose command is
+    /// out or may have been applied, and the failed step itself when it may
+    /// have been applied. (A step alone is a group of one.)
+    fn compensation_plan(&self, failed: &Pending, uncertain: bool) -> Vec<String> {
+        let (Some(def), Role::Forward(f)) = (self.definition(), failed.role) else {
             return Vec::new();
         };
-        let undo = |i: usize| def.steps[i].undo.as_ref().map(|u| u.name.clone());
-        let failed_undo = match failed {
-            Role::Forward(i) if uncertain => undo(i),
-            _ => None,
-        };
-        failed_undo
-            .into_iter()
-            .chain(self.done.iter().rev().filter_map(|i| undo(*i)))
+        let group = def.group_of(f);
+        let undo = |i: &usize| def.steps[*i].undo.as_ref().map(|u| u.name.clone());
+        let in_doubt = |q: &Pending| q.uncertain || matches!(q.wait, Wait::Reply { .. });
+        let mut members: Vec<usize> = group
+            .clone()
+            .filter(|i| {
+                if *i == f {
+                    return uncertain;
+                }
+                let name = &def.steps[*i].action.name;
+                self.done.contains(i) || self.pending_of(name).is_some_and(in_doubt)
+            })
+            .collect();
+        members.reverse();
+        let before = self.done.iter().rev().filter(|i| !group.contains(i));
+        members
+            .iter()
+            .chain(before)
+            .filter_map(undo)
             .chain(def.final_compensation.iter().map(|f| f.name.clone()))
             .collect()
     }

@@ -42,46 +42,47 @@ impl Saga for DefinedSaga {
         self.apply(event)
     }
 
-    fn commands(&self, event: &Event) -> Vec<Command> {
-        let starts_attempt = match &event.kind {
-            EventKind::SagaStarted { .. }
-            | EventKind::StepRetried { .. }
-            | EventKind::StepSucceeded { .. } => true,
-            EventKind::StepFailed { then, .. } => matches!(then, Then::Compensate { .. }),
-            _ => false,
+    /// The commands of the attempts `event` began (every member of a
+    /// parallel group at once).
+    fn commands(&self, _event: &Event) -> Vec<Command> {
+        let Some(started) = &self.started else {
+            return Vec::new();
         };
-        match (&self.pending, &self.started) {
-            (Some(p), Some(started)) if starts_attempt && matches!(p.wait, Wait::Reply { .. }) => {
-                let Some((action, _)) = started.definition.find(&p.step) else {
-                    return Vec::new();
-                };
-                vec![Command {
+        self.began
+            .iter()
+            .filter_map(|step| {
+                let p = self.pending_of(step)?;
+                let (action, _) = started.definition.find(step)?;
+                Some(Command {
                     step: action.name.clone(),
                     command_type: action.command_type.clone(),
                     participant: action.participant.clone(),
                     attempt: p.attempt,
                     idempotency_key: format!("{}:{}", self.id, action.name),
                     data: render(&action.data, &started.input, &self.results),
-                }]
-            }
-            _ => Vec::new(),
-        }
+                })
+            })
+            .collect()
     }
 
     fn view(&self) -> View {
-        let pending = self.pending.as_ref().filter(|_| !self.status.is_terminal());
+        let pending = self.pending().filter(|_| !self.status.is_terminal());
+        // The earliest time any step in hand acts (a deadline or a retry).
+        let wake = self
+            .pending
+            .iter()
+            .filter_map(|p| match p.wait {
+                Wait::Reply { deadline } => Some(deadline),
+                Wait::Retry { at } => Some(at),
+                Wait::Operator => None,
+            })
+            .min();
         View {
             status: self.status,
             step: pending.map(|p| p.step.clone()),
             attempt: pending.map(|p| p.attempt),
             step_since: pending.map(|p| p.since),
-            wake_at: pending
-                .and_then(|p| match p.wait {
-                    Wait::Reply { deadline } => Some(deadline),
-                    Wait::Retry { at } => Some(at),
-                    Wait::Operator => None,
-                })
-                .map(|t| self.saga_deadline().map_or(t, |d| t.min(d))),
+            wake_at: wake.map(|t| self.saga_deadline().map_or(t, |d| t.min(d))),
             last_error: self.last_error.clone(),
         }
     }
@@ -96,8 +97,7 @@ impl Saga for DefinedSaga {
 
     fn explain(&self) -> Explanation {
         let waiting = self
-            .pending
-            .as_ref()
+            .pending()
             .filter(|_| !self.status.is_terminal())
             .map(|p| Waiting {
                 step: p.step.clone(),
@@ -126,7 +126,9 @@ impl Saga for DefinedSaga {
                 "compensations_done": self.undone,
                 "compensations_left": self.plan,
                 // A timed-out attempt may have been applied: its undo is planned.
-                "outcome_uncertain": self.pending.as_ref().is_some_and(|p| p.uncertain),
+                "outcome_uncertain": self.pending().is_some_and(|p| p.uncertain),
+                // Every step in hand: more than one in a parallel group.
+                "in_hand": self.pending.iter().map(|p| &p.step).collect::<Vec<_>>(),
                 // A pivot step succeeded: failures are retried, never compensated.
                 "past_pivot": self.past_pivot(),
                 // While going forward: when the saga compensates if not done.

@@ -29,7 +29,11 @@ pub struct DefinedSaga {
     pub(super) undone: Vec<String>,
     /// Compensation steps still to run; the first is the current one.
     pub(super) plan: Vec<String>,
-    pub(super) pending: Option<Pending>,
+    /// The steps in hand: one, or the members of a parallel group (while
+    /// compensating, group members still in flight are awaited first).
+    pub(super) pending: Vec<Pending>,
+    /// The steps whose attempt the last event began: their commands go out.
+    pub(super) began: Vec<String>,
     pub(super) last_error: Option<String>,
 }
 
@@ -43,7 +47,7 @@ pub struct Started {
     pub at: DateTime<Utc>,
 }
 
-/// The step the saga is in the middle of.
+/// A step the saga is in the middle of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub step: String,
@@ -79,7 +83,8 @@ impl DefinedSaga {
             results: BTreeMap::new(),
             undone: Vec::new(),
             plan: Vec::new(),
-            pending: None,
+            pending: Vec::new(),
+            began: Vec::new(),
             last_error: None,
         }
     }
@@ -101,8 +106,30 @@ impl DefinedSaga {
         self.started.as_ref().map(|s| &s.input)
     }
 
+    /// The step in hand that operators see and act on: a compensation step
+    /// first, then one waiting for an operator, then the first in flight.
     pub fn pending(&self) -> Option<&Pending> {
-        self.pending.as_ref()
+        let forward = |p: &&Pending| matches!(p.role, Role::Forward(_));
+        self.pending
+            .iter()
+            .find(|p| !forward(p))
+            .or_else(|| self.pending.iter().find(|p| p.wait == Wait::Operator))
+            .or_else(|| self.pending.first())
+    }
+
+    /// Every step in hand (more than one in a parallel group).
+    pub fn in_hand(&self) -> &[Pending] {
+        &self.pending
+    }
+
+    pub(super) fn pending_of(&self, step: &str) -> Option<&Pending> {
+        self.pending.iter().find(|p| p.step == step)
+    }
+
+    /// Forward steps still in hand while compensating: a failed group's
+    /// members, awaited before the compensation begins.
+    pub(super) fn draining(&self, p: &Pending) -> bool {
+        self.status == Status::Compensating && matches!(p.role, Role::Forward(_))
     }
 
     /// Names of the forward steps that succeeded, in order.
@@ -165,6 +192,7 @@ impl DefinedSaga {
 
     pub(super) fn apply(mut self, event: &Event) -> Self {
         let at = event.at;
+        self.began.clear();
         match &event.kind {
             EventKind::SagaStarted {
                 input,
@@ -194,7 +222,7 @@ impl DefinedSaga {
                 self.last_error = Some(format!("{step}: {reason}"));
                 match then {
                     Then::Retry { at: retry_at } => {
-                        if let Some(p) = &mut self.pending {
+                        if let Some(p) = self.pending.iter_mut().find(|p| p.step == *step) {
                             p.wait = Wait::Retry { at: *retry_at };
                             p.uncertain |= *cause == FailureCause::TimedOut;
                         }
@@ -202,18 +230,28 @@ impl DefinedSaga {
                     Then::Compensate { plan } => {
                         self.status = Status::Compensating;
                         self.plan = plan.clone();
-                        self.begin_next_compensation(at);
+                        // Group members whose command is out are awaited (their
+                        // undo, planned, must not overtake them); the others
+                        // are dropped (their undo is planned if in doubt).
+                        self.pending.retain(|p| {
+                            p.step != *step
+                                && matches!(p.role, Role::Forward(_))
+                                && matches!(p.wait, Wait::Reply { .. })
+                        });
+                        if self.pending.is_empty() {
+                            self.begin_next_compensation(at);
+                        }
                     }
                     Then::Suspend => {
                         self.status = Status::Suspended;
-                        if let Some(p) = &mut self.pending {
+                        if let Some(p) = self.pending.iter_mut().find(|p| p.step == *step) {
                             p.wait = Wait::Operator;
                         }
                     }
                 }
             }
             EventKind::StepRetried { step, attempt } => {
-                let uncertain = self.pending.as_ref().is_some_and(|p| p.uncertain);
+                let uncertain = self.pending_of(step).is_some_and(|p| p.uncertain);
                 if self.status == Status::Suspended {
                     let forward = matches!(self.action(step), Some((_, Role::Forward(_))));
                     self.status = if forward {
@@ -250,7 +288,7 @@ impl DefinedSaga {
         };
         self.done = self.done.iter().filter_map(place).collect();
         self.skipped = self.skipped.iter().filter_map(place).collect();
-        if let Some(p) = &mut self.pending {
+        for p in &mut self.pending {
             if let Some((_, role)) = target.find(&p.step) {
                 p.role = role;
             }
@@ -272,15 +310,30 @@ impl DefinedSaga {
         };
         match def.find(step).map(|(_, role)| role) {
             Some(Role::Forward(i)) => {
-                // A late success (or a skip) of a suspended step moves the saga on.
-                self.status = Status::Running;
-                self.done.push(i);
                 if let Some(r) = result {
                     self.results.insert(step.to_owned(), r.clone());
                 }
-                self.go_forward(i + 1, at);
+                self.pending.retain(|p| p.step != step);
+                if self.status == Status::Compensating {
+                    // A failed group's member that was awaited: its undo is
+                    // planned; the compensation begins once none is left.
+                    if self.pending.is_empty() {
+                        self.begin_next_compensation(at);
+                    }
+                    return;
+                }
+                self.done.push(i);
+                // A late success (or a skip) of a suspended step moves the saga on.
+                if self.pending.iter().all(|p| p.wait != Wait::Operator) {
+                    self.status = Status::Running;
+                }
+                // The rest of its parallel group is awaited first.
+                if self.pending.is_empty() {
+                    self.go_forward(def.group_of(i).end, at);
+                }
             }
             Some(Role::Undo(_) | Role::Final) => {
+                self.pending.retain(|p| p.step != step);
                 self.undone.push(step.to_owned());
                 if let Some(i) = self.plan.iter().position(|s| s == step) {
                     self.plan.remove(i);
@@ -293,23 +346,34 @@ impl DefinedSaga {
         }
     }
 
-    /// Begins the first forward step from index `from` whose `when` holds,
-    /// skipping the others; completes when none is left.
+    /// Begins the forward steps from index `from` on: the next one whose
+    /// `when` holds — or every such member of its parallel group — skipping
+    /// the others; completes when none is left.
     fn go_forward(&mut self, from: usize, at: DateTime<Utc>) {
         let Some(started) = &self.started else {
             return;
         };
         let def = started.definition.clone();
-        for (i, step) in def.steps.iter().enumerate().skip(from) {
-            let runs = step
-                .when
-                .as_ref()
-                .is_none_or(|c| c.holds(&started.input, &self.results));
-            if runs {
-                self.begin(&step.action.name, 1, at, false);
+        let input = started.input.clone();
+        let mut next = from;
+        while next < def.steps.len() {
+            let group = def.group_of(next);
+            for i in group.clone() {
+                let step = &def.steps[i];
+                let runs = step
+                    .when
+                    .as_ref()
+                    .is_none_or(|c| c.holds(&input, &self.results));
+                if runs {
+                    self.begin(&step.action.name, 1, at, false);
+                } else {
+                    self.skipped.push(i);
+                }
+            }
+            if !self.pending.is_empty() {
                 return;
             }
-            self.skipped.push(i);
+            next = group.end;
         }
         self.finish(Status::Completed);
     }
@@ -337,7 +401,9 @@ impl DefinedSaga {
             return;
         };
         let timeout = Duration::milliseconds(self.timeout_ms(step) as i64);
-        self.pending = Some(Pending {
+        self.pending.retain(|p| p.step != step);
+        self.began.push(step.to_owned());
+        self.pending.push(Pending {
             step: step.to_owned(),
             role,
             attempt,
@@ -351,6 +417,6 @@ impl DefinedSaga {
 
     fn finish(&mut self, status: Status) {
         self.status = status;
-        self.pending = None;
+        self.pending.clear();
     }
 }

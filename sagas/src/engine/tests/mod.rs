@@ -7,6 +7,7 @@ mod conditions;
 mod course;
 mod deadlines;
 mod generated;
+mod groups;
 mod legacy;
 mod migration;
 mod operators;
