@@ -50,7 +50,8 @@ pub fn read(files: &[PathBuf]) -> Result<Vec<(String, Definition)>, Vec<Definiti
 pub fn offered(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Definition)>> {
     let mut all: Vec<(String, Definition)> = sagaplane_sagas::definition::SHIPPED
         .iter()
-        .map(|(file, _)| file.to_string())
+        // Named as shipped, so a team's copy of `order.v1.toml` is told apart.
+        .map(|(file, _)| format!("{file} (shipped)"))
         .zip(Definition::shipped())
         .collect();
     let files = files(paths).map_err(|e| anyhow::anyhow!("{e}"))?;

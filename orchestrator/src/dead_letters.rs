@@ -49,6 +49,9 @@ pub enum RedriveError {
     StillUnusable(DecodeError),
     #[error("the message is still unusable: there is still no saga {0}")]
     StillNoSaga(SagaId),
+    /// The saga still cannot take the reply (its result breaks the step's schema).
+    #[error("the message is still unusable: {0}")]
+    StillRefused(String),
     #[error("command {0} is no longer dead-lettered")]
     NotDeadLettered(uuid::Uuid),
     /// Resolved, then not found: the store lost it.
@@ -91,6 +94,9 @@ impl Orchestrator {
                     Ok(_) => RedriveOutcome::Ignored,
                     Err(ActorError::UnknownSaga(saga)) => {
                         return Err(RedriveError::StillNoSaga(saga))
+                    }
+                    Err(ActorError::BadReply(reason)) => {
+                        return Err(RedriveError::StillRefused(reason))
                     }
                     Err(e) => return Err(e.into()),
                 }

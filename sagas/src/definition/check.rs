@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::condition::Condition;
-use super::document::{ActionDocument, Document, RetryDocument};
+use super::document::{ActionDocument, Document, LateReply, RetryDocument};
 use super::model::{Action, Definition, Problem, Step, DEFAULT_EVENT, RESERVED_EVENTS};
 use super::schema::Schema;
 use super::template::{expressions, Source};
@@ -88,6 +88,12 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
                 (before, after),
             )
         });
+        if s.late_reply == Some(LateReply::Undo) && s.undo.is_none() {
+            c.problem(
+                &format!("{at}.late_reply"),
+                "`undo` needs the step's undo to run: give the step an `undo`",
+            );
+        }
         let when = s.when.as_ref().and_then(|w| {
             let at = format!("{at}.when");
             match Condition::parse(w) {
@@ -114,6 +120,7 @@ pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
             pivot: s.pivot,
             group: s.group.clone(),
             when,
+            late_reply: s.late_reply.unwrap_or_default(),
             result_schema,
             undo,
         });

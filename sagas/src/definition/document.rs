@@ -59,6 +59,20 @@ pub struct StepDocument {
     pub result_schema: Option<Value>,
     #[serde(default)]
     pub undo: Option<ActionDocument>,
+    /// What a success that arrives too late does — after the step failed
+    /// or was skipped as failed and the saga compensated without it:
+    /// `ignore` it (recorded, the default) or `undo` what it did.
+    #[serde(default)]
+    pub late_reply: Option<LateReply>,
+}
+
+/// See [`StepDocument::late_reply`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateReply {
+    #[default]
+    Ignore,
+    Undo,
 }
 
 /// An undo or the final compensation: a step of its own that runs backwards.

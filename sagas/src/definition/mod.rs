@@ -21,7 +21,9 @@ pub mod template;
 
 pub use catalog::{Catalog, CatalogError, TypeVersions};
 pub use condition::{Condition, Test};
-pub use document::{ActionDocument, ConditionDocument, Document, RetryDocument, StepDocument};
+pub use document::{
+    ActionDocument, ConditionDocument, Document, LateReply, RetryDocument, StepDocument,
+};
 pub use load::SHIPPED;
 pub use model::{
     Action, Definition, DefinitionError, Problem, Role, Step, DEFAULT_EVENT, RESERVED_EVENTS,

@@ -6,18 +6,19 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::condition::Condition;
-use super::document::{Document, RetryDocument};
+use super::document::{Document, LateReply, RetryDocument};
 use super::schema::Schema;
 use super::template;
 
 /// Event names the engine uses itself: no step may name its success so.
-pub const RESERVED_EVENTS: [&str; 7] = [
+pub const RESERVED_EVENTS: [&str; 8] = [
     "SagaStarted",
     "StepFailed",
     "StepRetried",
     "OperatorIntervened",
     "SagaCancelled",
     "SagaMigrated",
+    "LateSuccess",
     // Written by the orchestrator when a saga's actor keeps crashing.
     "SuspendedBySupervisor",
 ];
@@ -56,6 +57,8 @@ pub struct Step {
     pub when: Option<Condition>,
     pub result_schema: Option<Schema>,
     pub undo: Option<Action>,
+    /// What a success arriving after the saga compensated without it does.
+    pub late_reply: LateReply,
 }
 
 /// What one step sends and how its success is recorded.

@@ -1014,6 +1014,7 @@ fn the_format_schema_names_every_field_of_the_format() {
         pivot: false,
         when: None,
         group: None,
+        late_reply: None,
         result_schema: None,
         undo: None,
     };

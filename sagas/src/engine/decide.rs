@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
 use super::state::{DefinedSaga, Pending, Wait};
-use crate::definition::Role;
+use crate::definition::{LateReply, Role};
 use crate::{
     Action, ActionKind, ActionName, Assume, FieldError, Input, Outcome, Rejection, Reply,
     RetryPolicy, Status,
@@ -61,8 +61,12 @@ impl DefinedSaga {
         }
         match input {
             Input::Operator { action, now } => self.on_operator(action, now),
+            Input::Reply(reply) => match self.late_success(&reply) {
+                Some(late) => Ok(vec![late]),
+                None if self.status.is_terminal() => Err(Rejection::Terminal(self.status)),
+                None => self.on_reply(reply),
+            },
             _ if self.status.is_terminal() => Err(Rejection::Terminal(self.status)),
-            Input::Reply(reply) => self.on_reply(reply),
             Input::Wake { now } => Ok(self.on_wake(now)),
             Input::Start { .. } => unreachable!("handled above"),
         }
@@ -127,6 +131,45 @@ impl DefinedSaga {
             return Ok(vec![self.drained(pending, cause, reason, reply.at)]);
         }
         Ok(vec![self.failure(pending, cause, reason, reply.at)])
+    }
+
+    /// A success of a forward step that is no longer in hand, after the saga
+    /// compensated without undoing it (the step failed, or was skipped as
+    /// failed): it was applied after all. With `late_reply = "undo"` its undo
+    /// runs; otherwise it is ignored (and recorded as such by the caller).
+    fn late_success(&self, reply: &Reply) -> Option<Event> {
+        if reply.outcome != Outcome::Succeeded || self.pending_of(&reply.step).is_some() {
+            return None;
+        }
+        let compensating_or_done = matches!(
+            self.status,
+            Status::Compensating | Status::Compensated | Status::Suspended
+        );
+        let def = self.definition()?;
+        let (_, Role::Forward(i)) = def.find(&reply.step)? else {
+            return None;
+        };
+        let step = &def.steps[i];
+        let undo = step.undo.as_ref()?;
+        let handled = self.done.contains(&i)
+            || self.undone.contains(&undo.name)
+            || self.plan.contains(&undo.name);
+        let forward_in_hand = self
+            .pending
+            .iter()
+            .any(|p| matches!(p.role, Role::Forward(_)) && self.status == Status::Suspended);
+        if step.late_reply != LateReply::Undo || !compensating_or_done || handled || forward_in_hand
+        {
+            return None;
+        }
+        Some(event(
+            reply.at,
+            EventKind::LateSuccess {
+                step: reply.step.clone(),
+                attempt: reply.attempt,
+                undo: undo.name.clone(),
+            },
+        ))
     }
 
     fn success(&self, p: &Pending, result: Option<Value>, at: DateTime<Utc>) -> Event {

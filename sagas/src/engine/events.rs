@@ -53,6 +53,13 @@ pub enum EventKind {
         from: DefinitionRef,
         to: DefinitionRef,
     },
+    /// `step` succeeded after the saga compensated without it (its
+    /// `late_reply` is `undo`): its `undo` runs.
+    LateSuccess {
+        step: String,
+        attempt: u32,
+        undo: String,
+    },
 }
 
 /// Which definition a saga runs under.
@@ -105,6 +112,7 @@ impl EventKind {
             EventKind::OperatorIntervened { .. } => "OperatorIntervened",
             EventKind::SagaCancelled => "SagaCancelled",
             EventKind::SagaMigrated { .. } => "SagaMigrated",
+            EventKind::LateSuccess { .. } => "LateSuccess",
         }
     }
 }
@@ -142,6 +150,11 @@ enum Stored {
         from: DefinitionRef,
         to: DefinitionRef,
     },
+    LateSuccess {
+        step: String,
+        attempt: u32,
+        undo: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,13 +177,14 @@ struct StoredSuccess {
     result: Option<Value>,
 }
 
-const ENGINE_EVENTS: [&str; 6] = [
+const ENGINE_EVENTS: [&str; 7] = [
     "SagaStarted",
     "StepFailed",
     "StepRetried",
     "OperatorIntervened",
     "SagaCancelled",
     "SagaMigrated",
+    "LateSuccess",
 ];
 
 /// The step of a success event written before definitions, when the order
@@ -246,6 +260,15 @@ impl Serialize for Event {
             },
             EventKind::SagaCancelled => Stored::SagaCancelled,
             EventKind::SagaMigrated { from, to } => Stored::SagaMigrated { from, to },
+            EventKind::LateSuccess {
+                step,
+                attempt,
+                undo,
+            } => Stored::LateSuccess {
+                step,
+                attempt,
+                undo,
+            },
         };
         StoredEvent { at, kind }.serialize(serializer)
     }
@@ -312,6 +335,15 @@ impl<'de> Deserialize<'de> for Event {
             },
             Stored::SagaCancelled => EventKind::SagaCancelled,
             Stored::SagaMigrated { from, to } => EventKind::SagaMigrated { from, to },
+            Stored::LateSuccess {
+                step,
+                attempt,
+                undo,
+            } => EventKind::LateSuccess {
+                step,
+                attempt,
+                undo,
+            },
         };
         Ok(Event { at: s.at, kind })
     }

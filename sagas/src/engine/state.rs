@@ -267,6 +267,19 @@ impl DefinedSaga {
             EventKind::OperatorIntervened { .. } => {}
             EventKind::SagaCancelled => self.finish(Status::Cancelled),
             EventKind::SagaMigrated { to, .. } => self.migrate(to),
+            EventKind::LateSuccess { undo, .. } => {
+                // After the compensation step in hand, if there is one.
+                let busy = self
+                    .pending
+                    .iter()
+                    .any(|p| !matches!(p.role, Role::Forward(_)));
+                let at_index = usize::from(busy).min(self.plan.len());
+                self.plan.insert(at_index, undo.clone());
+                if self.status.is_terminal() {
+                    self.status = Status::Compensating;
+                    self.begin_next_compensation(at);
+                }
+            }
         }
         self
     }

@@ -66,6 +66,7 @@ fn document(shape: &Shape) -> Document {
         pivot: shape.pivot == Some(i),
         when: None,
         group: None,
+        late_reply: None,
         result_schema: None,
         undo: s.undo.then(|| ActionDocument {
             name: format!("u{i}"),

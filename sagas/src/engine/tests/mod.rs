@@ -8,6 +8,7 @@ mod course;
 mod deadlines;
 mod generated;
 mod groups;
+mod late;
 mod legacy;
 mod migration;
 mod operators;
