@@ -8,6 +8,7 @@ mod cli;
 mod crash_loop;
 mod cross_cloud;
 mod dead_letters;
+mod definitions;
 mod eventbridge;
 mod helpers;
 mod idempotency;
