@@ -22,6 +22,7 @@ mod otlp;
 mod relay;
 mod replies;
 mod restart;
+mod returns;
 mod sagas;
 mod schemathesis;
 mod server;
