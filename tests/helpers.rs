@@ -79,6 +79,56 @@ pub fn test_settings(database_url: &str, configure: impl FnOnce(&mut Settings)) 
     settings
 }
 
+/// An application in an actix system of its own, on a thread of its own, so
+/// that it can be stopped: [`Node::stop`] ends that system and with it every
+/// actor, timer, participant and connection of the application, as if its
+/// process had exited. Its database stays, for [`spawn_app_on`].
+pub struct Node {
+    pub app: TestApp,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings)) -> Node {
+    let settings = test_settings(database_url, configure);
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let build = settings.clone();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = match Application::build(build).await {
+                Ok(app) => app,
+                Err(e) => return drop(ready.send(Err(format!("{e:#}")))),
+            };
+            let handles = (app.port(), app.orchestrator(), app.participants());
+            actix_web::rt::spawn(app.run_until_stopped());
+            if ready.send(Ok(handles)).is_ok() {
+                let _ = stopped.await;
+            }
+        });
+    });
+    let (port, orchestrator, participants) = started
+        .await
+        .expect("the node's thread answers")
+        .unwrap_or_else(|e| panic!("the application starts: {e}"));
+    Node {
+        app: TestApp::connect(&settings, port, orchestrator, participants).await,
+        stop,
+        thread,
+    }
+}
+
+impl Node {
+    /// Stops the application and waits until its system is gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join().expect("the node stops cleanly"))
+            .await
+            .unwrap();
+    }
+}
+
 /// A folder of its own under the system's temporary folder, removed when dropped.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -32,3 +32,4 @@ mod simulator;
 mod timeouts;
 mod trace;
 mod two_nodes;
+mod versions;
