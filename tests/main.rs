@@ -2,6 +2,7 @@
 //! each test on a fresh database, and the real binary killed and restarted.
 
 mod access;
+mod bad_definitions;
 mod bad_input;
 mod bench;
 mod cli;
