@@ -10,6 +10,7 @@ mod crash_loop;
 mod cross_cloud;
 mod dead_letters;
 mod definitions;
+mod definitions_api;
 mod eventbridge;
 mod helpers;
 mod idempotency;
