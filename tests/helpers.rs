@@ -50,32 +50,106 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application in this test's actix system on a random port.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(&fresh_database_url(), configure).await
+}
+
+/// As [`spawn_app_with`], on `database_url`: e.g. the database of an
+/// application stopped before, to see what a restart finds there.
+pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let settings = test_settings(database_url, configure);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the application starts");
+    let (port, orchestrator, participants) = (app.port(), app.orchestrator(), app.participants());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp::connect(&settings, port, orchestrator, participants).await
+}
+
+/// The settings every test application starts from, then `configure`d.
+pub fn test_settings(database_url: &str, configure: impl FnOnce(&mut Settings)) -> Settings {
     LazyLock::force(&TRACING);
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
         ..Settings::default()
     };
-    settings.database.url = fresh_database_url();
+    settings.database.url = database_url.to_owned();
     settings.database.max_connections = 8;
     settings.http.workers = 1;
     configure(&mut settings);
-    let app = Application::build(settings.clone())
+    settings
+}
+
+/// An application in an actix system of its own, on a thread of its own, so
+/// that it can be stopped: [`Node::stop`] ends that system and with it every
+/// actor, timer, participant and connection of the application, as if its
+/// process had exited. Its database stays, for [`spawn_app_on`].
+pub struct Node {
+    pub app: TestApp,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings)) -> Node {
+    let settings = test_settings(database_url, configure);
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let build = settings.clone();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = match Application::build(build).await {
+                Ok(app) => app,
+                Err(e) => return drop(ready.send(Err(format!("{e:#}")))),
+            };
+            let handles = (app.port(), app.orchestrator(), app.participants());
+            actix_web::rt::spawn(app.run_until_stopped());
+            if ready.send(Ok(handles)).is_ok() {
+                let _ = stopped.await;
+            }
+        });
+    });
+    let (port, orchestrator, participants) = started
         .await
-        .expect("the application starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let orchestrator = app.orchestrator();
-    let participants = app.participants();
-    actix_web::rt::spawn(app.run_until_stopped());
-    let pool = PgPool::connect(&settings.database.url)
-        .await
-        .expect("the test database accepts connections");
-    TestApp {
-        address,
-        database_url: settings.database.url,
-        client: reqwest::Client::new(),
-        pool,
-        orchestrator,
-        participants,
+        .expect("the node's thread answers")
+        .unwrap_or_else(|e| panic!("the application starts: {e}"));
+    Node {
+        app: TestApp::connect(&settings, port, orchestrator, participants).await,
+        stop,
+        thread,
+    }
+}
+
+impl Node {
+    /// Stops the application and waits until its system is gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join().expect("the node stops cleanly"))
+            .await
+            .unwrap();
+    }
+}
+
+/// A folder of its own under the system's temporary folder, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("sagaplane-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("a temporary folder");
+        Self(path)
+    }
+
+    /// Writes `contents` to `name` in the folder; returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("the file is written");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -96,6 +170,25 @@ pub fn order(order_id: &str, customer_id: &str, sku: &str, amount_cents: i64) ->
 }
 
 impl TestApp {
+    async fn connect(
+        settings: &Settings,
+        port: u16,
+        orchestrator: Orchestrator,
+        participants: SimulatedParticipants,
+    ) -> TestApp {
+        let pool = PgPool::connect(&settings.database.url)
+            .await
+            .expect("the test database accepts connections");
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            database_url: settings.database.url.clone(),
+            client: reqwest::Client::new(),
+            pool,
+            orchestrator,
+            participants,
+        }
+    }
+
     pub async fn post_saga(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/sagas", self.address))
@@ -111,6 +204,23 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a saga from a whole request body and returns its id; panics,
+    /// showing the answer, unless it was created.
+    pub async fn start(&self, body: &Value) -> String {
+        let response = self.post_saga(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The definition (type, version, hash) a saga's `SagaStarted` records.
+    pub async fn started_under(&self, id: &str) -> Value {
+        let events = self.events(id).await;
+        assert_eq!(events[0]["type"], "SagaStarted");
+        events[0]["data"]["definition"].clone()
     }
 
     /// `POST /v1/sagas/{id}/actions/{action}`, with `If-Match` when given.

@@ -2,12 +2,15 @@
 //! each test on a fresh database, and the real binary killed and restarted.
 
 mod access;
+mod bad_definitions;
 mod bad_input;
 mod bench;
 mod cli;
 mod crash_loop;
 mod cross_cloud;
 mod dead_letters;
+mod definitions;
+mod definitions_api;
 mod eventbridge;
 mod helpers;
 mod idempotency;
@@ -21,6 +24,7 @@ mod otlp;
 mod relay;
 mod replies;
 mod restart;
+mod returns;
 mod sagas;
 mod schemathesis;
 mod server;
@@ -30,3 +34,4 @@ mod simulator;
 mod timeouts;
 mod trace;
 mod two_nodes;
+mod versions;
