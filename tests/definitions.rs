@@ -14,7 +14,7 @@ pub fn fraud_definition() -> PathBuf {
 }
 
 /// The fraud service refuses orders above 500.00.
-fn fraud_refuses_above_50000() -> SimulatorRule {
+pub fn fraud_refuses_above_50000() -> SimulatorRule {
     SimulatorRule {
         participant: "fraud".into(),
         command: Some("order.fraud.check.v1".into()),
