@@ -229,7 +229,13 @@ impl DefinedSaga {
                     };
                     return Err(Rejection::Invalid(vec![FieldError::new("assume", why)]));
                 }
-                self.operator_failure(p, reason, false)
+                if self.draining(p) {
+                    // An awaited member of a failed group, declared not applied:
+                    // its undo leaves the plan, the rest of the plan stays.
+                    self.drained(p, FailureCause::Operator, reason, now).kind
+                } else {
+                    self.operator_failure(p, reason, false)
+                }
             }
             ActionKind::Compensate => {
                 // A command is out or its failure was transient: it may have been applied.

@@ -201,3 +201,33 @@ fn a_member_may_not_read_a_result_of_its_own_group() {
         "{refused}"
     );
 }
+
+#[test]
+fn an_awaited_member_skipped_as_failed_keeps_the_rest_of_the_plan() {
+    let mut h = Harness::of(&grouped());
+    let mut slow_inventory = policy();
+    slow_inventory
+        .step_timeouts_ms
+        .insert("reserve-inventory".into(), 10_000);
+    h.start(order(), slow_inventory);
+    // The charge's first attempt times out (in doubt), its second is refused:
+    // its refund is planned, and the reservation still out is awaited.
+    h.wake_after(1_000);
+    h.wake_after(2_000);
+    h.reply(Step::ChargePayment, 2, refused("declined"))
+        .unwrap();
+    assert_eq!(h.state.status(), Status::Compensating);
+    assert_eq!(in_hand(&h), ["reserve-inventory"]);
+    // An operator declares the reservation not applied: its release leaves
+    // the plan, the refund stays.
+    h.act(ActionKind::Skip {
+        assume: Assume::Failed,
+    })
+    .unwrap();
+    assert_eq!(h.last_command().step, "refund-payment");
+    h.ok(Step::RefundPayment);
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+    assert!(!h.command_steps().contains(&"release-inventory"));
+    assert_eq!(h.rebuilt(&grouped()), h.state);
+}
