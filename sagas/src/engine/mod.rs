@@ -11,6 +11,8 @@
 
 mod decide;
 mod events;
+mod operator;
+mod plan;
 mod state;
 #[cfg(test)]
 mod tests;
