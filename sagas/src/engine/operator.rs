@@ -31,7 +31,11 @@ impl DefinedSaga {
     }
 
     /// An intervention: the audit event, then its effect.
-    pub(super) fn on_operator(&self, action: Action, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
+    pub(super) fn on_operator(
+        &self,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejection> {
         let mut invalid = Vec::new();
         if action.operator.trim().is_empty() {
             invalid.push(FieldError::new("operator", "must not be empty"));
@@ -77,7 +81,9 @@ impl DefinedSaga {
                     // its undo leaves the plan, the rest of the plan stays.
                     self.drained(p, FailureCause::Operator, reason, now).kind
                 } else {
-                    self.operator_failure(p, reason, false)
+                    // Declared not applied now; an earlier attempt that timed
+                    // out may still have been: its undo is planned.
+                    self.operator_failure(p, reason, p.uncertain)
                 }
             }
             ActionKind::Compensate => {
