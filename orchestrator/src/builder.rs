@@ -12,7 +12,8 @@ use sagaplane_sagas::{Catalog, DefinedSaga, Saga};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::OrchestratorConfig;
-use crate::kind::Kind;
+use crate::definitions::load_catalog;
+use crate::kind::{Kind, Refresh};
 use crate::leases::{LeaseKeeper, Ownership};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -67,15 +68,35 @@ impl OrchestratorBuilder {
     /// versions of the type's definition).
     pub fn register<S: Saga>(mut self, name: impl Into<String>, shared: Arc<S::Kind>) -> Self {
         let name = name.into();
-        self.kinds
-            .insert(name.clone(), Box::new(Kind::<S> { name, shared }));
+        let kind = Kind::<S>::new(name.clone(), shared, None);
+        self.kinds.insert(name, Box::new(kind));
         self
     }
 
-    /// Runs every type of `catalog` by its definitions.
+    /// Runs every type of `catalog` by its definitions. A history naming a
+    /// version this node has not loaded (stored by another node since this
+    /// one started) makes it read the stored versions again.
     pub fn definitions(mut self, catalog: &Catalog) -> Self {
         for versions in catalog.types() {
-            self = self.register::<DefinedSaga>(versions.saga_type.clone(), versions.clone());
+            let name = versions.saga_type.clone();
+            let store = self.store.clone();
+            let saga_type = name.clone();
+            let refresh: Refresh<DefinedSaga> = Arc::new(move || {
+                let store = store.clone();
+                let saga_type = saga_type.clone();
+                async move {
+                    match load_catalog(store.as_ref(), Vec::new()).await {
+                        Ok(catalog) => catalog.get(&saga_type).cloned(),
+                        Err(e) => {
+                            tracing::warn!(error.message = %e, "saga definitions cannot be read again");
+                            None
+                        }
+                    }
+                }
+                .boxed()
+            });
+            let kind = Kind::<DefinedSaga>::new(name.clone(), versions.clone(), Some(refresh));
+            self.kinds.insert(name, Box::new(kind));
         }
         self
     }

@@ -269,9 +269,15 @@ impl Orchestrator {
             .kinds
             .get(history.saga_type.as_str())
             .ok_or_else(|| ActorError::UnknownType(history.saga_type.clone()))?;
-        kind.replay(saga_id, history.events)
-            .map(Some)
-            .map_err(ActorError::Corrupt)
+        match kind.replay(saga_id, history.events.clone()) {
+            Ok(snapshots) => Ok(Some(snapshots)),
+            // It may name a definition version stored since this node started.
+            Err(_) if kind.refresh().await => kind
+                .replay(saga_id, history.events)
+                .map(Some)
+                .map_err(ActorError::Corrupt),
+            Err(e) => Err(ActorError::Corrupt(e)),
+        }
     }
 
     /// The saga's current state, as operators see it.

@@ -58,7 +58,7 @@ pub(crate) async fn step<S: Saga>(
         let current = match loaded.take() {
             Some(l) => l,
             None if parsed.new_saga.is_some() => Loaded {
-                state: S::new(&kind.shared, id),
+                state: S::new(&kind.shared(), id),
                 version: 0,
                 trace: parsed.trace.clone(),
             },
@@ -373,7 +373,16 @@ async fn load<S: Saga>(
             history.saga_type, kind.name
         )));
     }
-    let state = fold::<S>(&kind.shared, id, history.events, |_| {}).map_err(ActorError::Corrupt)?;
+    let state = match fold::<S>(&kind.shared(), id, history.events.clone(), |_| {}) {
+        Ok(state) => state,
+        // It may name a definition version stored by another node since this
+        // one started: read them again, once.
+        Err(e) if kind.refresh().await => {
+            tracing::info!(error.message = %e, "saga definitions read again");
+            fold::<S>(&kind.shared(), id, history.events, |_| {}).map_err(ActorError::Corrupt)?
+        }
+        Err(e) => return Err(ActorError::Corrupt(e)),
+    };
     Ok(Some(Loaded {
         state,
         version: history.version,

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use sagaplane_sagas::{Explanation, Saga, SagaId, View};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -26,6 +28,8 @@ pub(crate) trait SagaKind: Send + Sync {
     fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle>;
     /// The state after each of `events`, in order.
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String>;
+    /// Reads what the type's sagas share anew (see [`Kind::refresh`]).
+    fn refresh(&self) -> BoxFuture<'_, bool>;
 }
 
 pub(crate) type Kinds = Arc<HashMap<String, Box<dyn SagaKind>>>;
@@ -37,9 +41,13 @@ impl<S: Saga> SagaKind for Kind<S> {
             .recipient()
     }
 
+    fn refresh(&self) -> BoxFuture<'_, bool> {
+        Kind::refresh(self).boxed()
+    }
+
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String> {
         let mut snapshots = Vec::with_capacity(events.len());
-        crate::step::fold::<S>(&self.shared, id, events, |state| {
+        crate::step::fold::<S>(&self.shared(), id, events, |state| {
             snapshots.push(Snapshot {
                 view: state.view(),
                 allowed_actions: state.allowed_actions(),

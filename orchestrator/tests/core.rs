@@ -338,3 +338,59 @@ async fn a_reply_dated_by_a_wrong_clock_moves_no_deadline() {
         assert_eq!(record.attempt, Some(1), "{key}: not timed out early");
     }
 }
+
+/// Version 2 of the shipped order saga: a notification after the confirmation.
+fn order_v2() -> sagaplane_sagas::Definition {
+    let v1 = sagaplane_sagas::definition::SHIPPED[0].1;
+    let v2 = v1
+        .replacen("\nversion = 1\n", "\nversion = 2\n", 1)
+        .replacen(
+            "[final_compensation]",
+            "[[steps]]\nname = \"notify-customer\"\nparticipant = \"order\"\n\
+         command = \"order.order.notify.v1\"\n\n[final_compensation]",
+            1,
+        );
+    sagaplane_sagas::Definition::from_toml("order.v2.toml", &v2).unwrap()
+}
+
+#[actix::test]
+async fn a_node_reads_the_definitions_again_for_a_version_stored_after_it_started() {
+    tokio::time::pause();
+    // Node A started with version 1 only.
+    let a = core(OrchestratorConfig::default());
+    // Node B, started later on the same database, stores version 2 and runs
+    // a saga under it.
+    let v1 = sagaplane_sagas::Definition::shipped().remove(0);
+    let offered = vec![
+        ("order.v1.toml".into(), v1),
+        ("order.v2.toml".into(), order_v2()),
+    ];
+    let catalog = sagaplane_orchestrator::load_catalog(&a.store, offered)
+        .await
+        .unwrap();
+    let b = Orchestrator::builder(
+        Arc::new(a.store.clone()),
+        Arc::new(a.transport.clone()),
+        OrchestratorConfig::default(),
+    )
+    .clock(a.clock.clone())
+    .definitions(&catalog)
+    .start();
+    let id = match b.start("order", "v2-saga", order(), Some(2), None).await {
+        Ok(StartOutcome::Created(saga)) => saga.id,
+        other => panic!("not started: {other:?}"),
+    };
+    // Node A reads the saga (its history names version 2) and applies a reply.
+    let state = a.orchestrator.inspect(id).await.unwrap().unwrap();
+    assert_eq!(state.explanation.progress["definition"]["version"], 2);
+    let now = a.clock.now();
+    let handled = a
+        .orchestrator
+        .receive(reply(id, "reserve-inventory", 1, now))
+        .await
+        .unwrap();
+    assert!(
+        matches!(handled, sagaplane_orchestrator::Handled::Applied { .. }),
+        "{handled:?}"
+    );
+}

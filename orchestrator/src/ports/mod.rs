@@ -31,9 +31,12 @@ pub use outbox::{Backlog, DeadLetter, OutboxMessage, OutboxStore, PublishFailure
 pub use timers::{DueTimer, TimerStore};
 pub use transport::{PublishError, Transport, TransportError};
 
-/// Durable history, read model, outbox, inbox and timers: one database.
+/// Durable history, read model, outbox, inbox, timers and the saga
+/// definitions: one database.
 #[async_trait]
-pub trait EventStore: SagaStore + OutboxStore + TimerStore + OperatorQueries {
+pub trait EventStore:
+    SagaStore + OutboxStore + TimerStore + OperatorQueries + DefinitionStore
+{
     /// `Err` says why the store cannot serve (unreachable, schema not current).
     async fn ready(&self) -> Result<(), String>;
 }
