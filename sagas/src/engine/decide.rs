@@ -61,7 +61,7 @@ impl DefinedSaga {
         match input {
             Input::Operator { action, now } => self.on_operator(action, now),
             Input::Reply(reply) => match self.late_success(&reply) {
-                Some(late) => Ok(vec![late]),
+                Some(late) => late.map(|e| vec![e]),
                 None if self.status.is_terminal() => Err(Rejection::Terminal(self.status)),
                 None => self.on_reply(reply),
             },
@@ -116,7 +116,7 @@ impl DefinedSaga {
     /// compensated without undoing it (the step failed, or was skipped as
     /// failed): it was applied after all. With `late_reply = "undo"` its undo
     /// runs; otherwise it is ignored (and recorded as such by the caller).
-    fn late_success(&self, reply: &Reply) -> Option<Event> {
+    fn late_success(&self, reply: &Reply) -> Option<Result<Event, Rejection>> {
         if reply.outcome != Outcome::Succeeded || self.pending_of(&reply.step).is_some() {
             return None;
         }
@@ -133,22 +133,41 @@ impl DefinedSaga {
         let handled = self.done.contains(&i)
             || self.undone.contains(&undo.name)
             || self.plan.contains(&undo.name);
-        let forward_in_hand = self
-            .pending
-            .iter()
-            .any(|p| matches!(p.role, Role::Forward(_)) && self.status == Status::Suspended);
-        if step.late_reply != LateReply::Undo || !compensating_or_done || handled || forward_in_hand
+        // Suspended going forward (past a pivot) is not compensating.
+        let going_forward = self.status == Status::Suspended
+            && self
+                .pending
+                .iter()
+                .any(|p| matches!(p.role, Role::Forward(_)));
+        // Only a step that was sent can have been applied.
+        let sent = i < self.reached && !self.skipped.contains(&i);
+        if step.late_reply != LateReply::Undo
+            || !compensating_or_done
+            || handled
+            || going_forward
+            || !sent
         {
             return None;
         }
-        Some(event(
+        let result = reply.result.clone().filter(|r| !r.is_null());
+        if let Some(schema) = &step.result_schema {
+            let checked = schema.check(result.as_ref().unwrap_or(&Value::Null), "result");
+            if let Err(errors) = checked {
+                return Some(Err(Rejection::InvalidResult {
+                    step: reply.step.clone(),
+                    errors,
+                }));
+            }
+        }
+        Some(Ok(event(
             reply.at,
             EventKind::LateSuccess {
                 step: reply.step.clone(),
                 attempt: reply.attempt,
+                result,
                 undo: undo.name.clone(),
             },
-        ))
+        )))
     }
 
     /// What is due at `now`, step by step: each step's event is decided on

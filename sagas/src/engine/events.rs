@@ -58,6 +58,8 @@ pub enum EventKind {
     LateSuccess {
         step: String,
         attempt: u32,
+        /// What its reply returned, for the undo's data to read.
+        result: Option<Value>,
         undo: String,
     },
 }
@@ -153,6 +155,8 @@ enum Stored {
     LateSuccess {
         step: String,
         attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
         undo: String,
     },
 }
@@ -263,10 +267,12 @@ impl Serialize for Event {
             EventKind::LateSuccess {
                 step,
                 attempt,
+                result,
                 undo,
             } => Stored::LateSuccess {
                 step,
                 attempt,
+                result,
                 undo,
             },
         };
@@ -338,10 +344,12 @@ impl<'de> Deserialize<'de> for Event {
             Stored::LateSuccess {
                 step,
                 attempt,
+                result,
                 undo,
             } => EventKind::LateSuccess {
                 step,
                 attempt,
+                result,
                 undo,
             },
         };

@@ -20,6 +20,10 @@ impl DefinedSaga {
         let mut allowed = match self.status {
             Status::Running if self.past_pivot() => vec![Retry, Skip, Cancel],
             Status::Running => vec![Retry, Skip, Compensate, Cancel],
+            // A failed group's members still out are awaited, not sent again.
+            Status::Compensating if self.pending.iter().any(|p| self.draining(p)) => {
+                vec![Skip, Cancel]
+            }
             Status::Compensating => vec![Retry, Skip, Cancel],
             Status::Suspended => vec![Retry, Skip, Resume, Cancel],
             Status::Completed | Status::Compensated | Status::Cancelled => return Vec::new(),

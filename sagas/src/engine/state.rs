@@ -23,6 +23,9 @@ pub struct DefinedSaga {
     pub(super) done: Vec<usize>,
     /// Forward steps skipped because their `when` did not hold.
     pub(super) skipped: Vec<usize>,
+    /// One past the last forward step ever sent: the ones before it were
+    /// sent, unless skipped.
+    pub(super) reached: usize,
     /// What the forward steps' replies returned, by step name.
     pub(super) results: BTreeMap<String, Value>,
     /// Compensation steps that succeeded, in order.
@@ -80,6 +83,7 @@ impl DefinedSaga {
             status: Status::Running,
             done: Vec::new(),
             skipped: Vec::new(),
+            reached: 0,
             results: BTreeMap::new(),
             undone: Vec::new(),
             plan: Vec::new(),
@@ -246,28 +250,27 @@ impl DefinedSaga {
                         self.status = Status::Suspended;
                         if let Some(p) = self.pending.iter_mut().find(|p| p.step == *step) {
                             p.wait = Wait::Operator;
+                            p.uncertain |= *cause == FailureCause::TimedOut;
                         }
                     }
                 }
             }
             EventKind::StepRetried { step, attempt } => {
                 let uncertain = self.pending_of(step).is_some_and(|p| p.uncertain);
-                if self.status == Status::Suspended {
-                    let forward = matches!(self.action(step), Some((_, Role::Forward(_))));
-                    self.status = if forward {
-                        Status::Running
-                    } else {
-                        Status::Compensating
-                    };
-                }
                 self.begin(step, *attempt, at, uncertain);
+                self.settle();
             }
             EventKind::StepSucceeded { step, result, .. } => self.succeed(step, result, at),
             // The audit record; its effect is the event that follows it.
             EventKind::OperatorIntervened { .. } => {}
             EventKind::SagaCancelled => self.finish(Status::Cancelled),
             EventKind::SagaMigrated { to, .. } => self.migrate(to),
-            EventKind::LateSuccess { undo, .. } => {
+            EventKind::LateSuccess {
+                step, result, undo, ..
+            } => {
+                if let Some(r) = result {
+                    self.results.insert(step.clone(), r.clone());
+                }
                 // After the compensation step in hand, if there is one.
                 let busy = self
                     .pending
@@ -337,9 +340,7 @@ impl DefinedSaga {
                 }
                 self.done.push(i);
                 // A late success (or a skip) of a suspended step moves the saga on.
-                if self.pending.iter().all(|p| p.wait != Wait::Operator) {
-                    self.status = Status::Running;
-                }
+                self.settle();
                 // The rest of its parallel group is awaited first.
                 if self.pending.is_empty() {
                     self.go_forward(def.group_of(i).end, at);
@@ -356,6 +357,29 @@ impl DefinedSaga {
                 self.begin_next_compensation(at);
             }
             None => {}
+        }
+    }
+
+    /// A saga that is not finished is suspended while a step in hand waits
+    /// for an operator; once none does, it runs on — compensating when a
+    /// compensation step is in hand or planned.
+    fn settle(&mut self) {
+        if self.status.is_terminal() {
+            return;
+        }
+        if self.pending.iter().any(|p| p.wait == Wait::Operator) {
+            self.status = Status::Suspended;
+        } else if self.status == Status::Suspended {
+            let compensating = !self.plan.is_empty()
+                || self
+                    .pending
+                    .iter()
+                    .any(|p| !matches!(p.role, Role::Forward(_)));
+            self.status = if compensating {
+                Status::Compensating
+            } else {
+                Status::Running
+            };
         }
     }
 
@@ -414,6 +438,9 @@ impl DefinedSaga {
             return;
         };
         let timeout = Duration::milliseconds(self.timeout_ms(step) as i64);
+        if let Role::Forward(i) = role {
+            self.reached = self.reached.max(i + 1);
+        }
         self.pending.retain(|p| p.step != step);
         self.began.push(step.to_owned());
         self.pending.push(Pending {

@@ -231,3 +231,60 @@ fn an_awaited_member_skipped_as_failed_keeps_the_rest_of_the_plan() {
     assert!(!h.command_steps().contains(&"release-inventory"));
     assert_eq!(h.rebuilt(&grouped()), h.state);
 }
+
+#[test]
+fn while_members_are_awaited_they_are_not_sent_again() {
+    let mut h = started();
+    h.reply(Step::ChargePayment, 1, refused("declined"))
+        .unwrap();
+    assert_eq!(in_hand(&h), ["reserve-inventory"]);
+    assert_eq!(h.state.allowed_actions(), ["skip", "cancel"]);
+    assert!(matches!(
+        h.act(ActionKind::Retry),
+        Err(Rejection::NotAllowed {
+            action: "retry",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn past_a_pivot_a_suspended_member_keeps_the_saga_suspended_while_another_retries() {
+    let text = order_v1_text()
+        .replacen(
+            "name = \"reserve-inventory\"",
+            "name = \"reserve-inventory\"\npivot = true",
+            1,
+        )
+        .replacen(
+            "name = \"charge-payment\"",
+            "name = \"charge-payment\"\ngroup = \"finish\"",
+            1,
+        )
+        .replacen(
+            "name = \"confirm-order\"",
+            "name = \"confirm-order\"\ngroup = \"finish\"",
+            1,
+        );
+    let definition = Definition::from_toml("pivot-group.toml", &text).unwrap();
+    let mut catalog = Catalog::default();
+    catalog.add(definition).unwrap();
+    let kind = catalog.get("order").unwrap().clone();
+    let mut h = Harness::of(&kind);
+    h.start(order(), policy());
+    h.ok(Step::ReserveInventory);
+    h.reply(Step::ChargePayment, 1, refused("declined"))
+        .unwrap();
+    assert_eq!(h.state.status(), Status::Suspended);
+    h.reply(Step::ConfirmOrder, 1, failed("busy")).unwrap();
+    h.wake_after(1_000);
+    assert_eq!(h.last_command().step, "confirm-order");
+    assert_eq!(h.state.status(), Status::Suspended);
+    h.ok(Step::ConfirmOrder);
+    assert_eq!(h.state.status(), Status::Suspended);
+    h.act(ActionKind::Resume).unwrap();
+    assert_eq!(h.state.status(), Status::Running);
+    h.ok(Step::ChargePayment);
+    assert_eq!(h.state.status(), Status::Completed);
+    assert_eq!(h.rebuilt(&kind), h.state);
+}

@@ -122,3 +122,38 @@ fn undoing_late_successes_needs_an_undo() {
     let refused = Definition::from_toml("bad.toml", &text).unwrap_err();
     assert_eq!(refused.problems[0].at, "steps[2].late_reply");
 }
+
+#[test]
+fn the_undo_of_a_late_success_reads_its_result() {
+    let kind = undo_late_charges();
+    let mut h = charge_failed(&kind);
+    h.ok(Step::ReleaseInventory);
+    h.ok(Step::CancelOrder);
+    h.reply_with(
+        Step::ChargePayment,
+        1,
+        Outcome::Succeeded,
+        Some(json!({"charge_id": "ch-late"})),
+    )
+    .unwrap();
+    let refund = h.last_command();
+    assert_eq!(refund.step, "refund-payment");
+    assert_eq!(refund.data["charge_id"], "ch-late");
+    assert_eq!(h.rebuilt(&kind), h.state);
+}
+
+#[test]
+fn a_success_of_a_step_that_was_never_sent_is_not_undone() {
+    let kind = undo_late_charges();
+    let mut h = Harness::of(&kind);
+    h.start(order(), policy());
+    h.reply(Step::ReserveInventory, 1, refused("out of stock"))
+        .unwrap();
+    h.ok(Step::CancelOrder);
+    assert_eq!(h.state.status(), Status::Compensated);
+    assert_eq!(
+        h.reply(Step::ChargePayment, 1, Outcome::Succeeded),
+        Err(Rejection::Terminal(Status::Compensated))
+    );
+    assert!(!h.command_steps().contains(&"refund-payment"));
+}
