@@ -170,17 +170,12 @@ impl Definition {
     }
 }
 
-/// JSON with object keys sorted and `null` members left out (a field added
-/// to the format later is absent from older files), so the same content
-/// hashes the same.
+/// JSON with object keys sorted, so the same content hashes the same
+/// (fields at their default are not written: see `document`).
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, _)| k)
-                .collect();
+            let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             out.push('{');
             for (i, k) in keys.into_iter().enumerate() {

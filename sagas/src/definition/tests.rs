@@ -994,45 +994,51 @@ fn fields(value: impl serde::Serialize) -> BTreeSet<String> {
 #[test]
 fn the_format_schema_names_every_field_of_the_format() {
     let schema: Value = serde_json::from_str(FORMAT_SCHEMA).expect("JSON");
+    // Every field given, so that each is written.
     let action = ActionDocument {
         name: "a".into(),
-        participant: None,
+        participant: Some("p".into()),
         command: "c".into(),
-        event: None,
-        data: None,
-        timeout_ms: None,
-        max_attempts: None,
+        event: Some("E".into()),
+        data: Some(json!({})),
+        timeout_ms: Some(1),
+        max_attempts: Some(1),
     };
     let step = StepDocument {
         name: "s".into(),
         participant: "p".into(),
         command: "c".into(),
-        event: None,
-        data: None,
-        timeout_ms: None,
-        retry: None,
-        pivot: false,
-        when: None,
-        group: None,
-        late_reply: None,
-        result_schema: None,
-        undo: None,
+        event: Some("E".into()),
+        data: Some(json!({})),
+        timeout_ms: Some(1),
+        retry: Some(RetryDocument::default()),
+        pivot: true,
+        when: Some(Default::default()),
+        group: Some("g".into()),
+        late_reply: Some(Default::default()),
+        result_schema: Some(json!({})),
+        undo: Some(action.clone()),
     };
     let document = Document {
         saga_type: "t".into(),
         version: 1,
-        description: String::new(),
-        business_key: None,
-        input_schema: None,
+        description: "d".into(),
+        business_key: Some("k".into()),
+        input_schema: Some(json!({})),
         steps: vec![],
-        final_compensation: None,
+        final_compensation: Some(action.clone()),
     };
     assert_eq!(schema_fields(&schema, ""), fields(document));
     assert_eq!(schema_fields(&schema, "/$defs/step"), fields(step));
     assert_eq!(schema_fields(&schema, "/$defs/action"), fields(action));
     assert_eq!(
         schema_fields(&schema, "/$defs/retry"),
-        fields(RetryDocument::default())
+        fields(RetryDocument {
+            max_attempts: Some(1),
+            initial_backoff_ms: Some(1),
+            max_backoff_ms: Some(1),
+            jitter: Some(true),
+        })
     );
     // Every object of the format refuses unknown fields, as serde does.
     for place in ["", "/$defs/step", "/$defs/action", "/$defs/retry"] {
@@ -1048,4 +1054,18 @@ fn the_format_schema_names_every_field_of_the_format() {
     );
     assert_eq!(required("/$defs/action"), Some(json!(["name", "command"])));
     assert_eq!(required("/$defs/retry"), None);
+}
+
+#[test]
+fn fields_at_their_default_do_not_count_in_the_hash_but_data_does() {
+    let base = "saga_type = \"h\"\nversion = 1\n[[steps]]\nname = \"a\"\nparticipant = \"p\"\ncommand = \"h.a.v1\"\n";
+    let hash = |text: &str| Definition::from_toml("h.toml", text).unwrap().hash;
+    let plain = hash(base);
+    assert_eq!(hash(&format!("{base}pivot = false\n")), plain);
+    assert_eq!(
+        hash(&base.replace("version = 1\n", "version = 1\ndescription = \"\"\n")),
+        plain
+    );
+    let nested = hash(&format!("{base}data = {{ x = {{}} }}\n"));
+    assert_ne!(nested, hash(&format!("{base}data = {{}}\n")));
 }
