@@ -1,12 +1,14 @@
 //! Operator interventions: which make sense now, and what each does —
 //! including migrating a saga to another version of its definition.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
 use super::plan::event;
 use super::state::{DefinedSaga, Pending, Wait};
-use crate::definition::Role;
+use crate::definition::{Definition, Role};
 use crate::{Action, ActionKind, ActionName, Assume, FieldError, Rejection, Status};
 
 impl DefinedSaga {
@@ -147,6 +149,9 @@ impl DefinedSaga {
                 steps.push(name.to_owned());
             }
         }
+        if steps.is_empty() {
+            steps = self.misplaced(current, target);
+        }
         if !steps.is_empty() {
             return Err(Rejection::NotMigratable {
                 saga_type: current.saga_type.clone(),
@@ -154,7 +159,7 @@ impl DefinedSaga {
                 steps,
             });
         }
-        let reference = |d: &crate::definition::Definition| DefinitionRef {
+        let reference = |d: &Definition| DefinitionRef {
             saga_type: d.saga_type.clone(),
             version: d.version,
             hash: Some(d.hash.clone()),
@@ -175,5 +180,52 @@ impl DefinedSaga {
                 plan: self.compensation_plan(p, in_doubt),
             },
         }
+    }
+
+    /// Steps that exist in `target` but not where the saga needs them: the
+    /// steps before the forward group in hand must be the same, that group
+    /// must have the same members, and a step done must keep its pivot flag
+    /// (so nothing is skipped, sent twice or undone past a pivot).
+    fn misplaced(&self, current: &Definition, target: &Definition) -> Vec<String> {
+        let mut out = Vec::new();
+        let names = |d: &Definition, r: std::ops::Range<usize>| -> BTreeSet<String> {
+            d.steps[r].iter().map(|s| s.action.name.clone()).collect()
+        };
+        let place = |d: &Definition, name: &str| match d.find(name) {
+            Some((_, Role::Forward(i))) => Some(i),
+            _ => None,
+        };
+        let in_hand = self.pending.iter().find_map(|p| match p.role {
+            Role::Forward(i) => Some(i),
+            _ => None,
+        });
+        if let Some(i) = in_hand {
+            let here = current.group_of(i);
+            if let Some(j) = place(target, &current.steps[i].action.name) {
+                let there = target.group_of(j);
+                let (before, before_there) =
+                    (names(current, 0..here.start), names(target, 0..there.start));
+                for name in before.symmetric_difference(&before_there) {
+                    out.push(format!(
+                        "{name} (not before the steps in hand in both versions)"
+                    ));
+                }
+                let (group, group_there) = (names(current, here), names(target, there));
+                for name in group.symmetric_difference(&group_there) {
+                    out.push(format!("{name} (not in the same parallel group)"));
+                }
+            }
+        }
+        for i in &self.done {
+            let step = &current.steps[*i];
+            let pivot_there = place(target, &step.action.name).map(|j| target.steps[j].pivot);
+            if pivot_there.is_some_and(|p| p != step.pivot) {
+                out.push(format!(
+                    "{} (a pivot in one version only)",
+                    step.action.name
+                ));
+            }
+        }
+        out
     }
 }
