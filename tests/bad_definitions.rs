@@ -121,13 +121,28 @@ async fn a_file_changing_a_stored_version_is_refused_naming_the_file() {
     let app = spawn_app_on(&db, |s| s.definitions.paths = vec![fraud.clone()]).await;
     let text = std::fs::read_to_string(&fraud).unwrap();
     std::fs::write(&fraud, text.replace("Reserve inventory,", "Reserve stock,")).unwrap();
-    let message = refusal(&db, vec![fraud.clone()]).await;
+    // A new type offered beside it is not stored either: all or nothing.
+    let newcomer = folder.write(
+        "order-newcomer.v1.toml",
+        &std::fs::read_to_string(fraud_definition())
+            .unwrap()
+            .replace(
+                "saga_type = \"order-fraud\"",
+                "saga_type = \"order-newcomer\"",
+            ),
+    );
+    let message = refusal(&db, vec![newcomer, fraud.clone()]).await;
     assert!(
         message.contains(&format!(
             "{}: version 1 of saga type `order-fraud` is already stored",
             fraud.display()
         )),
         "{message}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM saga_definitions WHERE saga_type = 'order-newcomer'")
+            .await,
+        0
     );
     // What was stored is unchanged, and the same content again is accepted.
     let description: String = sqlx::query_scalar(

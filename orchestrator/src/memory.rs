@@ -597,7 +597,12 @@ impl DefinitionStore for MemoryStore {
         offered: &[StoredDefinition],
     ) -> Result<Vec<StoredDefinition>, StoreError> {
         let mut stored = self.definitions.lock().expect("definitions lock poisoned");
-        for d in offered {
+        let changed = offered.iter().any(|d| {
+            stored
+                .get(&(d.saga_type.clone(), d.version))
+                .is_some_and(|s| s.hash != d.hash)
+        });
+        for d in offered.iter().filter(|_| !changed) {
             stored
                 .entry((d.saga_type.clone(), d.version))
                 .or_insert_with(|| d.clone());

@@ -22,7 +22,10 @@ pub struct StoredDefinition {
 #[async_trait]
 pub trait DefinitionStore: Send + Sync {
     /// Stores each of `offered` whose (type, version) is not stored yet — a
-    /// stored version is never replaced — and returns every stored definition.
+    /// stored version is never replaced — and returns every stored
+    /// definition. All or nothing: when any offered version is stored with
+    /// another hash, none is stored (the answer shows the stored one).
+    /// Concurrent callers store in (type, version) order.
     async fn publish_definitions(
         &self,
         offered: &[StoredDefinition],

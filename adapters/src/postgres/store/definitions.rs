@@ -10,7 +10,10 @@ pub(super) async fn publish(
     offered: &[StoredDefinition],
 ) -> Result<Vec<StoredDefinition>, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
-    for d in offered {
+    // One order for every node starting at once: no deadlock between them.
+    let mut offered: Vec<&StoredDefinition> = offered.iter().collect();
+    offered.sort_by(|a, b| (&a.saga_type, a.version).cmp(&(&b.saga_type, b.version)));
+    for d in &offered {
         sqlx::query(
             "INSERT INTO saga_definitions (saga_type, version, hash, source, document) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (saga_type, version) DO NOTHING",
@@ -31,7 +34,17 @@ pub(super) async fn publish(
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    let changed = offered.iter().any(|d| {
+        rows.iter().any(|(t, v, hash, _, _)| {
+            (t, *v as u32) == (&d.saga_type, d.version) && *hash != d.hash
+        })
+    });
+    if changed {
+        // The caller refuses to start: store none of the new versions either.
+        tx.rollback().await.map_err(db)?;
+    } else {
+        tx.commit().await.map_err(db)?;
+    }
     Ok(rows
         .into_iter()
         .map(
