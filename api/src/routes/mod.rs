@@ -84,27 +84,36 @@ pub(crate) fn openapi(catalog: &sagaplane_sagas::Catalog) -> serde_json::Value {
         return doc;
     };
     let base = start.clone();
+    // One entry per loaded version; a start naming no version gets the newest.
     let variants: Vec<Value> = catalog
         .types()
-        .map(|t| {
-            let newest = t.newest();
+        .flat_map(|t| t.versions.values().map(move |d| (t, d)))
+        .map(|(t, d)| {
+            let newest = t.newest().version == d.version;
             let mut variant = base.clone();
             variant["properties"]["saga_type"] = json!({"type": "string", "enum": [t.saga_type]});
+            let mut versions = vec![json!(d.version)];
+            if newest {
+                versions.push(Value::Null);
+            }
             variant["properties"]["version"] = json!({
-                "type": ["integer", "null"],
-                "enum": t.versions.keys().map(|v| json!(v)).chain([Value::Null]).collect::<Vec<_>>(),
+                "type": if newest { json!(["integer", "null"]) } else { json!("integer") },
+                "enum": versions,
                 "description": "The definition version to run under, to its end; default: the newest."
             });
-            variant["properties"]["input"] = newest
+            variant["properties"]["input"] = d
                 .input_schema
                 .as_ref()
                 .map_or(json!({"type": "object"}), |s| s.document().clone());
             let mut required = vec!["saga_type", "input"];
-            if newest.business_key.is_none() {
+            if d.business_key.is_none() {
                 required.push("business_key");
             }
+            if !newest {
+                required.push("version");
+            }
             variant["required"] = json!(required);
-            variant["title"] = json!(format!("Start a `{}` saga", t.saga_type));
+            variant["title"] = json!(format!("Start a `{}` saga (version {})", t.saga_type, d.version));
             variant
         })
         .collect();

@@ -3,7 +3,7 @@
 //! and its start input's schema.
 
 use actix_web::{web, HttpResponse};
-use sagaplane_sagas::definition::{Action, Definition};
+use sagaplane_sagas::definition::{Action, Definition, LateReply};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -46,6 +46,17 @@ pub(crate) struct StepDto {
     command: CommandDto,
     /// Once it succeeded, failures are retried forward, never compensated.
     pivot: bool,
+    /// The parallel group it is sent and awaited with, if any.
+    group: Option<String>,
+    /// The condition under which it runs (else it is skipped), as written.
+    #[schema(value_type = Option<Object>)]
+    when: Option<Value>,
+    /// What a success arriving after the saga compensated without it does:
+    /// `ignore` or `undo`.
+    late_reply: String,
+    /// JSON Schema of the result its reply carries.
+    #[schema(value_type = Option<Object>)]
+    result_schema: Option<Value>,
     undo: Option<CommandDto>,
 }
 
@@ -88,9 +99,21 @@ fn version(d: &Definition) -> VersionDto {
         steps: d
             .steps
             .iter()
-            .map(|s| StepDto {
+            .zip(&d.document.steps)
+            .map(|(s, written)| StepDto {
                 command: command(&s.action),
                 pivot: s.pivot,
+                group: s.group.clone(),
+                when: written
+                    .when
+                    .as_ref()
+                    .map(|w| serde_json::to_value(w).expect("a condition serialises")),
+                late_reply: match s.late_reply {
+                    LateReply::Ignore => "ignore",
+                    LateReply::Undo => "undo",
+                }
+                .to_owned(),
+                result_schema: s.result_schema.as_ref().map(|r| r.document().clone()),
                 undo: s.undo.as_ref().map(command),
             })
             .collect(),
