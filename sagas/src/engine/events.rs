@@ -356,3 +356,16 @@ impl<'de> Deserialize<'de> for Event {
         Ok(Event { at: s.at, kind })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ENGINE_EVENTS;
+    use crate::definition::RESERVED_EVENTS;
+
+    #[test]
+    fn no_step_may_name_its_success_like_an_engine_event() {
+        for name in ENGINE_EVENTS {
+            assert!(RESERVED_EVENTS.contains(&name), "{name}");
+        }
+    }
+}

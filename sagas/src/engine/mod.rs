@@ -1,13 +1,21 @@
 //! The generic saga engine: runs any [`Definition`](crate::definition::Definition).
 //!
-//! A refusal, or a transient failure or timeout past the step's retry budget,
-//! starts compensation: the forward steps that succeeded are undone in
-//! reverse order, preceded by the failed step's own undo when its outcome is
-//! unknown (it timed out), and followed by the definition's final
+//! Forward steps run in order — a parallel group's members at once, a step
+//! whose `when` does not hold skipped. A refusal, or a transient failure or
+//! timeout past the step's retry budget, starts compensation: the failed
+//! step's group is undone first (members that succeeded, members whose
+//! command is out — awaited first — and the failed step when its outcome is
+//! unknown), then the steps before it in reverse order, then the final
 //! compensation; the saga then ends `compensated`. Once a pivot step
 //! succeeded there is no going back: later failures are retried, then the
 //! saga is suspended. A compensation step that keeps failing past its budget
-//! leaves the saga `suspended` for an operator.
+//! leaves the saga `suspended` for an operator. A success arriving after the
+//! saga compensated without its step runs that step's undo when the step
+//! says `late_reply = "undo"`.
+//!
+//! - `state`: the state and `evolve`; `decide`: starts, replies, timers;
+//!   `operator`: interventions and migration; `plan`: a step's outcome and
+//!   the compensation plan; `events`: what is stored.
 
 mod decide;
 mod events;

@@ -30,7 +30,8 @@ pub struct DefinedSaga {
     pub(super) results: BTreeMap<String, Value>,
     /// Compensation steps that succeeded, in order.
     pub(super) undone: Vec<String>,
-    /// Compensation steps still to run; the first is the current one.
+    /// Compensation steps still to run, in order; the first is in hand once
+    /// no member of a failed group is awaited any more.
     pub(super) plan: Vec<String>,
     /// The steps in hand: one, or the members of a parallel group (while
     /// compensating, group members still in flight are awaited first).
@@ -452,6 +453,13 @@ impl DefinedSaga {
                 deadline: at + timeout,
             },
             uncertain,
+        });
+        // In definition order, so "the step in hand" operators see and act on
+        // does not depend on which member was sent again last.
+        self.pending.sort_by_key(|p| match p.role {
+            Role::Forward(i) => (0, i),
+            Role::Undo(i) => (1, i),
+            Role::Final => (2, 0),
         });
     }
 
