@@ -95,10 +95,8 @@ impl Application {
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
         let openapi = routes::openapi(&catalog);
-        let catalog = Arc::new(catalog);
         let state = web::Data::new(AppState {
             orchestrator: orchestrator.clone(),
-            catalog,
             queries: store,
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),

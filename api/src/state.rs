@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
-use sagaplane_sagas::Catalog;
 
 use crate::configuration::{HttpSettings, IngressSettings};
 use crate::exposition::Exposition;
@@ -14,8 +13,6 @@ use crate::exposition::Exposition;
 /// their own, [`crate::auth::AccessTokens`]).
 pub(crate) struct AppState {
     pub orchestrator: Orchestrator,
-    /// The saga types and versions this node runs.
-    pub catalog: Arc<Catalog>,
     pub queries: Arc<dyn OperatorQueries>,
     pub ingress: IngressSettings,
     pub http: HttpSettings,

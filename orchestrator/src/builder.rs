@@ -2,18 +2,18 @@
 //! keeper, the outbox relay, the supervisor and the timer service, wired to
 //! each other and to the store, the transport and the clock.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sagaplane_sagas::{Catalog, DefinedSaga, Saga};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::OrchestratorConfig;
 use crate::definitions::load_catalog;
-use crate::kind::{Kind, Refresh};
+use crate::kind::{Kind, Reload};
 use crate::leases::{LeaseKeeper, Ownership};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -21,7 +21,7 @@ use crate::orchestrator::Orchestrator;
 use crate::ports::{EventStore, Transport};
 use crate::relay::OutboxRelay;
 use crate::step::Deps;
-use crate::supervisor::{Kinds, SagaKind, Supervisor};
+use crate::supervisor::{Kinds, Supervisor};
 use crate::timers::{TimerService, WakeFn};
 
 /// Registers saga types, then starts the actors.
@@ -29,7 +29,9 @@ pub struct OrchestratorBuilder {
     store: Arc<dyn EventStore>,
     transport: Arc<dyn Transport>,
     config: OrchestratorConfig,
-    kinds: HashMap<String, Box<dyn SagaKind>>,
+    kinds: Kinds,
+    /// The definitions the defined types started with, if any.
+    catalog: Option<Catalog>,
     metrics: Metrics,
     clock: SharedClock,
 }
@@ -44,7 +46,8 @@ impl Orchestrator {
             store,
             transport,
             config,
-            kinds: HashMap::new(),
+            kinds: Kinds::default(),
+            catalog: None,
             metrics: Metrics::default(),
             clock: Arc::new(SystemClock),
         }
@@ -66,38 +69,23 @@ impl OrchestratorBuilder {
 
     /// Runs sagas of type `name` as `S`, each given `shared` (e.g. the
     /// versions of the type's definition).
-    pub fn register<S: Saga>(mut self, name: impl Into<String>, shared: Arc<S::Kind>) -> Self {
+    pub fn register<S: Saga>(self, name: impl Into<String>, shared: Arc<S::Kind>) -> Self {
         let name = name.into();
-        let kind = Kind::<S>::new(name.clone(), shared, None);
-        self.kinds.insert(name, Box::new(kind));
+        let kind = Kind::<S>::new(name.clone(), shared);
+        self.kinds
+            .write()
+            .expect("kinds lock poisoned")
+            .insert(name, Arc::new(kind));
         self
     }
 
-    /// Runs every type of `catalog` by its definitions. A history naming a
-    /// version this node has not loaded (stored by another node since this
-    /// one started) makes it read the stored versions again.
+    /// Runs every type of `catalog` by its definitions. When a history, a
+    /// start or a saga type names a version or a type this node has not
+    /// loaded (another node stored it since), the stored definitions are read
+    /// again (see [`Orchestrator::catalog`]).
     pub fn definitions(mut self, catalog: &Catalog) -> Self {
-        for versions in catalog.types() {
-            let name = versions.saga_type.clone();
-            let store = self.store.clone();
-            let saga_type = name.clone();
-            let refresh: Refresh<DefinedSaga> = Arc::new(move || {
-                let store = store.clone();
-                let saga_type = saga_type.clone();
-                async move {
-                    match load_catalog(store.as_ref(), Vec::new()).await {
-                        Ok(catalog) => catalog.get(&saga_type).cloned(),
-                        Err(e) => {
-                            tracing::warn!(error.message = %e, "saga definitions cannot be read again");
-                            None
-                        }
-                    }
-                }
-                .boxed()
-            });
-            let kind = Kind::<DefinedSaga>::new(name.clone(), versions.clone(), Some(refresh));
-            self.kinds.insert(name, Box::new(kind));
-        }
+        add_types(&self.kinds, catalog);
+        self.catalog = Some(catalog.clone());
         self
     }
 
@@ -110,9 +98,14 @@ impl OrchestratorBuilder {
             transport,
             config,
             kinds,
+            catalog,
             metrics,
             clock,
         } = self;
+        let reload = catalog
+            .is_some()
+            .then(|| reloader(store.clone(), kinds.clone()));
+        let catalog = Arc::new(RwLock::new(Arc::new(catalog.unwrap_or_default())));
         let recovered = Arc::new(AtomicBool::new(false));
         let ownership = Ownership::default();
         LeaseKeeper::new(
@@ -135,7 +128,7 @@ impl OrchestratorBuilder {
         )
         .start();
         let notifier = Arc::new(SettledNotifier::default());
-        let kinds: Kinds = Arc::new(kinds);
+        let reload = reload.map(|reload| with_catalog(reload, catalog.clone()));
         let supervisor = {
             let kinds = kinds.clone();
             let store = store.clone();
@@ -144,6 +137,7 @@ impl OrchestratorBuilder {
             let metrics = metrics.clone();
             let config = config.clone();
             let clock = clock.clone();
+            let reload = reload.clone();
             Supervisor::create(move |ctx| {
                 let deps = Arc::new(Deps {
                     store,
@@ -153,6 +147,7 @@ impl OrchestratorBuilder {
                     metrics,
                     config,
                     clock,
+                    reload,
                 });
                 Supervisor::new(kinds, deps)
             })
@@ -168,6 +163,8 @@ impl OrchestratorBuilder {
             recovered,
             kinds,
             clock: clock.clone(),
+            catalog,
+            reload,
         };
         let waker = orchestrator.clone();
         let wake: WakeFn = Arc::new(move |id, saga_type| {
@@ -185,4 +182,70 @@ impl OrchestratorBuilder {
         .start();
         orchestrator
     }
+}
+
+/// Registers every type of `catalog` that is not registered yet, and gives
+/// the registered defined types their versions from `catalog`; `true` if
+/// anything was new.
+fn add_types(kinds: &Kinds, catalog: &Catalog) -> bool {
+    let mut kinds = kinds.write().expect("kinds lock poisoned");
+    let mut new = false;
+    for versions in catalog.types() {
+        let name = &versions.saga_type;
+        match kinds.get(name) {
+            Some(kind) => {
+                if let Some(defined) = kind.as_any().downcast_ref::<Kind<DefinedSaga>>() {
+                    new |= defined.shared().versions.len() != versions.versions.len();
+                    defined.set_shared(versions.clone());
+                }
+            }
+            None => {
+                let kind = Kind::<DefinedSaga>::new(name.clone(), versions.clone());
+                kinds.insert(name.clone(), Arc::new(kind));
+                new = true;
+            }
+        }
+    }
+    new
+}
+
+/// Reads the stored definitions again and takes in what is new.
+fn reloader(
+    store: Arc<dyn EventStore>,
+    kinds: Kinds,
+) -> Arc<dyn Fn() -> BoxFuture<'static, Option<Catalog>> + Send + Sync> {
+    Arc::new(move || {
+        let store = store.clone();
+        let kinds = kinds.clone();
+        async move {
+            match load_catalog(store.as_ref(), Vec::new()).await {
+                Ok(catalog) => add_types(&kinds, &catalog).then_some(catalog),
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "saga definitions cannot be read again");
+                    None
+                }
+            }
+        }
+        .boxed()
+    })
+}
+
+/// The reload that also keeps [`Orchestrator::catalog`] current.
+fn with_catalog(
+    reload: Arc<dyn Fn() -> BoxFuture<'static, Option<Catalog>> + Send + Sync>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+) -> Reload {
+    Arc::new(move || {
+        let reload = reload.clone();
+        let catalog = catalog.clone();
+        async move {
+            let Some(fresh) = reload().await else {
+                return false;
+            };
+            tracing::info!("saga definitions stored by another node taken in");
+            *catalog.write().expect("catalog lock poisoned") = Arc::new(fresh);
+            true
+        }
+        .boxed()
+    })
 }

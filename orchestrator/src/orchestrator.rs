@@ -4,11 +4,11 @@
 //! from.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use sagaplane_sagas::{Action, Reply, SagaId, Status};
+use sagaplane_sagas::{Action, Catalog, Reply, SagaId, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ use crate::codec;
 use crate::input::{
     ActionReport, ActorError, Handled, Inbound, Ingested, SagaInput, StartError, StartOutcome,
 };
+use crate::kind::Reload;
 use crate::messages::{Crashed, Gone, Handle, Publish, Route, RouteError};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -45,6 +46,9 @@ pub struct Orchestrator {
     pub(crate) recovered: Arc<AtomicBool>,
     pub(crate) kinds: Kinds,
     pub(crate) clock: SharedClock,
+    /// The saga definitions the defined types run, as last read.
+    pub(crate) catalog: Arc<RwLock<Arc<Catalog>>>,
+    pub(crate) reload: Option<Reload>,
 }
 
 impl Orchestrator {
@@ -57,10 +61,25 @@ impl Orchestrator {
     }
 
     /// The saga types registered, in name order.
-    pub fn saga_types(&self) -> Vec<&str> {
-        let mut types: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
+    pub fn saga_types(&self) -> Vec<String> {
+        let kinds = self.kinds.read().expect("kinds lock poisoned");
+        let mut types: Vec<String> = kinds.keys().cloned().collect();
         types.sort_unstable();
         types
+    }
+
+    /// The saga definitions this node runs: those it started with, and those
+    /// other nodes stored since that it has needed.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock poisoned").clone()
+    }
+
+    /// Reads the stored definitions again; `true` if anything was new.
+    async fn reload(&self) -> bool {
+        match &self.reload {
+            Some(reload) => reload().await,
+            None => false,
+        }
     }
 
     /// Whether the commands left unsent by an earlier run have been handed to
@@ -88,7 +107,18 @@ impl Orchestrator {
             now: self.clock.now(),
             traceparent,
         };
-        match self.dispatch(id, Some(saga_type.to_owned()), start).await {
+        let mut started = self
+            .dispatch(id, Some(saga_type.to_owned()), start.clone())
+            .await;
+        // A version (or a type) another node stored since this one started.
+        let unknown_version =
+            |errors: &[sagaplane_sagas::FieldError]| errors.iter().any(|e| e.field == "version");
+        if matches!(&started, Err(ActorError::Invalid(e)) if unknown_version(e))
+            && self.reload().await
+        {
+            started = self.dispatch(id, Some(saga_type.to_owned()), start).await;
+        }
+        match started {
             Ok(Handled::Started(record)) => Ok(StartOutcome::Created(*record)),
             Ok(other) => Err(StartError::Failed(ActorError::Corrupt(format!(
                 "a start was handled as {other:?}"
@@ -265,19 +295,26 @@ impl Orchestrator {
         let Some(history) = self.store.load(saga_id).await? else {
             return Ok(None);
         };
-        let kind = self
-            .kinds
-            .get(history.saga_type.as_str())
-            .ok_or_else(|| ActorError::UnknownType(history.saga_type.clone()))?;
-        match kind.replay(saga_id, history.events.clone()) {
-            Ok(snapshots) => Ok(Some(snapshots)),
-            // It may name a definition version stored since this node started.
-            Err(_) if kind.refresh().await => kind
-                .replay(saga_id, history.events)
-                .map(Some)
-                .map_err(ActorError::Corrupt),
-            Err(e) => Err(ActorError::Corrupt(e)),
+        let kind = |kinds: &Kinds| {
+            let kinds = kinds.read().expect("kinds lock poisoned");
+            kinds.get(history.saga_type.as_str()).cloned()
+        };
+        let replayed = kind(&self.kinds).map(|k| k.replay(saga_id, history.events.clone()));
+        if let Some(Ok(snapshots)) = replayed {
+            return Ok(Some(snapshots));
         }
+        // It may name a type or version stored since this node started.
+        if !self.reload().await {
+            return match replayed {
+                Some(Err(e)) => Err(ActorError::Corrupt(e)),
+                _ => Err(ActorError::UnknownType(history.saga_type.clone())),
+            };
+        }
+        let kind =
+            kind(&self.kinds).ok_or_else(|| ActorError::UnknownType(history.saga_type.clone()))?;
+        kind.replay(saga_id, history.events)
+            .map(Some)
+            .map_err(ActorError::Corrupt)
     }
 
     /// The saga's current state, as operators see it.
@@ -322,6 +359,7 @@ impl Orchestrator {
         mut saga_type: Option<String>,
         input: SagaInput,
     ) -> Result<Handled, ActorError> {
+        let mut reloaded = false;
         for _ in 0..ROUTE_ROUNDS {
             let route = Route {
                 saga_id,
@@ -336,7 +374,14 @@ impl Orchestrator {
                     }
                     None => return Err(ActorError::UnknownSaga(saga_id)),
                 },
-                Ok(Err(RouteError::UnknownType(t))) => return Err(ActorError::UnknownType(t)),
+                Ok(Err(RouteError::UnknownType(t))) => {
+                    // A type another node stored since this one started.
+                    if !reloaded && self.reload().await {
+                        reloaded = true;
+                        continue;
+                    }
+                    return Err(ActorError::UnknownType(t));
+                }
                 Err(_) => return Err(ActorError::Unavailable),
             };
             match routed.recipient.send(Handle(input.clone())).await {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::config::OrchestratorConfig;
 use crate::input::{ActionReport, ActorError, Handled, SagaInput, MAX_CONFLICT_RETRIES};
-use crate::kind::Kind;
+use crate::kind::{Kind, Reload};
 use crate::messages::{Gone, Publish};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
@@ -30,6 +30,8 @@ pub(crate) struct Deps {
     pub metrics: Metrics,
     pub config: OrchestratorConfig,
     pub clock: SharedClock,
+    /// Reads the stored saga definitions again (defined types only).
+    pub reload: Option<Reload>,
 }
 
 /// A saga's state as its actor keeps it between inputs.
@@ -62,7 +64,7 @@ pub(crate) async fn step<S: Saga>(
                 version: 0,
                 trace: parsed.trace.clone(),
             },
-            None => match load::<S>(deps.store.as_ref(), kind, id).await {
+            None => match load::<S>(deps, kind, id).await {
                 Ok(Some(l)) => l,
                 Ok(None) => return (Err(ActorError::UnknownSaga(id)), None),
                 Err(e) => return (Err(e), None),
@@ -360,11 +362,11 @@ async fn rejected<S: Saga>(
 }
 
 async fn load<S: Saga>(
-    store: &dyn SagaStore,
+    deps: &Deps,
     kind: &Kind<S>,
     id: SagaId,
 ) -> Result<Option<Loaded<S>>, ActorError> {
-    let Some(history) = store.load(id).await? else {
+    let Some(history) = deps.store.load(id).await? else {
         return Ok(None);
     };
     if history.saga_type != kind.name {
@@ -377,7 +379,7 @@ async fn load<S: Saga>(
         Ok(state) => state,
         // It may name a definition version stored by another node since this
         // one started: read them again, once.
-        Err(e) if kind.refresh().await => {
+        Err(e) if reloaded(deps).await => {
             tracing::info!(error.message = %e, "saga definitions read again");
             fold::<S>(&kind.shared(), id, history.events, |_| {}).map_err(ActorError::Corrupt)?
         }
@@ -388,6 +390,13 @@ async fn load<S: Saga>(
         version: history.version,
         trace: history.traceparent.as_deref().and_then(TraceParent::parse),
     }))
+}
+
+async fn reloaded(deps: &Deps) -> bool {
+    match &deps.reload {
+        Some(reload) => reload().await,
+        None => false,
+    }
 }
 
 /// Rebuilds a saga's state from its stored events, showing `each` the state

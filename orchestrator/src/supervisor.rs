@@ -1,11 +1,10 @@
 //! Creates saga actors on demand and forgets them when they stop.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
 use sagaplane_sagas::{Explanation, Saga, SagaId, View};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -28,11 +27,13 @@ pub(crate) trait SagaKind: Send + Sync {
     fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle>;
     /// The state after each of `events`, in order.
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String>;
-    /// Reads what the type's sagas share anew (see [`Kind::refresh`]).
-    fn refresh(&self) -> BoxFuture<'_, bool>;
+    /// For a defined type, to take in versions stored since.
+    fn as_any(&self) -> &dyn Any;
 }
 
-pub(crate) type Kinds = Arc<HashMap<String, Box<dyn SagaKind>>>;
+/// Every registered saga type by name; grows when another node stores a new
+/// type's definition.
+pub(crate) type Kinds = Arc<RwLock<HashMap<String, Arc<dyn SagaKind>>>>;
 
 impl<S: Saga> SagaKind for Kind<S> {
     fn spawn(&self, id: SagaId, generation: u64, deps: Arc<Deps>) -> Recipient<Handle> {
@@ -41,8 +42,8 @@ impl<S: Saga> SagaKind for Kind<S> {
             .recipient()
     }
 
-    fn refresh(&self) -> BoxFuture<'_, bool> {
-        Kind::refresh(self).boxed()
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 
     fn replay(&self, id: SagaId, events: Vec<Value>) -> Result<Vec<Snapshot>, String> {
@@ -104,7 +105,10 @@ impl Handler<Route> for Supervisor {
         let saga_type = msg.saga_type.ok_or(RouteError::TypeNeeded)?;
         let kind = self
             .kinds
+            .read()
+            .expect("kinds lock poisoned")
             .get(saga_type.as_str())
+            .cloned()
             .ok_or(RouteError::UnknownType(saga_type))?;
         self.next_generation += 1;
         let generation = self.next_generation;

@@ -394,3 +394,49 @@ async fn a_node_reads_the_definitions_again_for_a_version_stored_after_it_starte
         "{handled:?}"
     );
 }
+
+#[actix::test]
+async fn a_node_takes_in_a_saga_type_and_a_version_stored_after_it_started() {
+    tokio::time::pause();
+    let a = core(OrchestratorConfig::default());
+    // Another node stores order version 2 and a new type, `refund`.
+    let refund = sagaplane_sagas::definition::SHIPPED[1].1.replacen(
+        "saga_type = \"return\"",
+        "saga_type = \"refund\"",
+        1,
+    );
+    let refund = sagaplane_sagas::Definition::from_toml("refund.v1.toml", &refund).unwrap();
+    let v1 = sagaplane_sagas::Definition::shipped().remove(0);
+    let offered = vec![
+        ("order.v1.toml".into(), v1),
+        ("order.v2.toml".into(), order_v2()),
+        ("refund.v1.toml".into(), refund),
+    ];
+    sagaplane_orchestrator::load_catalog(&a.store, offered)
+        .await
+        .unwrap();
+    assert!(a.orchestrator.catalog().get("refund").is_none());
+    // This node starts a saga of the new type, and one naming version 2.
+    let input = json!({"return_id": "r-1", "order_id": "o-1", "customer_id": "c-1",
+                       "items": [{"sku": "BOOK-1", "qty": 1}], "amount_cents": 100,
+                       "currency": "EUR"});
+    let started = a
+        .orchestrator
+        .start("refund", "r-1", input, None, None)
+        .await;
+    assert!(
+        matches!(started, Ok(StartOutcome::Created(_))),
+        "{started:?}"
+    );
+    let started = a
+        .orchestrator
+        .start("order", "o-2", order(), Some(2), None)
+        .await;
+    assert!(
+        matches!(started, Ok(StartOutcome::Created(_))),
+        "{started:?}"
+    );
+    let catalog = a.orchestrator.catalog();
+    assert_eq!(catalog.get("order").unwrap().newest().version, 2);
+    assert!(a.orchestrator.saga_types().contains(&"refund".to_owned()));
+}

@@ -136,8 +136,8 @@ pub(crate) async fn list(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    let types: Vec<SagaTypeDto> = state
-        .catalog
+    let catalog = state.orchestrator.catalog();
+    let types: Vec<SagaTypeDto> = catalog
         .types()
         .map(|t| SagaTypeDto {
             saga_type: t.saga_type.clone(),
@@ -170,8 +170,8 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let (saga_type, number) = path.into_inner();
-    let definition = state
-        .catalog
+    let catalog = state.orchestrator.catalog();
+    let definition = catalog
         .get(&saga_type)
         .and_then(|t| t.get(number))
         .ok_or_else(|| {

@@ -100,12 +100,7 @@ pub(crate) async fn search(
         // A business key is indexed with its type: name every type when none is given.
         saga_types: match (q.saga_type, &q.business_key) {
             (Some(t), _) => vec![t],
-            (None, Some(_)) => state
-                .orchestrator
-                .saga_types()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            (None, Some(_)) => state.orchestrator.saga_types(),
             (None, None) => Vec::new(),
         },
         business_key: q.business_key,

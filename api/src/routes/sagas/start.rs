@@ -92,8 +92,8 @@ pub(crate) async fn start(
     let business_key = match request.business_key {
         Some(key) => key,
         None => {
-            let versions = state
-                .catalog
+            let catalog = state.orchestrator.catalog();
+            let versions = catalog
                 .get(&request.saga_type)
                 .ok_or_else(|| unknown_type(&request.saga_type))?;
             let definition = request
