@@ -29,7 +29,7 @@ const CASES: [(&str, &str, &str); 6] = [
     ),
     (
         "invalid-schema.toml",
-        "input_schema",
+        "input_schema.type",
         "not a valid JSON Schema",
     ),
     (

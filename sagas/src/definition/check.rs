@@ -179,8 +179,13 @@ impl Checker {
     fn schema(&mut self, at: &str, document: Value) -> Option<Schema> {
         match Schema::compile(document) {
             Ok(s) => Some(s),
-            Err(e) => {
-                self.problem(at, format!("not a valid JSON Schema: {e}"));
+            Err((path, why)) => {
+                let at = if path.is_empty() {
+                    at.to_owned()
+                } else {
+                    format!("{at}.{path}")
+                };
+                self.problem(&at, format!("not a valid JSON Schema: {why}"));
                 None
             }
         }

@@ -29,11 +29,23 @@ impl PartialEq for Schema {
 }
 
 impl Schema {
-    /// Compiles `document`; `Err` says why it is no JSON Schema.
-    pub fn compile(document: Value) -> Result<Schema, String> {
-        let validator = jsonschema::options()
-            .build(&document)
-            .map_err(|e| e.to_string())?;
+    /// Compiles `document`; `Err` says where in it (a dot path, empty for
+    /// the whole) and why it is no JSON Schema.
+    pub fn compile(document: Value) -> Result<Schema, (String, String)> {
+        let validator = jsonschema::options().build(&document).map_err(|e| {
+            let at = field_path("", e.instance_path().as_str());
+            let at = at.trim_start_matches('.').to_owned();
+            let message = if at == "type" || at.ends_with(".type") {
+                format!(
+                    "{} is not a JSON Schema type (array, boolean, integer, null, number, \
+                     object, string) nor a list of them",
+                    e.instance()
+                )
+            } else {
+                e.to_string()
+            };
+            (at, message)
+        })?;
         Ok(Schema {
             document,
             validator: Arc::new(validator),
