@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
-use super::plan::event;
+use super::plan::{event, failed};
 use super::state::{DefinedSaga, Pending, Wait};
 use crate::definition::{LateReply, Role};
 use crate::{FieldError, Input, Outcome, Rejection, Reply, Status};
@@ -199,17 +199,11 @@ impl DefinedSaga {
                 "the saga's deadline of {} ms passed at {deadline}",
                 self.policy().saga_deadline_ms
             );
+            let plan = self.compensation_plan(p, in_doubt);
+            let then = Then::Compensate { plan };
             return Some(event(
                 now,
-                EventKind::StepFailed {
-                    step: p.step.clone(),
-                    attempt: p.attempt,
-                    cause: FailureCause::DeadlineExceeded,
-                    reason,
-                    then: Then::Compensate {
-                        plan: self.compensation_plan(p, in_doubt),
-                    },
-                },
+                failed(p, FailureCause::DeadlineExceeded, reason, then),
             ));
         }
         match p.wait {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
-use super::plan::event;
+use super::plan::{event, failed};
 use super::state::{DefinedSaga, Pending, Wait};
 use crate::definition::{Definition, Role};
 use crate::{Action, ActionKind, ActionName, Assume, FieldError, Rejection, Status};
@@ -171,15 +171,8 @@ impl DefinedSaga {
     }
 
     fn operator_failure(&self, p: &Pending, reason: String, in_doubt: bool) -> EventKind {
-        EventKind::StepFailed {
-            step: p.step.clone(),
-            attempt: p.attempt,
-            cause: FailureCause::Operator,
-            reason,
-            then: Then::Compensate {
-                plan: self.compensation_plan(p, in_doubt),
-            },
-        }
+        let plan = self.compensation_plan(p, in_doubt);
+        failed(p, FailureCause::Operator, reason, Then::Compensate { plan })
     }
 
     /// Steps that exist in `target` but not where the saga needs them: the

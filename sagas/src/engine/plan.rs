@@ -48,16 +48,7 @@ impl DefinedSaga {
             .filter(|s| applied || Some(s.as_str()) != undo)
             .cloned()
             .collect();
-        event(
-            now,
-            EventKind::StepFailed {
-                step: p.step.clone(),
-                attempt: p.attempt,
-                cause,
-                reason,
-                then: Then::Compensate { plan },
-            },
-        )
+        event(now, failed(p, cause, reason, Then::Compensate { plan }))
     }
 
     pub(super) fn failure(
@@ -83,16 +74,7 @@ impl DefinedSaga {
         } else {
             Then::Suspend
         };
-        event(
-            now,
-            EventKind::StepFailed {
-                step: p.step.clone(),
-                attempt: p.attempt,
-                cause,
-                reason,
-                then,
-            },
-        )
+        event(now, failed(p, cause, reason, then))
     }
 
     /// The back-off of a step's retries: the definition's, else the settings'.
@@ -149,6 +131,17 @@ impl DefinedSaga {
 
 pub(super) fn event(at: DateTime<Utc>, kind: EventKind) -> Event {
     Event { at, kind }
+}
+
+/// The attempt of `p` in hand failed (`cause`, `reason`); `then` follows.
+pub(super) fn failed(p: &Pending, cause: FailureCause, reason: String, then: Then) -> EventKind {
+    EventKind::StepFailed {
+        step: p.step.clone(),
+        attempt: p.attempt,
+        cause,
+        reason,
+        then,
+    }
 }
 
 /// FNV-1a: a stable number for a step name, to vary retry jitter by step.
