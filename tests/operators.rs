@@ -479,3 +479,31 @@ async fn every_action_is_refused_where_it_does_not_apply() {
         );
     }
 }
+
+#[actix_web::test]
+async fn racing_cancels_give_one_winner_and_only_412_or_409_to_the_others() {
+    let (app, id) = suspended_app().await;
+    let etag = app.get(&format!("/v1/sagas/{id}")).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for if_match in [Some(etag.as_str()), None] {
+        let responses = futures_util::future::join_all(
+            (0..20).map(|_| app.act(&id, "cancel", why("race"), if_match, false)),
+        )
+        .await;
+        let statuses: Vec<StatusCode> = responses.iter().map(|r| r.status()).collect();
+        let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert!(won <= 1, "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| [
+                StatusCode::OK,
+                StatusCode::PRECONDITION_FAILED,
+                StatusCode::CONFLICT
+            ]
+            .contains(s)),
+            "{statuses:?}"
+        );
+    }
+    assert_eq!(app.saga(&id).await["status"], "cancelled");
+}

@@ -2,6 +2,7 @@
 //! store transaction; commands leave only after that transaction committed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -12,6 +13,9 @@ use crate::input::{ActorError, Handled};
 use crate::kind::Kind;
 use crate::messages::{Gone, Handle};
 use crate::step::{Deps, Loaded};
+
+/// How long the actor of a finished saga stays for inputs already on their way.
+const FINISHED_LINGER: Duration = Duration::from_millis(200);
 
 /// The actor of one saga instance. Its state is a cache of the folded history:
 /// dropped after any failure and rebuilt from the store on the next input.
@@ -38,12 +42,11 @@ impl<S: Saga> SagaActor<S> {
         }
     }
 
-    /// Passivation: stop after `idle_timeout` without input.
-    fn arm_idle(&mut self, ctx: &mut Context<Self>) {
+    /// Passivation: stop after `timeout` without input.
+    fn arm_idle(&mut self, ctx: &mut Context<Self>, timeout: Duration) {
         if let Some(handle) = self.idle.take() {
             ctx.cancel_future(handle);
         }
-        let timeout = self.deps.config.idle_timeout;
         self.idle = Some(ctx.run_later(timeout, |act, ctx| {
             if !act.busy {
                 ctx.stop();
@@ -56,7 +59,7 @@ impl<S: Saga> Actor for SagaActor<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.arm_idle(ctx);
+        self.arm_idle(ctx, self.deps.config.idle_timeout);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -106,11 +109,17 @@ impl<S: Saga> Handler<Handle> for SagaActor<S> {
                     .as_ref()
                     .is_none_or(|l: &Loaded<S>| l.state.view().status.is_terminal());
                 act.loaded = loaded;
-                if finished {
-                    ctx.stop();
+                // A finished saga's actor (or one that dropped its state after
+                // a failure) goes soon — not at once: inputs already queued for
+                // it, such as racing actions on a saga that just ended, are
+                // still answered from its state (or the store) instead of
+                // finding the mailbox closed.
+                let timeout = if finished {
+                    FINISHED_LINGER
                 } else {
-                    act.arm_idle(ctx);
-                }
+                    act.deps.config.idle_timeout
+                };
+                act.arm_idle(ctx, timeout);
                 result
             },
         )))
