@@ -146,3 +146,37 @@ async fn without_a_key_configured_the_ingress_is_off() {
     let r = post(&app, Some("anything"), b"{}".to_vec()).await;
     assert_problem(r, StatusCode::NOT_FOUND).await;
 }
+
+#[actix_web::test]
+async fn a_nul_in_any_field_is_kept_as_a_dead_letter_with_its_bytes() {
+    let app = app().await;
+    let id = app
+        .start_order("in-nul", order("o-n", "c-1", "AWS-1", 500))
+        .await;
+    let cases = [
+        json!({"specversion": "1.0", "id": "nul-1", "source": "s", "type": "x\u{0}", "subject": id, "data": {}}),
+        json!({"specversion": "1.0\u{0}", "id": "nul-2", "source": "s", "type": "sagaplane.reply.v1", "subject": id, "data": {}}),
+        json!({"specversion": "1.0", "id": "nul-3", "source": "s", "type": "sagaplane.reply.v1", "subject": "x\u{0}y", "data": {}}),
+        json!({"specversion": "1.0", "id": "nul-4", "source": "s", "type": "sagaplane.reply.v1", "subject": id,
+               "data": {"step": "reserve-inventory", "attempt": 1, "outcome": {"status": "\u{0}"}}}),
+        json!({"specversion": "1.0", "id": "nul-5", "source": "s", "type": "sagaplane.reply.v1", "subject": id,
+               "data": {"\u{0}": 1}}),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let raw = serde_json::to_vec(case).unwrap();
+        let r = post(&app, Some(KEY), raw.clone()).await;
+        let problem = assert_problem(r, StatusCode::BAD_REQUEST).await;
+        assert!(
+            !problem.to_string().contains("\\u0000"),
+            "case {i}: {problem}"
+        );
+        let (reason, stored): (String, Vec<u8>) =
+            sqlx::query_as("SELECT reason, raw FROM dead_letters ORDER BY id DESC LIMIT 1")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, raw, "case {i}: the bytes are kept whole");
+        assert!(!reason.contains('\u{0}'), "case {i}: {reason:?}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 5);
+}

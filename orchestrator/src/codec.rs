@@ -172,6 +172,33 @@ pub enum DecodeError {
     BadData(String),
 }
 
+/// `text` safe to store in PostgreSQL and to log: control characters (NUL,
+/// which PostgreSQL refuses, among them) written as `\u{…}` escapes. For
+/// texts built from received bytes, such as a dead letter's reason; the raw
+/// bytes themselves are kept whole.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            c if c.is_control() && c != '\n' && c != '\t' => c.escape_unicode().collect::<Vec<_>>(),
+            c => vec![c],
+        })
+        .collect()
+}
+
+/// `value` with every string (and object key) made [`printable`].
+pub fn printable_json(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(printable(s)),
+        Value::Array(items) => Value::Array(items.iter().map(printable_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (printable(k), printable_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The channel of replies that come through the EventBridge ingress.
 pub const EVENTBRIDGE_CHANNEL: &str = "eventbridge";
 

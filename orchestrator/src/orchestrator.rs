@@ -221,7 +221,7 @@ impl Orchestrator {
         match codec::decode_for(channel, &raw) {
             Ok(inbound) => Ok(Ingested::Handled(self.receive(inbound).await?)),
             Err(e) => {
-                let reason = e.to_string();
+                let reason = codec::printable(&e.to_string());
                 self.dead_letter(DeadLetter {
                     channel: channel.to_owned(),
                     reason: reason.clone(),
@@ -236,7 +236,11 @@ impl Orchestrator {
     }
 
     /// Keeps an inbound message that cannot be used, with its bytes and why.
-    pub async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+    pub async fn dead_letter(&self, mut letter: DeadLetter) -> Result<(), StoreError> {
+        // The reason and headers repeat what was received: make them safe to
+        // store and to log (the raw bytes stay whole).
+        letter.reason = codec::printable(&letter.reason);
+        letter.headers = codec::printable_json(&letter.headers);
         tracing::warn!(channel = %letter.channel, reason = %letter.reason, "inbound message dead-lettered");
         self.store.dead_letter(letter).await?;
         self.metrics.dead_letters.inc();
