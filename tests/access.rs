@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, order, order_request, spawn_app_with, TestApp};
 
 const TOKENS: [(&str, Role); 4] = [
-    ("starter-token", Role::Starter),
-    ("viewer-token", Role::Viewer),
-    ("operator-token", Role::Operator),
-    ("admin-token", Role::Admin),
+    ("starter-token-0123", Role::Starter),
+    ("viewer-token-01234", Role::Viewer),
+    ("operator-token-012", Role::Operator),
+    ("admin-token-012345", Role::Admin),
 ];
 
 async fn secured_app() -> TestApp {
@@ -53,7 +53,7 @@ async fn every_role_against_every_route_class() {
         Method::POST,
         "/v1/sagas",
         Some(order_request("acl-0", order("acl-0", "c", "HANG-1", 5))),
-        Some("starter-token"),
+        Some("starter-token-0123"),
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -159,7 +159,7 @@ async fn an_intervention_records_the_token_holder_not_the_body() {
         Method::POST,
         "/v1/sagas",
         Some(order_request("who-1", order("who-1", "c", "HANG-1", 5))),
-        Some("starter-token"),
+        Some("starter-token-0123"),
     )
     .await;
     let id = response.json::<Value>().await.unwrap()["id"]
@@ -171,7 +171,7 @@ async fn an_intervention_records_the_token_holder_not_the_body() {
         Method::POST,
         &format!("/v1/sagas/{id}/actions/cancel"),
         Some(json!({ "reason": "test", "operator": "someone-else" })),
-        Some("operator-token"),
+        Some("operator-token-012"),
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -78,9 +78,12 @@ pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result
             roles: None,
         });
     }
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
     let presented = presented
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthorized("an `Authorization: Bearer` token is required".into())
         })?;
@@ -155,6 +158,10 @@ mod tests {
         ));
         let svc = authenticate(&tokens(), Some("Bearer start-secret")).unwrap();
         assert!(svc.require(Role::Starter).is_ok());
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let caller = authenticate(&tokens(), Some(&format!("{scheme} start-secret")));
+            assert_eq!(caller.unwrap().name, svc.name, "{scheme}");
+        }
         assert!(svc.require(Role::Viewer).is_err());
     }
 
@@ -165,6 +172,8 @@ mod tests {
             Some("op-secret"),
             Some("Bearer op-secre"),
             Some("Bearer "),
+            Some("Basic op-secret"),
+            Some("Bearerop-secret"),
         ] {
             assert!(matches!(
                 authenticate(&tokens(), presented),

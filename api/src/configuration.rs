@@ -155,6 +155,35 @@ pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
 }
 
+/// The shortest token accepted: a guessable token is no access control.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AuthSettings {
+    /// Every token long enough, and no two entries sharing one (which would
+    /// make the recorded operator a guess); `Err` names the entries.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, t) in self.tokens.iter().enumerate() {
+            let token = t.token.expose_secret();
+            if token.trim().chars().count() < MIN_TOKEN_LEN {
+                return Err(format!(
+                    "auth.tokens[{i}] (`{}`): a token must be at least {MIN_TOKEN_LEN} characters",
+                    t.name
+                ));
+            }
+            if let Some(j) = self.tokens[..i]
+                .iter()
+                .position(|o| o.token.expose_secret() == token)
+            {
+                return Err(format!(
+                    "auth.tokens[{i}] (`{}`) has the same token as auth.tokens[{j}] (`{}`)",
+                    t.name, self.tokens[j].name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One configured access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -673,5 +702,43 @@ mod tests {
             assert!(s.auth.tokens.is_empty());
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod token_checks {
+    use super::*;
+
+    fn token(name: &str, token: &str) -> TokenSettings {
+        TokenSettings {
+            name: name.into(),
+            token: token.into(),
+            roles: vec![Role::Viewer],
+        }
+    }
+
+    #[test]
+    fn empty_short_and_shared_tokens_are_refused() {
+        let long = "a-long-random-secret";
+        let ok = AuthSettings {
+            tokens: vec![token("a", long), token("b", "another-long-secret")],
+        };
+        assert_eq!(ok.check(), Ok(()));
+        for short in ["", "x", "fifteen-chars-x"] {
+            let s = AuthSettings {
+                tokens: vec![token("a", long), token("b", short)],
+            };
+            let e = s.check().unwrap_err();
+            assert!(
+                e.contains("auth.tokens[1] (`b`)") && e.contains("16"),
+                "{e}"
+            );
+        }
+        let shared = AuthSettings {
+            tokens: vec![token("a", long), token("b", long)],
+        };
+        let e = shared.check().unwrap_err();
+        assert!(e.contains("same token as auth.tokens[0] (`a`)"), "{e}");
+        assert!(!e.contains(long), "the token never appears: {e}");
     }
 }

@@ -36,6 +36,10 @@ impl Application {
     /// an actix system; the server runs once [`Application::run_until_stopped`]
     /// is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings
+            .auth
+            .check()
+            .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
         let offered = crate::definitions::offered(&settings.definitions.paths)?;
         let mut participants = SimulatedParticipants::new(settings.simulator.clone())
             .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
