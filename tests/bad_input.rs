@@ -228,3 +228,18 @@ async fn a_nul_character_is_refused_where_postgresql_could_not_store_it() {
     }
     assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
 }
+
+#[actix_web::test]
+async fn a_huge_value_is_not_echoed_whole() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(60_000);
+    let mut body = order_request("k-huge", order("o", "c", "SKU-1", 100));
+    body["saga_type"] = json!(huge);
+    let response = app.post_saga(&body).await;
+    let length = response.content_length();
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.len() < 2_000, "{} bytes", message.len());
+    assert!(message.contains("characters in all"), "{message}");
+    assert!(length.is_none_or(|l| l < 4_000), "{length:?}");
+}

@@ -128,12 +128,33 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed { current, .. } => body.current_version = Some(*current),
             _ => {}
         }
+        // A detail may repeat what the client sent (a 60 KB saga type):
+        // answer with the start of it.
+        body.detail = capped(&body.detail);
+        for e in &mut body.errors {
+            e.field = capped(&e.field);
+            e.message = capped(&e.message);
+        }
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(body)
+    }
+}
+
+/// The longest text a problem echoes, in characters.
+const MAX_ECHO: usize = 1_000;
+
+fn capped(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((end, _)) => format!(
+            "{}… ({} characters in all)",
+            &text[..end],
+            text.chars().count()
+        ),
+        None => text.to_owned(),
     }
 }
 
