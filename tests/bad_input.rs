@@ -243,3 +243,33 @@ async fn a_huge_value_is_not_echoed_whole() {
     assert!(message.contains("characters in all"), "{message}");
     assert!(length.is_none_or(|l| l < 4_000), "{length:?}");
 }
+
+#[actix_web::test]
+async fn a_wrong_method_is_405_naming_the_allowed_ones() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4();
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/sagas".to_owned(), "GET, POST"),
+        (reqwest::Method::PUT, format!("/v1/sagas/{id}"), "GET"),
+        (
+            reqwest::Method::GET,
+            format!("/v1/sagas/{id}/actions/cancel"),
+            "POST",
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let problem = assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(allow),
+            "{problem}"
+        );
+    }
+    let response = app.get("/v1/nothing-here").await;
+    assert_problem(response, StatusCode::NOT_FOUND).await;
+}

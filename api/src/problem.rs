@@ -18,6 +18,12 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, with other methods.
+    #[error("{method} is not allowed here; allowed: {}", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        allowed: Vec<&'static str>,
+    },
     #[error("{0}")]
     Conflict(String),
     /// An action the saga's state does not allow: says which ones it does.
@@ -85,6 +91,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::NotAllowed { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -139,6 +146,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allowed, .. } = self {
+            response.insert_header((header::ALLOW, allowed.join(", ")));
         }
         response.json(body)
     }

@@ -156,7 +156,30 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Any path or method the API does not have.
-pub(crate) async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such resource".into()))
+/// Any path or method the API does not have: 405 with `Allow` when the path
+/// is served with other methods, else 404.
+pub(crate) async fn not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let path = request.path();
+    let mut allowed: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path))
+        .map(|(method, _)| match *method {
+            "get" => "GET",
+            "post" => "POST",
+            "put" => "PUT",
+            "delete" => "DELETE",
+            _ => "PATCH",
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(ApiError::NotFound("no such resource".into()));
+    }
+    allowed.sort_unstable();
+    allowed.dedup();
+    Err(ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        allowed,
+    })
 }
