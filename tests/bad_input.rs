@@ -273,3 +273,23 @@ async fn a_wrong_method_is_405_naming_the_allowed_ones() {
     let response = app.get("/v1/nothing-here").await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 }
+
+#[actix_web::test]
+async fn a_body_naming_a_key_twice_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let body = r#"{"saga_type": "order", "business_key": "k-dup", "business_key": "k-other",
+        "input": {"order_id": "o", "customer_id": "c", "items": [{"sku": "S", "qty": 1}],
+                  "amount_cents": 100, "currency": "EUR"}}"#;
+    let response = app
+        .client
+        .post(format!("{}/v1/sagas", app.address))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("duplicate key `business_key`"), "{detail}");
+    assert_nothing_stored(&app).await;
+}

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod configuration;
 pub mod definitions;
 mod exposition;
+mod json;
 mod problem;
 mod routes;
 pub mod startup;

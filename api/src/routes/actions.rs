@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::sagas::{detailed, etag, parse_id, SagaDto};
 use crate::auth::{Caller, Role};
+use crate::json::Strict;
 use crate::problem::{no_saga, parse_body, reason_within_limit, ApiError, Problem};
 use crate::state::AppState;
 
@@ -140,12 +141,12 @@ pub(crate) async fn act(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<ActionQuery>,
-    body: web::Json<Value>,
+    body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Operator)?;
     let (raw_id, name) = path.into_inner();
     let id = parse_id(&raw_id)?;
-    let request: ActionRequest = parse_body(body.into_inner())?;
+    let request: ActionRequest = parse_body(body.into_inner().0)?;
     let kind = action_kind(&name, request.assume, request.to_version)?;
     reason_within_limit(&request.reason)?;
     let operator = match (caller.authenticated(), request.operator) {

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::sagas::MAX_PAGE;
 use crate::auth::{Caller, Role};
+use crate::json::Strict;
 use crate::problem::{parse_body, reason_within_limit, ApiError, Problem};
 use crate::state::AppState;
 
@@ -191,10 +192,10 @@ pub(crate) async fn redrive(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
-    let reason = reason(body.into_inner())?;
+    let reason = reason(body.into_inner().0)?;
     let id = parse_id(&path)?;
     let (outcome, letter) = state
         .orchestrator
@@ -229,10 +230,10 @@ pub(crate) async fn discard(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
-    let reason = reason(body.into_inner())?;
+    let reason = reason(body.into_inner().0)?;
     let id = parse_id(&path)?;
     let letter = state
         .orchestrator

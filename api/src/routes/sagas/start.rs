@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::dto::{etag, SagaDto};
 use crate::auth::{Caller, Role};
+use crate::json::Strict;
 use crate::problem::{parse_body, ApiError, Problem};
 use crate::state::AppState;
 
@@ -70,7 +71,7 @@ pub(crate) async fn start(
     state: web::Data<AppState>,
     caller: Caller,
     http: HttpRequest,
-    body: web::Json<Value>,
+    body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Starter)?;
     // An invalid traceparent is ignored, as W3C Trace Context says: a new trace starts.
@@ -79,7 +80,7 @@ pub(crate) async fn start(
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    let request: StartRequest = parse_body(body.into_inner())?;
+    let request: StartRequest = parse_body(body.into_inner().0)?;
     let unknown_type = |t: &str| {
         ApiError::Invalid(vec![FieldError::new(
             "saga_type",
