@@ -180,3 +180,29 @@ async fn a_nul_in_any_field_is_kept_as_a_dead_letter_with_its_bytes() {
     }
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 5);
 }
+
+#[actix_web::test]
+async fn replies_up_to_the_ingress_limit_are_taken_and_larger_ones_kept_cut() {
+    let app = app().await;
+    let id = app
+        .start_order("in-big", order("o-b", "c-1", "AWS-1", 500))
+        .await;
+    // 100 KiB: over `http.max_body_bytes`, within EventBridge's 256 KiB.
+    let mut event: Value = serde_json::from_slice(&envelope(&id, "big-1")).unwrap();
+    event["resources"] = json!(["r".repeat(100 * 1024)]);
+    let r = post(&app, Some(KEY), serde_json::to_vec(&event).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // 300 KiB: refused, and kept as a dead letter cut to the limit.
+    event["resources"] = json!(["r".repeat(300 * 1024)]);
+    let raw = serde_json::to_vec(&event).unwrap();
+    let r = post(&app, Some(KEY), raw.clone()).await;
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let (reason, kept, headers): (String, Vec<u8>, Value) =
+        sqlx::query_as("SELECT reason, raw, headers FROM dead_letters ORDER BY id DESC LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, raw[..256 * 1024]);
+    assert!(reason.contains(&format!("{} bytes", raw.len())), "{reason}");
+    assert_eq!(headers["length"], raw.len());
+}

@@ -71,6 +71,9 @@ pub struct EventBridgeIngressSettings {
     pub api_key: ApiKey,
     /// The header it comes in.
     pub header: String,
+    /// Largest reply taken (EventBridge's entries reach 256 KiB); a larger one
+    /// is kept as a dead letter, cut to this size, and answered 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for EventBridgeIngressSettings {
@@ -78,6 +81,7 @@ impl Default for EventBridgeIngressSettings {
         Self {
             api_key: ApiKey::default(),
             header: "x-api-key".into(),
+            max_body_bytes: sagaplane_orchestrator::codec::MAX_REPLY_BYTES,
         }
     }
 }

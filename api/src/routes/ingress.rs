@@ -6,6 +6,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use sagaplane_orchestrator::codec::EVENTBRIDGE_CHANNEL;
+use sagaplane_orchestrator::ports::DeadLetter;
 use sagaplane_orchestrator::{ActorError, Handled, Ingested};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -14,6 +15,9 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, Problem};
+
+/// How much past its limit an oversized body is read to learn its length.
+const OVERSIZE_READ_FACTOR: usize = 16;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,15 +64,43 @@ pub(crate) async fn eventbridge(
             settings.header
         )));
     }
-    let limit = state.http.max_body_bytes;
+    let limit = settings.max_body_bytes;
     let mut raw = Vec::new();
+    let mut length = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
-        if raw.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
+        length += chunk.len();
+        let room = limit.saturating_sub(raw.len());
+        raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if length > limit.saturating_mul(OVERSIZE_READ_FACTOR) {
+            break;
         }
-        raw.extend_from_slice(&chunk);
+    }
+    if length > limit {
+        // Kept before answering: EventBridge gives up on a 4xx, so this row
+        // is all there is of the reply.
+        let at_least = if length > limit.saturating_mul(OVERSIZE_READ_FACTOR) {
+            "at least "
+        } else {
+            ""
+        };
+        let reason = format!(
+            "the message is {at_least}{length} bytes, more than the {limit} allowed; \
+             kept cut to its first {limit} bytes"
+        );
+        state
+            .orchestrator
+            .dead_letter(DeadLetter {
+                channel: EVENTBRIDGE_CHANNEL.to_owned(),
+                reason,
+                raw,
+                headers: json!({"length": length, "truncated_to": limit}),
+                outbox_message_id: None,
+            })
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        return Err(ApiError::PayloadTooLarge(limit));
     }
     let outcome = match state
         .orchestrator
