@@ -18,6 +18,16 @@ impl TypeVersions {
         self.versions.get(&version)
     }
 
+    /// Why `version` cannot be had: it is not loaded, and which are.
+    pub fn not_loaded(&self, version: u32) -> String {
+        let loaded: Vec<String> = self.versions.keys().map(u32::to_string).collect();
+        format!(
+            "saga type `{}` has no version {version}; loaded: {}",
+            self.saga_type,
+            loaded.join(", ")
+        )
+    }
+
     /// The highest version: what a start that names none gets.
     pub fn newest(&self) -> &Arc<Definition> {
         self.versions

@@ -24,15 +24,9 @@ impl DefinedSaga {
                 }
                 let definition = match version {
                     Some(v) => self.kind.get(v).ok_or_else(|| {
-                        let loaded: Vec<String> =
-                            self.kind.versions.keys().map(u32::to_string).collect();
                         Rejection::Invalid(vec![FieldError::new(
                             "version",
-                            format!(
-                                "saga type `{}` has no version {v}; loaded: {}",
-                                self.kind.saga_type,
-                                loaded.join(", ")
-                            ),
+                            self.kind.not_loaded(v),
                         )])
                     })?,
                     None => self.kind.newest(),
@@ -44,11 +38,7 @@ impl DefinedSaga {
                     now,
                     EventKind::SagaStarted {
                         input: start,
-                        definition: DefinitionRef {
-                            saga_type: definition.saga_type.clone(),
-                            version: definition.version,
-                            hash: Some(definition.hash.clone()),
-                        },
+                        definition: DefinitionRef::of(definition),
                         policy,
                     },
                 )]);

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::definition::Definition;
 use crate::{ActionKind, Policy};
 
 /// One fact in a saga's history, with the time it was decided.
@@ -72,6 +73,17 @@ pub struct DefinitionRef {
     /// Absent in histories written before definitions were versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+}
+
+impl DefinitionRef {
+    /// Names `definition`, hash included.
+    pub fn of(definition: &Definition) -> Self {
+        Self {
+            saga_type: definition.saga_type.clone(),
+            version: definition.version,
+            hash: Some(definition.hash.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,14 +119,10 @@ impl DefinedSaga {
                 "the saga already runs version {to_version}"
             )));
         }
-        let target = self.kind.get(to_version).ok_or_else(|| {
-            let loaded: Vec<String> = self.kind.versions.keys().map(u32::to_string).collect();
-            invalid(format!(
-                "saga type `{}` has no version {to_version}; loaded: {}",
-                self.kind.saga_type,
-                loaded.join(", ")
-            ))
-        })?;
+        let target = self
+            .kind
+            .get(to_version)
+            .ok_or_else(|| invalid(self.kind.not_loaded(to_version)))?;
         let forward = |role: Role| matches!(role, Role::Forward(_));
         let maps = |name: &str, role: Role| {
             target
@@ -159,14 +155,9 @@ impl DefinedSaga {
                 steps,
             });
         }
-        let reference = |d: &Definition| DefinitionRef {
-            saga_type: d.saga_type.clone(),
-            version: d.version,
-            hash: Some(d.hash.clone()),
-        };
         Ok(EventKind::SagaMigrated {
-            from: reference(current),
-            to: reference(target),
+            from: DefinitionRef::of(current),
+            to: DefinitionRef::of(target),
         })
     }
 
