@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sagaplane_sagas::{Catalog, DefinedSaga, Saga};
 
@@ -102,10 +101,9 @@ impl OrchestratorBuilder {
             metrics,
             clock,
         } = self;
-        let reload = catalog
-            .is_some()
-            .then(|| reloader(store.clone(), kinds.clone()));
+        let defined = catalog.is_some();
         let catalog = Arc::new(RwLock::new(Arc::new(catalog.unwrap_or_default())));
+        let reload = defined.then(|| reloader(store.clone(), kinds.clone(), catalog.clone()));
         let recovered = Arc::new(AtomicBool::new(false));
         let ownership = Ownership::default();
         LeaseKeeper::new(
@@ -128,7 +126,6 @@ impl OrchestratorBuilder {
         )
         .start();
         let notifier = Arc::new(SettledNotifier::default());
-        let reload = reload.map(|reload| with_catalog(reload, catalog.clone()));
         let supervisor = {
             let kinds = kinds.clone();
             let store = store.clone();
@@ -209,39 +206,26 @@ fn add_types(kinds: &Kinds, catalog: &Catalog) -> bool {
     new
 }
 
-/// Reads the stored definitions again and takes in what is new.
+/// Reads the stored definitions again and takes in what is new: versions of
+/// the defined types, new types, and [`Orchestrator::catalog`].
 fn reloader(
     store: Arc<dyn EventStore>,
     kinds: Kinds,
-) -> Arc<dyn Fn() -> BoxFuture<'static, Option<Catalog>> + Send + Sync> {
-    Arc::new(move || {
-        let store = store.clone();
-        let kinds = kinds.clone();
-        async move {
-            match load_catalog(store.as_ref(), Vec::new()).await {
-                Ok(catalog) => add_types(&kinds, &catalog).then_some(catalog),
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "saga definitions cannot be read again");
-                    None
-                }
-            }
-        }
-        .boxed()
-    })
-}
-
-/// The reload that also keeps [`Orchestrator::catalog`] current.
-fn with_catalog(
-    reload: Arc<dyn Fn() -> BoxFuture<'static, Option<Catalog>> + Send + Sync>,
     catalog: Arc<RwLock<Arc<Catalog>>>,
 ) -> Reload {
     Arc::new(move || {
-        let reload = reload.clone();
-        let catalog = catalog.clone();
+        let (store, kinds, catalog) = (store.clone(), kinds.clone(), catalog.clone());
         async move {
-            let Some(fresh) = reload().await else {
-                return false;
+            let fresh = match load_catalog(store.as_ref(), Vec::new()).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "saga definitions cannot be read again");
+                    return false;
+                }
             };
+            if !add_types(&kinds, &fresh) {
+                return false;
+            }
             tracing::info!("saga definitions stored by another node taken in");
             *catalog.write().expect("catalog lock poisoned") = Arc::new(fresh);
             true

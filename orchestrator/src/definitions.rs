@@ -53,9 +53,7 @@ pub async fn load_catalog(
         })
         .collect();
     for (i, row) in rows.iter().enumerate() {
-        let twin = rows[..i].iter().find(|o| {
-            (&o.saga_type, o.version) == (&row.saga_type, row.version) && o.hash != row.hash
-        });
+        let twin = rows[..i].iter().find(|o| o.conflicts_with(row));
         if let Some(other) = twin {
             return Err(DefinitionsError::Twice {
                 file: row.source.clone(),
@@ -67,9 +65,7 @@ pub async fn load_catalog(
     }
     let stored = store.publish_definitions(&rows).await?;
     for row in &rows {
-        let changed = stored.iter().find(|s| {
-            (&s.saga_type, s.version) == (&row.saga_type, row.version) && s.hash != row.hash
-        });
+        let changed = stored.iter().find(|s| s.conflicts_with(row));
         if let Some(s) = changed {
             return Err(DefinitionsError::Changed {
                 file: row.source.clone(),

@@ -597,11 +597,9 @@ impl DefinitionStore for MemoryStore {
         offered: &[StoredDefinition],
     ) -> Result<Vec<StoredDefinition>, StoreError> {
         let mut stored = self.definitions.lock().expect("definitions lock poisoned");
-        let changed = offered.iter().any(|d| {
-            stored
-                .get(&(d.saga_type.clone(), d.version))
-                .is_some_and(|s| s.hash != d.hash)
-        });
+        let changed = offered
+            .iter()
+            .any(|d| stored.values().any(|s| s.conflicts_with(d)));
         for d in offered.iter().filter(|_| !changed) {
             stored
                 .entry((d.saga_type.clone(), d.version))

@@ -19,6 +19,15 @@ pub struct StoredDefinition {
     pub document: Value,
 }
 
+impl StoredDefinition {
+    /// The same type and version as `other`, with other content: a version
+    /// changed after it was stored.
+    pub fn conflicts_with(&self, other: &StoredDefinition) -> bool {
+        (&self.saga_type, self.version) == (&other.saga_type, other.version)
+            && self.hash != other.hash
+    }
+}
+
 #[async_trait]
 pub trait DefinitionStore: Send + Sync {
     /// Stores each of `offered` whose (type, version) is not stored yet — a

@@ -34,18 +34,7 @@ pub(super) async fn publish(
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
-    let changed = offered.iter().any(|d| {
-        rows.iter().any(|(t, v, hash, _, _)| {
-            (t, *v as u32) == (&d.saga_type, d.version) && *hash != d.hash
-        })
-    });
-    if changed {
-        // The caller refuses to start: store none of the new versions either.
-        tx.rollback().await.map_err(db)?;
-    } else {
-        tx.commit().await.map_err(db)?;
-    }
-    Ok(rows
+    let stored: Vec<StoredDefinition> = rows
         .into_iter()
         .map(
             |(saga_type, version, hash, source, document)| StoredDefinition {
@@ -56,5 +45,15 @@ pub(super) async fn publish(
                 document,
             },
         )
-        .collect())
+        .collect();
+    let changed = offered
+        .iter()
+        .any(|d| stored.iter().any(|s| s.conflicts_with(d)));
+    if changed {
+        // The caller refuses to start: store none of the new versions either.
+        tx.rollback().await.map_err(db)?;
+    } else {
+        tx.commit().await.map_err(db)?;
+    }
+    Ok(stored)
 }
