@@ -293,3 +293,54 @@ async fn a_body_naming_a_key_twice_is_refused_and_nothing_is_stored() {
     assert!(detail.contains("duplicate key `business_key`"), "{detail}");
     assert_nothing_stored(&app).await;
 }
+
+#[actix_web::test]
+async fn a_missing_documentation_page_is_a_problem_too() {
+    let app = spawn_app().await;
+    for path in ["/docs/no-such-file.js", "/docs/../../etc/passwd"] {
+        let response = app.get(path).await;
+        let problem = assert_problem(response, StatusCode::NOT_FOUND).await;
+        assert_eq!(problem["detail"], "no such resource", "{path}");
+    }
+    // The pages that are there are still served as they are.
+    let response = app.get("/docs/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
+
+/// The HTTP server refuses these before any code of ours runs, with an
+/// empty body it does not let us change; what is checked is the status and
+/// that nothing reached the store.
+#[actix_web::test]
+async fn requests_the_http_server_refuses_before_the_app_are_still_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let two_lengths = "POST /v1/sagas HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                       content-length: 2\r\ncontent-length: 3\r\n\r\n{}";
+    for (request, status) in [(huge_header.as_str(), "431"), (two_lengths, "400")] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: {answer}"
+        );
+    }
+    assert_nothing_stored(&app).await;
+}

@@ -33,6 +33,7 @@ mod server;
 mod servicebus;
 mod servicebus_fake;
 mod simulator;
+mod slow_clients;
 mod timeouts;
 mod trace;
 mod two_nodes;

@@ -3,12 +3,17 @@
 //! route but health, `/openapi.json` and `/docs` needs one with the right role.
 //! An app that was not given its tokens ([`AccessTokens`]) refuses every
 //! request that needs a [`Caller`] (500): authentication fails closed.
+//!
+//! The role a route needs is stated once, in the route table; [`admit`]
+//! checks it from the headers alone, before anything reads the body.
 
 use std::future::{ready, Ready};
 
-use actix_web::dev::Payload;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -101,22 +106,43 @@ pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result
     })
 }
 
+/// The caller of `req`, from its `Authorization` header.
+fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+    // No tokens registered is a broken set-up, not an open API.
+    let Some(tokens) = req.app_data::<web::Data<AccessTokens>>() else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "the app has no access tokens registered, so no request is let through"
+        )));
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    authenticate(&tokens.0, presented)
+}
+
+/// Route middleware for a route that needs `role`: a request without a
+/// token granting it is refused before its body is read (a client without
+/// the role cannot hold a worker with a slow body), and the handler finds
+/// the [`Caller`] already made.
+pub(crate) async fn admit(
+    role: Role,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let caller = caller_of(req.request())?;
+    caller.require(role)?;
+    req.extensions_mut().insert(caller);
+    next.call(req).await
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // No tokens registered is a broken set-up, not an open API.
-        let Some(tokens) = req.app_data::<web::Data<AccessTokens>>() else {
-            return ready(Err(ApiError::Internal(anyhow::anyhow!(
-                "the app has no access tokens registered, so no request is let through"
-            ))));
-        };
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        ready(authenticate(&tokens.0, presented))
+        let admitted = req.extensions().get::<Caller>().cloned();
+        ready(admitted.map_or_else(|| caller_of(req), Ok))
     }
 }
 

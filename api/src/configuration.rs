@@ -231,6 +231,9 @@ pub struct DatabaseSettings {
 pub struct HttpSettings {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// A request body must have arrived this long after its headers, or
+    /// the request gets `408` and its connection is closed.
+    pub body_timeout_ms: u64,
     /// Longest `?wait=` a client may ask for.
     pub max_wait_seconds: u64,
     /// HTTP worker threads; 0 means one per core.
@@ -357,6 +360,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            body_timeout_ms: 10_000,
             max_wait_seconds: 60,
             workers: 0,
         }

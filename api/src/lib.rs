@@ -24,8 +24,10 @@
 
 pub mod auth;
 pub mod bench;
+mod body;
 pub mod cli;
 pub mod configuration;
+mod connection;
 pub mod definitions;
 mod exposition;
 mod json;

@@ -1,6 +1,9 @@
 //! RFC 9457 problem details: every error the API returns has this body.
 
+use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use sagaplane_orchestrator::{ActorError, RedriveError, StoreError};
 use sagaplane_sagas::FieldError;
@@ -42,6 +45,9 @@ pub enum ApiError {
     PreconditionFailed { asked: String, current: u64 },
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body came too slowly; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
     #[error("the service is temporarily unavailable; try again")]
@@ -50,6 +56,9 @@ pub enum ApiError {
     NotReady(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// Any other status, as a service not ours answered it.
+    #[error("{}", .0.canonical_reason().unwrap_or("error").to_lowercase())]
+    Other(StatusCode),
 }
 
 /// An RFC 9457 problem details body.
@@ -97,9 +106,11 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Other(status) => *status,
         }
     }
 
@@ -150,8 +161,41 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header((header::ALLOW, allowed.join(", ")));
         }
+        if let ApiError::RequestTimeout(_) = self {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.force_close();
+        }
         response.json(body)
     }
+}
+
+/// App middleware: an error answer made without a body by a service that is
+/// not ours (the documentation pages' 404s) gets a problem body like every
+/// other. (The HTTP server's own refusals of a malformed request — `400`,
+/// `431`, `408` for slow headers — are written before any app code runs and
+/// stay without a body.)
+pub(crate) async fn explain_bare_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let bare = (status.is_client_error() || status.is_server_error())
+        && !res.headers().contains_key(header::CONTENT_TYPE)
+        && matches!(
+            res.response().body().size(),
+            BodySize::None | BodySize::Sized(0)
+        );
+    if !bare {
+        return Ok(res.map_into_left_body());
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound("no such resource".into()),
+        other => ApiError::Other(other),
+    };
+    Ok(res
+        .into_response(error.error_response())
+        .map_into_right_body())
 }
 
 /// The longest text a problem echoes, in characters.

@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sagaplane_adapters::{
@@ -17,9 +19,10 @@ use sagaplane_sagas::Catalog;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::AccessTokens;
+use crate::body;
 use crate::configuration::Settings;
 use crate::exposition::Exposition;
-use crate::problem::ApiError;
+use crate::problem::{self, ApiError};
 use crate::routes;
 use crate::state::AppState;
 
@@ -108,8 +111,13 @@ impl Application {
         });
         let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
         let max_body = settings.http.max_body_bytes;
+        let body_timeout = Duration::from_millis(settings.http.body_timeout_ms);
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(move |req, next| {
+                    body::deadline(body_timeout, req, next)
+                }))
+                .wrap(from_fn(problem::explain_bare_errors))
                 .app_data(state.clone())
                 .app_data(tokens.clone())
                 .app_data(
@@ -130,6 +138,7 @@ impl Application {
                 )
                 .default_service(web::to(routes::not_found))
         });
+        server = server.on_connect(crate::connection::remember);
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
@@ -172,6 +181,7 @@ fn json_error(e: JsonPayloadError, limit: usize) -> ApiError {
         JsonPayloadError::Deserialize(e) => {
             ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
         }
+        JsonPayloadError::Payload(e) => body::read_error(e),
         other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
     }
 }

