@@ -33,6 +33,7 @@ mod server;
 mod servicebus;
 mod servicebus_fake;
 mod simulator;
+mod three_nodes;
 mod timeouts;
 mod trace;
 mod two_nodes;
