@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::helpers::fresh_database_url;
 use crate::server::{
-    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases, free_port,
-    start_retrying, Case, Server,
+    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
+    restart_port, start_retrying, Case, Server,
 };
 
 const SAGAS: usize = 300;
@@ -54,7 +54,7 @@ async fn drive(client: &reqwest::Client, base: &str, case: &Case, deadline: Inst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     let db = fresh_database_url();
-    let port = free_port();
+    let port = restart_port();
     let mut server = Server::start_on(port, &db, ENV).await;
     let base = server.base.clone();
     let cases = Arc::new(cases(SAGAS));

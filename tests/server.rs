@@ -17,6 +17,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port outside the kernel's range for port 0 and outgoing
+/// connections (`ip_local_port_range`), for a server that is killed and
+/// started again on it: while it is down, no other test's server or
+/// connection can be given the port.
+pub fn restart_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if low > 11_000 {
+        for _ in 0..100 {
+            let port = fastrand::u16(10_000..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+    free_port()
+}
+
 /// A `sagaplane serve` child process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -28,7 +48,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
-        Self::start_on(free_port(), database_url, env).await
+        Self::start_on(restart_port(), database_url, env).await
     }
 
     /// On `port`, e.g. the port of a server that was killed, so that its

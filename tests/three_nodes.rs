@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use crate::helpers::TempDir;
 use crate::server::{
-    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases, free_port,
-    start_retrying, Server,
+    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
+    restart_port, start_retrying, Server,
 };
 
 const NODES: usize = 3;
@@ -104,7 +104,7 @@ impl Postgres {
         let cluster = Postgres {
             bin,
             as_postgres,
-            port: free_port(),
+            port: restart_port(),
             folder,
         };
         let data = cluster.data();
@@ -292,7 +292,7 @@ async fn three_nodes_under_kills_and_a_database_restart_lose_nothing() {
 
     let postgres = Arc::new(blocking(move || Postgres::create(bin)).await);
     let db = postgres.url("sagaplane");
-    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..NODES).map(|_| restart_port()).collect();
     // The first node creates the database and its tables; then the others.
     let mut nodes = vec![Some(Server::start_on(ports[0], &db, &node_env(0)).await)];
     for (n, port) in ports.iter().enumerate().skip(1) {
