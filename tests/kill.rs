@@ -8,17 +8,18 @@
 //! participants keep their own state; every application is a row in
 //! `simulator_applications`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use crate::helpers::{fresh_database_url, order, order_request};
-use crate::server::{assert_histories_whole, assert_no_effect_twice, free_port, Server};
+use crate::helpers::fresh_database_url;
+use crate::server::{
+    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
+    restart_port, start_retrying, Case, Server,
+};
 
 const SAGAS: usize = 300;
 const CLIENTS: usize = 20;
@@ -37,78 +38,10 @@ const ENV: &[(&str, &str)] = &[
     ("SAGAPLANE_ORCHESTRATOR__OUTBOX_SWEEP_INTERVAL_MS", "300"),
 ];
 
-/// One saga of the load: its input and what must become of it.
-struct Case {
-    key: String,
-    order: Value,
-    status: &'static str,
-    /// Steps whose effect must be applied, exactly once.
-    required: &'static [&'static str],
-}
-
-fn cases() -> Vec<Case> {
-    (0..SAGAS)
-        .map(|i| {
-            let key = format!("k-{i}");
-            let (order, status, required): (Value, _, &'static [&'static str]) = match i % 4 {
-                0 => (
-                    order(&key, "c", "OOS-1", 100),
-                    "compensated",
-                    &["cancel-order"],
-                ),
-                1 => (
-                    order(&key, "c", "SKU-1", 5_000_000),
-                    "compensated",
-                    &["reserve-inventory", "release-inventory", "cancel-order"],
-                ),
-                2 => (
-                    order(&format!("NOCONFIRM-{i}"), "c", "SKU-1", 100),
-                    "compensated",
-                    &[
-                        "reserve-inventory",
-                        "charge-payment",
-                        "refund-payment",
-                        "release-inventory",
-                        "cancel-order",
-                    ],
-                ),
-                _ => (
-                    order(&key, "c", "SKU-1", 100),
-                    "completed",
-                    &["reserve-inventory", "charge-payment", "confirm-order"],
-                ),
-            };
-            Case {
-                key,
-                order,
-                status,
-                required,
-            }
-        })
-        .collect()
-}
-
-/// Starts `case` (retrying through outages: the business key makes a repeat
-/// harmless) and waits a little for it; the saga's id.
+/// Starts `case` (retrying through outages) and waits a little for it; the
+/// saga's id.
 async fn drive(client: &reqwest::Client, base: &str, case: &Case, deadline: Instant) -> String {
-    let body = order_request(&case.key, case.order.clone());
-    let id = loop {
-        assert!(Instant::now() < deadline, "saga {} never started", case.key);
-        let sent = client
-            .post(format!("{base}/v1/sagas"))
-            .json(&body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        if let Ok(r) = sent {
-            if [StatusCode::OK, StatusCode::CREATED].contains(&r.status()) {
-                if let Ok(saga) = r.json::<Value>().await {
-                    break saga["id"].as_str().unwrap().to_owned();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let id = start_retrying(client, &[base.to_owned()], || 0, case, deadline).await;
     // Like a client waiting for its order; a kill only cuts the wait short.
     let _ = client
         .get(format!("{base}/v1/sagas/{id}?wait=2"))
@@ -121,10 +54,10 @@ async fn drive(client: &reqwest::Client, base: &str, case: &Case, deadline: Inst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     let db = fresh_database_url();
-    let port = free_port();
+    let port = restart_port();
     let mut server = Server::start_on(port, &db, ENV).await;
     let base = server.base.clone();
-    let cases = Arc::new(cases());
+    let cases = Arc::new(cases(SAGAS));
     let deadline = Instant::now() + Duration::from_secs(90);
 
     let mut clients = Vec::new();
@@ -169,38 +102,8 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     let pool = PgPool::connect(&db).await.unwrap();
     // No participant applied any idempotency key twice.
     assert_no_effect_twice(&pool).await;
-    // Each saga's required effects were applied; any other is the undo of a
-    // step that timed out (it may have been applied, so it is compensated).
-    let applied: Vec<(String,)> =
-        sqlx::query_as("SELECT idempotency_key FROM simulator_applications")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let mut by_saga: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for (key,) in applied {
-        let (saga, step) = key.split_once(':').expect("keys are <saga>:<step>");
-        by_saga.entry(saga.into()).or_default().insert(step.into());
-    }
-    for (i, id) in &ids {
-        let case = &cases[*i];
-        let steps = by_saga.remove(id).unwrap_or_default();
-        for required in case.required {
-            assert!(
-                steps.contains(*required),
-                "saga {}: {required} missing from {steps:?}",
-                case.key
-            );
-        }
-        for step in &steps {
-            assert!(
-                case.required.contains(&step.as_str())
-                    || ["release-inventory", "refund-payment"].contains(&step.as_str()),
-                "saga {}: unexpected effect {step} in {steps:?}",
-                case.key
-            );
-        }
-    }
-    assert!(by_saga.is_empty(), "effects for unknown sagas: {by_saga:?}");
+    // Each saga's required effects were applied, and nothing else but undos.
+    assert_effects_as_dictated(&pool, &cases, &ids).await;
 
     // No saga's history has a gap or a duplicate, and its row agrees.
     assert_histories_whole(&pool).await;

@@ -34,6 +34,7 @@ mod servicebus;
 mod servicebus_fake;
 mod simulator;
 mod slow_clients;
+mod three_nodes;
 mod timeouts;
 mod trace;
 mod two_nodes;

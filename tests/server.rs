@@ -1,18 +1,40 @@
 //! A `sagaplane serve` child process: the real binary, for tests that kill it.
 
+use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::time::Instant;
 
-use crate::helpers::order_request;
+use crate::helpers::{order, order_request};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A free port outside the kernel's range for port 0 and outgoing
+/// connections (`ip_local_port_range`), for a server that is killed and
+/// started again on it: while it is down, no other test's server or
+/// connection can be given the port.
+pub fn restart_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if low > 11_000 {
+        for _ in 0..100 {
+            let port = fastrand::u16(10_000..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+    free_port()
 }
 
 /// A `sagaplane serve` child process, killed when dropped.
@@ -26,7 +48,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
-        Self::start_on(free_port(), database_url, env).await
+        Self::start_on(restart_port(), database_url, env).await
     }
 
     /// On `port`, e.g. the port of a server that was killed, so that its
@@ -48,13 +70,16 @@ impl Server {
             .stderr(output())
             .spawn()
             .expect("the binary starts");
-        let server = Server {
+        let mut server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             port,
             client: reqwest::Client::new(),
         };
         for _ in 0..300 {
+            if let Some(status) = server.exited() {
+                panic!("the server exited while starting: {status}");
+            }
             let health = server
                 .client
                 .get(format!("{}/healthz", server.base))
@@ -66,6 +91,11 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the server did not become healthy within 15 s");
+    }
+
+    /// How the process ended, if it has (it is reaped then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("the child can be waited for")
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -112,6 +142,136 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One saga of a load under faults: its input and what must become of it.
+pub struct Case {
+    pub key: String,
+    pub order: Value,
+    pub status: &'static str,
+    /// Steps whose effect must be applied, exactly once.
+    pub required: &'static [&'static str],
+}
+
+/// `n` order sagas, a quarter of them completing and the rest compensating
+/// at each of the three places an order can fail.
+pub fn cases(n: usize) -> Vec<Case> {
+    (0..n)
+        .map(|i| {
+            let key = format!("k-{i}");
+            let (order, status, required): (Value, _, &'static [&'static str]) = match i % 4 {
+                0 => (
+                    order(&key, "c", "OOS-1", 100),
+                    "compensated",
+                    &["cancel-order"],
+                ),
+                1 => (
+                    order(&key, "c", "SKU-1", 5_000_000),
+                    "compensated",
+                    &["reserve-inventory", "release-inventory", "cancel-order"],
+                ),
+                2 => (
+                    order(&format!("NOCONFIRM-{i}"), "c", "SKU-1", 100),
+                    "compensated",
+                    &[
+                        "reserve-inventory",
+                        "charge-payment",
+                        "refund-payment",
+                        "release-inventory",
+                        "cancel-order",
+                    ],
+                ),
+                _ => (
+                    order(&key, "c", "SKU-1", 100),
+                    "completed",
+                    &["reserve-inventory", "charge-payment", "confirm-order"],
+                ),
+            };
+            Case {
+                key,
+                order,
+                status,
+                required,
+            }
+        })
+        .collect()
+}
+
+/// Starts `case` through any of `bases` (`pick` chooses the next to try),
+/// retrying through outages until `deadline`: connection errors, timeouts and
+/// 5xx. The business key makes a repeat the same saga; the saga's id.
+pub async fn start_retrying(
+    client: &reqwest::Client,
+    bases: &[String],
+    mut pick: impl FnMut() -> usize,
+    case: &Case,
+    deadline: Instant,
+) -> String {
+    let body = order_request(&case.key, case.order.clone());
+    loop {
+        assert!(Instant::now() < deadline, "saga {} never started", case.key);
+        let sent = client
+            .post(format!("{}/v1/sagas", bases[pick() % bases.len()]))
+            .json(&body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let status = r.status();
+            if let Ok(saga) = r.json::<Value>().await {
+                if [StatusCode::OK, StatusCode::CREATED].contains(&status) {
+                    return saga["id"].as_str().unwrap().to_owned();
+                }
+                assert!(
+                    status.is_server_error(),
+                    "saga {}: start answered {status}: {saga}",
+                    case.key
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Each saga of `ids` (case index → saga id) applied its case's required
+/// effects; any other effect is the undo of a step that timed out (it may
+/// have been applied, so it is compensated); no effect belongs to a saga
+/// outside `ids`.
+pub async fn assert_effects_as_dictated(
+    pool: &sqlx::PgPool,
+    cases: &[Case],
+    ids: &HashMap<usize, String>,
+) {
+    let applied: Vec<(String,)> =
+        sqlx::query_as("SELECT idempotency_key FROM simulator_applications")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut by_saga: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (key,) in applied {
+        let (saga, step) = key.split_once(':').expect("keys are <saga>:<step>");
+        by_saga.entry(saga.into()).or_default().insert(step.into());
+    }
+    for (i, id) in ids {
+        let case = &cases[*i];
+        let steps = by_saga.remove(id).unwrap_or_default();
+        for required in case.required {
+            assert!(
+                steps.contains(*required),
+                "saga {}: {required} missing from {steps:?}",
+                case.key
+            );
+        }
+        for step in &steps {
+            assert!(
+                case.required.contains(&step.as_str())
+                    || ["release-inventory", "refund-payment"].contains(&step.as_str()),
+                "saga {}: unexpected effect {step} in {steps:?}",
+                case.key
+            );
+        }
+    }
+    assert!(by_saga.is_empty(), "effects for unknown sagas: {by_saga:?}");
 }
 
 /// No idempotency key was applied twice by the (durable) simulated participants.
