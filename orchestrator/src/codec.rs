@@ -316,6 +316,12 @@ pub fn decode_reply_event(
             "`result` must be a JSON object".into(),
         ));
     }
+    // The result goes into events and commands (`jsonb`), which hold no U+0000.
+    if data.result.as_ref().is_some_and(holds_nul) {
+        return Err(DecodeError::BadData(
+            "the result holds a NUL character".into(),
+        ));
+    }
     // PostgreSQL stores no U+0000 in text.
     if event.id.contains('\0') || data.step.contains('\0') {
         return Err(DecodeError::BadData(
@@ -338,6 +344,16 @@ pub fn decode_reply_event(
         raw,
         traceparent: event.traceparent.as_deref().and_then(TraceParent::parse),
     })
+}
+
+/// Whether a string or key of `value` holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +470,26 @@ mod tests {
                     v.to_string().into_bytes()
                 },
                 |e| matches!(e, DecodeError::SpecVersion(_)),
+            ),
+            // Taken, it could not be stored (a `jsonb` string holds no
+            // U+0000): never applied, and never kept as a dead letter either.
+            (
+                ok(
+                    json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"},
+                          "result": {"id": ["x\u{0}"]}}),
+                )
+                .to_string()
+                .into_bytes(),
+                |e| matches!(e, DecodeError::BadData(_)),
+            ),
+            (
+                ok(
+                    json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"},
+                          "result": {"k\u{0}": 1}}),
+                )
+                .to_string()
+                .into_bytes(),
+                |e| matches!(e, DecodeError::BadData(_)),
             ),
             (vec![b' '; MAX_REPLY_BYTES + 1], |e| {
                 matches!(e, DecodeError::TooLarge(_))
