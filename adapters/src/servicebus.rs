@@ -33,11 +33,10 @@ use sagaplane_orchestrator::{Handled, Orchestrator};
 use sagaplane_sagas::SagaId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::json;
 use uuid::Uuid;
 
 /// The channel name of replies that came from Service Bus.
-pub const CHANNEL: &str = "servicebus";
+pub const CHANNEL: &str = codec::SERVICEBUS_CHANNEL;
 
 /// A request that takes longer than this has failed (transiently).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -413,12 +412,14 @@ impl ServiceBusReceiver {
     /// spend the message's deliveries in a moment. Whether it was handled.
     async fn handle(&self, message: PeekLockResponse, failures: u32) -> bool {
         let properties = message.broker_properties();
-        let headers = json!({
-            "entity": self.name,
-            "message_id": properties.as_ref().map(|p| p.message_id.clone()),
-            "sequence_number": properties.as_ref().map(|p| p.sequence_number),
-            "delivery_count": properties.as_ref().map(|p| p.delivery_count),
-        });
+        let headers = codec::servicebus_headers(
+            &self.name,
+            properties.as_ref().map(|p| codec::ServiceBusProperties {
+                message_id: &p.message_id,
+                sequence_number: p.sequence_number,
+                delivery_count: p.delivery_count,
+            }),
+        );
         let apply = self
             .orchestrator
             .receive_raw(CHANNEL, message.body().into_bytes(), headers);

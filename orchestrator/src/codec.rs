@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::input::Inbound;
-use crate::ports::OutboxMessage;
+use crate::ports::{DeadLetter, OutboxMessage};
 use crate::trace::TraceParent;
 
 pub const SPEC_VERSION: &str = "1.0";
@@ -199,8 +199,42 @@ pub fn printable_json(value: &Value) -> Value {
     }
 }
 
+/// `letter` as it is stored: its reason and headers repeat what was received,
+/// so they are made [`printable`] (safe to store and to log); the raw bytes
+/// stay whole.
+pub fn storable(letter: DeadLetter) -> DeadLetter {
+    DeadLetter {
+        reason: printable(&letter.reason),
+        headers: printable_json(&letter.headers),
+        ..letter
+    }
+}
+
 /// The channel of replies that come through the EventBridge ingress.
 pub const EVENTBRIDGE_CHANNEL: &str = "eventbridge";
+
+/// The channel of replies that come from Service Bus.
+pub const SERVICEBUS_CHANNEL: &str = "servicebus";
+
+/// What a dead letter keeps of a received Service Bus message's broker properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceBusProperties<'a> {
+    pub message_id: &'a str,
+    pub sequence_number: i64,
+    pub delivery_count: i32,
+}
+
+/// The headers kept with a reply taken from the Service Bus `entity` (its
+/// body is the reply's raw bytes): the entity and the broker's properties,
+/// `null` when the broker sent none.
+pub fn servicebus_headers(entity: &str, properties: Option<ServiceBusProperties<'_>>) -> Value {
+    serde_json::json!({
+        "entity": entity,
+        "message_id": properties.map(|p| p.message_id),
+        "sequence_number": properties.map(|p| p.sequence_number),
+        "delivery_count": properties.map(|p| p.delivery_count),
+    })
+}
 
 /// Reads the bytes `channel` delivered as a reply: what came through the
 /// EventBridge ingress is an EventBridge event (see
@@ -282,6 +316,12 @@ pub fn decode_reply_event(
             "`result` must be a JSON object".into(),
         ));
     }
+    // The result goes into events and commands (`jsonb`), which hold no U+0000.
+    if data.result.as_ref().is_some_and(holds_nul) {
+        return Err(DecodeError::BadData(
+            "the result holds a NUL character".into(),
+        ));
+    }
     // PostgreSQL stores no U+0000 in text.
     if event.id.contains('\0') || data.step.contains('\0') {
         return Err(DecodeError::BadData(
@@ -304,6 +344,16 @@ pub fn decode_reply_event(
         raw,
         traceparent: event.traceparent.as_deref().and_then(TraceParent::parse),
     })
+}
+
+/// Whether a string or key of `value` holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -421,6 +471,26 @@ mod tests {
                 },
                 |e| matches!(e, DecodeError::SpecVersion(_)),
             ),
+            // Taken, it could not be stored (a `jsonb` string holds no
+            // U+0000): never applied, and never kept as a dead letter either.
+            (
+                ok(
+                    json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"},
+                          "result": {"id": ["x\u{0}"]}}),
+                )
+                .to_string()
+                .into_bytes(),
+                |e| matches!(e, DecodeError::BadData(_)),
+            ),
+            (
+                ok(
+                    json!({"step": "a", "attempt": 1, "outcome": {"status": "succeeded"},
+                          "result": {"k\u{0}": 1}}),
+                )
+                .to_string()
+                .into_bytes(),
+                |e| matches!(e, DecodeError::BadData(_)),
+            ),
             (vec![b' '; MAX_REPLY_BYTES + 1], |e| {
                 matches!(e, DecodeError::TooLarge(_))
             }),
@@ -429,5 +499,36 @@ mod tests {
             let err = decode_reply("c", &raw).unwrap_err();
             assert!(expected(&err), "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_service_bus_message_keeps_its_broker_properties_or_nulls() {
+        let properties = ServiceBusProperties {
+            message_id: "m-1",
+            sequence_number: 7,
+            delivery_count: 2,
+        };
+        assert_eq!(
+            servicebus_headers("replies", Some(properties)),
+            json!({"entity": "replies", "message_id": "m-1", "sequence_number": 7, "delivery_count": 2})
+        );
+        assert_eq!(
+            servicebus_headers("replies", None),
+            json!({"entity": "replies", "message_id": null, "sequence_number": null, "delivery_count": null})
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_is_stored_with_its_reason_and_headers_printable_and_its_bytes_whole() {
+        let letter = storable(DeadLetter {
+            channel: "c".into(),
+            reason: "bad \u{0} subject".into(),
+            raw: b"\x00\xff".to_vec(),
+            headers: json!({"k\u{0}": ["v\u{0}"]}),
+            outbox_message_id: None,
+        });
+        assert_eq!(letter.reason, "bad \\u{0} subject");
+        assert_eq!(letter.headers, json!({"k\\u{0}": ["v\\u{0}"]}));
+        assert_eq!(letter.raw, b"\x00\xff");
     }
 }

@@ -236,11 +236,8 @@ impl Orchestrator {
     }
 
     /// Keeps an inbound message that cannot be used, with its bytes and why.
-    pub async fn dead_letter(&self, mut letter: DeadLetter) -> Result<(), StoreError> {
-        // The reason and headers repeat what was received: make them safe to
-        // store and to log (the raw bytes stay whole).
-        letter.reason = codec::printable(&letter.reason);
-        letter.headers = codec::printable_json(&letter.headers);
+    pub async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        let letter = codec::storable(letter);
         tracing::warn!(channel = %letter.channel, reason = %letter.reason, "inbound message dead-lettered");
         self.store.dead_letter(letter).await?;
         self.metrics.dead_letters.inc();

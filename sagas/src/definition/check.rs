@@ -16,6 +16,10 @@ const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 
 pub(super) fn check(document: Document) -> Result<Definition, Vec<Problem>> {
     let mut c = Checker::default();
+    c.storable(
+        "",
+        &serde_json::to_value(&document).expect("a document serialises"),
+    );
     c.name("saga_type", &document.saga_type);
     if document.version == 0 {
         c.problem("version", "must be 1 or more");
@@ -156,10 +160,34 @@ struct Checker {
 
 impl Checker {
     fn problem(&mut self, at: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            at: at.to_owned(),
-            message: message.into(),
-        });
+        self.problems.push(Problem::new(at, &message.into()));
+    }
+
+    /// The document is stored as `jsonb`, whose strings and keys hold no U+0000.
+    fn storable(&mut self, at: &str, value: &Value) {
+        const NUL: &str = "holds a NUL character (U+0000), which cannot be stored";
+        match value {
+            Value::String(s) if s.contains('\0') => self.problem(at, NUL),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.storable(&format!("{at}[{i}]"), item);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let at = if at.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{at}.{key}")
+                    };
+                    if key.contains('\0') {
+                        self.problem(&at, format!("the key {NUL}"));
+                    }
+                    self.storable(&at, item);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn name(&mut self, at: &str, name: &str) {

@@ -55,8 +55,5 @@ fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
         }
         None => "document".to_owned(),
     };
-    Problem {
-        at,
-        message: e.message().trim().replace('\n', "; "),
-    }
+    Problem::new(&at, &e.message().trim().replace('\n', "; "))
 }

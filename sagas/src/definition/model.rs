@@ -98,6 +98,30 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at `at`; both may quote the file, so control characters
+    /// (NUL, escapes, line breaks) are written as `\u{…}`: a problem is one
+    /// printable line.
+    pub(super) fn new(at: &str, message: &str) -> Problem {
+        Problem {
+            at: shown(at),
+            message: shown(message),
+        }
+    }
+}
+
+fn shown(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 impl fmt::Display for DefinitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.problems.iter().enumerate() {

@@ -652,6 +652,55 @@ fn a_toml_message_is_one_line() {
     assert_eq!(error.to_string().lines().count(), 1, "{error}");
 }
 
+// Found by fuzzing: a name quoted in a problem kept its control characters,
+// NUL among them.
+#[test]
+fn a_problem_quoting_the_file_is_a_printable_line() {
+    let error = Definition::from_toml(
+        FILE,
+        &edit(
+            "saga_type = \"demo\"",
+            "saga_type = \"\\u0000g\\n\\u001b[2J\"",
+        ),
+    )
+    .expect_err("refused");
+    let shown = error.to_string();
+    assert_eq!(shown.lines().count(), error.problems.len(), "{shown}");
+    assert!(
+        !shown.lines().flat_map(str::chars).any(char::is_control),
+        "{shown:?}"
+    );
+    assert!(shown.contains(r"`\u{0}g\u{a}\u{1b}[2J` must be"), "{shown}");
+}
+
+// A definition is stored as `jsonb`, which holds no U+0000: taken, it could
+// not be stored, and the node would not start.
+#[test]
+fn a_nul_anywhere_in_a_definition_is_refused_at_its_place() {
+    let text = edited(&[
+        (
+            "description = \"A saga for the tests.\"",
+            "description = \"A\\u0000B\"",
+        ),
+        (
+            "data = { order = \"${input.id}\" }",
+            "data = { order = \"${input.id}\", \"k\\u0000\" = [\"\\u0000\"] }",
+        ),
+    ]);
+    let problems = problems(&text);
+    let nul = |p: &&Problem| p.message.contains("NUL");
+    let places: Vec<&str> = problems.iter().filter(nul).map(|p| p.at.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "description",
+            r"final_compensation.data.k\u{0}",
+            r"final_compensation.data.k\u{0}[0]"
+        ],
+        "{problems:?}"
+    );
+}
+
 #[test]
 fn a_column_counts_characters_not_bytes() {
     let text = edit(
