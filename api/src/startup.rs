@@ -105,6 +105,7 @@ impl Application {
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
             exposition: Exposition::new(orchestrator.metrics()),
+            routing: settings.routing.clone(),
         });
         let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
         let max_body = settings.http.max_body_bytes;

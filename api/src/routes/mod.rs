@@ -5,6 +5,7 @@ mod actions;
 mod dead_letters;
 mod health;
 mod ingress;
+mod me;
 mod metrics;
 mod saga_types;
 mod sagas;
@@ -34,6 +35,7 @@ routes! {
     post "/v1/sagas" => sagas::start::start,
     get "/v1/sagas" => sagas::search::search,
     get "/v1/stats" => stats::stats,
+    get "/v1/me" => me::me,
     get "/v1/saga-types" => saga_types::list,
     get "/v1/saga-types/{saga_type}/versions/{version}" => saga_types::get,
     get "/v1/sagas/{id}" => sagas::read::get,
@@ -55,7 +57,7 @@ routes! {
     ),
     paths(
         health::healthz, health::readyz, metrics::metrics,
-        sagas::start::start, sagas::search::search, stats::stats, sagas::read::get,
+        sagas::start::start, sagas::search::search, stats::stats, me::me, sagas::read::get,
         saga_types::list, saga_types::get,
         sagas::read::events,
         actions::act,

@@ -1,0 +1,171 @@
+//! What the operator console needs from the API: `GET /v1/me` and the events
+//! `with_messages`.
+
+use reqwest::StatusCode;
+use sagaplane_api::auth::{Role, TokenSettings};
+use serde_json::{json, Value};
+
+use crate::helpers::{order, order_request, spawn_app_with, TestApp};
+
+const VIEWER: &str = "console-viewer-token-0";
+const OPERATOR: &str = "console-operator-token-0";
+const ADMIN: &str = "console-admin-token-0123";
+
+async fn secured_app() -> TestApp {
+    spawn_app_with(|s| {
+        s.auth.tokens = [
+            ("viewer-user", VIEWER, vec![Role::Viewer]),
+            ("operator-user", OPERATOR, vec![Role::Operator]),
+            ("admin-user", ADMIN, vec![Role::Admin, Role::Starter]),
+        ]
+        .into_iter()
+        .map(|(name, token, roles)| TokenSettings {
+            name: name.into(),
+            token: token.into(),
+            roles,
+        })
+        .collect();
+        // A release that keeps failing suspends the saga after two attempts.
+        s.saga.compensation_max_attempts = 2;
+        s.saga.backoff_initial_ms = 10;
+        s.saga.backoff_max_ms = 20;
+    })
+    .await
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(format!("{}{path}", app.address));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.unwrap()
+}
+
+async fn start(app: &TestApp, key: &str, sku: &str, amount_cents: i64) -> String {
+    let response = app
+        .client
+        .post(format!("{}/v1/sagas", app.address))
+        .bearer_auth(ADMIN)
+        .json(&order_request(key, order(key, "c-1", sku, amount_cents)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn settled(app: &TestApp, id: &str) -> Value {
+    let response = get(app, &format!("/v1/sagas/{id}?wait=10"), Some(ADMIN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn me_names_the_token_and_its_roles() {
+    let app = secured_app().await;
+    assert_eq!(
+        get(&app, "/v1/me", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let me: Value = get(&app, "/v1/me", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "viewer-user", "access_control": true, "roles": ["viewer"]})
+    );
+    let me: Value = get(&app, "/v1/me", Some(ADMIN)).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["admin", "starter"]));
+
+    let open = spawn_app_with(|_| {}).await;
+    let me: Value = get(&open, "/v1/me", None).await.json().await.unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "anonymous", "access_control": false,
+               "roles": ["starter", "viewer", "operator", "admin"]})
+    );
+}
+
+#[actix_web::test]
+async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused_it() {
+    let app = secured_app().await;
+    let id = start(&app, "msgs-1", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &id).await["status"], "completed");
+    let events: Vec<Value> = get(
+        &app,
+        &format!("/v1/sagas/{id}/events?with_messages=true"),
+        Some(VIEWER),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "SagaStarted",
+            "InventoryReserved",
+            "PaymentCharged",
+            "OrderConfirmed"
+        ]
+    );
+    let sent: Vec<Vec<&str>> = events
+        .iter()
+        .map(|e| {
+            e["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["step"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            vec!["reserve-inventory"],
+            vec!["charge-payment"],
+            vec!["confirm-order"],
+            vec![]
+        ]
+    );
+    let first = &events[0]["commands"][0];
+    assert_eq!(first["participant"], "inventory");
+    assert_eq!(first["command_type"], "order.inventory.reserve.v1");
+    assert_eq!(first["transport"], "in-process");
+    assert_eq!(first["attempt"], 1);
+    assert_eq!(first["publish_attempts"], 0);
+    assert_eq!(first["dead_lettered"], false);
+    assert!(first["sent_at"].is_string(), "{first}");
+    assert_eq!(first["trace_id"].as_str().unwrap().len(), 32);
+    // The start was caused by no reply; each success by the reply to the
+    // command before it.
+    assert!(events[0].get("caused_by").is_none());
+    for (i, e) in events.iter().enumerate().skip(1) {
+        let command = &events[i - 1]["commands"][0]["message_id"];
+        let reply = &e["caused_by"];
+        assert_eq!(reply["outcome"], "applied", "{e}");
+        assert!(
+            reply["message_id"]
+                .as_str()
+                .unwrap()
+                .starts_with(command.as_str().unwrap()),
+            "the simulated participants name their reply after the command: {e}"
+        );
+    }
+    // Without the flag the events are as before.
+    let plain: Vec<Value> = get(&app, &format!("/v1/sagas/{id}/events"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(plain
+        .iter()
+        .all(|e| e.get("commands").is_none() && e.get("caused_by").is_none()));
+}
