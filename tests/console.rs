@@ -1,5 +1,6 @@
-//! What the operator console needs from the API: `GET /v1/me` and the events
-//! `with_messages`.
+//! The operator console: its files served from the binary under `/console/`
+//! with a strict Content-Security-Policy, `/` linking to it, the API it needs
+//! (`GET /v1/me`, events `with_messages`).
 
 use reqwest::StatusCode;
 use sagaplane_api::auth::{Role, TokenSettings};
@@ -61,6 +62,79 @@ async fn settled(app: &TestApp, id: &str) -> Value {
     let response = get(app, &format!("/v1/sagas/{id}?wait=10"), Some(ADMIN)).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn files_are_served_from_the_binary_with_their_types_and_a_strict_policy() {
+    let app = secured_app().await;
+    // No token is needed for the files: the data behind them needs one.
+    let index = get(&app, "/console/", None).await;
+    assert_eq!(index.status(), StatusCode::OK);
+    let headers = index.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let html = index.text().await.unwrap();
+    assert!(
+        html.contains(r#"<script type="module" src="app.js">"#),
+        "{html}"
+    );
+    assert!(!html.contains("http://") && !html.contains("https://"));
+
+    for (file, content_type) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("saga.js", "text/javascript; charset=utf-8"),
+        ("console.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let response = get(&app, &format!("/console/{file}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        assert_eq!(response.headers()["content-type"], content_type, "{file}");
+        // Revalidated by its ETag: unchanged costs a 304.
+        let tag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let again = app
+            .client
+            .get(format!("{}/console/{file}", app.address))
+            .header("If-None-Match", &tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
+    }
+    assert_eq!(
+        get(&app, "/console/nothing.js", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/console", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers()["location"], "/console/");
+}
+
+#[actix_web::test]
+async fn the_root_page_links_to_the_console_and_the_docs() {
+    let app = secured_app().await;
+    let root = get(&app, "/", None).await;
+    assert_eq!(root.status(), StatusCode::OK);
+    assert!(root.headers().contains_key("content-security-policy"));
+    let html = root.text().await.unwrap();
+    assert!(html.contains(r#"<a href="/console/">"#), "{html}");
+    assert!(html.contains(r#"<a href="/docs/">"#), "{html}");
 }
 
 #[actix_web::test]

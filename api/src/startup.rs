@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::AccessTokens;
 use crate::configuration::Settings;
+use crate::console;
 use crate::exposition::Exposition;
 use crate::problem::ApiError;
 use crate::routes;
@@ -125,6 +126,7 @@ impl Application {
                     ApiError::NotFound(format!("no such resource: {e}")).into()
                 }))
                 .configure(routes::configure)
+                .configure(console::configure)
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
                         .external_url_unchecked("/openapi.json", openapi.clone()),
