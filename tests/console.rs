@@ -1,12 +1,21 @@
 //! The operator console: its files served from the binary under `/console/`
 //! with a strict Content-Security-Policy, `/` linking to it, the API it needs
-//! (`GET /v1/me`, events `with_messages`).
+//! (`GET /v1/me`, events `with_messages`), and the console itself driven in
+//! headless Chromium (`tests/console/console.test.mjs`, playwright-core).
+//!
+//! The browser test needs `node`, `/usr/bin/chromium` (or
+//! `SAGAPLANE_CHROMIUM`) and `npm ci` run in `tests/console`. `.ci/run` sets
+//! those up and `SAGAPLANE_REQUIRE_BROWSER=1`, so there it cannot be skipped;
+//! elsewhere it says why it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use sagaplane_api::auth::{Role, TokenSettings};
 use serde_json::{json, Value};
 
-use crate::helpers::{order, order_request, spawn_app_with, TestApp};
+use crate::helpers::{order, order_request, reservation_reply_event, spawn_app_with, TestApp};
 
 const VIEWER: &str = "console-viewer-token-0";
 const OPERATOR: &str = "console-operator-token-0";
@@ -242,4 +251,107 @@ async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused
     assert!(plain
         .iter()
         .all(|e| e.get("commands").is_none() && e.get("caused_by").is_none()));
+}
+
+fn node() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("SAGAPLANE_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/console")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    if node().is_none() {
+        return Some("node is not on PATH".into());
+    }
+    if !chromium().is_file() {
+        return Some(format!("{} is missing", chromium().display()));
+    }
+    if !scripts().join("node_modules/playwright-core").is_dir() {
+        return Some("playwright-core is not installed (npm ci in tests/console)".into());
+    }
+    None
+}
+
+#[actix_web::test]
+async fn in_headless_chromium() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var_os("SAGAPLANE_REQUIRE_BROWSER").is_none(),
+            "the browser test is required here, but {why}"
+        );
+        eprintln!(
+            "SKIPPED: {why}; `bash .ci/run` installs chromium and runs npm ci in tests/console"
+        );
+        return;
+    }
+    let app = secured_app().await;
+    let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
+    let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
+    for id in [&resume, &stale] {
+        assert_eq!(settled(&app, id).await["status"], "suspended");
+    }
+    // The inventory team fixed the release: a resume now goes through.
+    app.participants.repair();
+    let view = start(&app, "waiting-1", "HANG-1", 500).await;
+    // A reply kept as a dead letter (it came before its saga was visible,
+    // say); its saga is there now, so a redrive applies it.
+    let waiting = start(&app, "waiting-2", "HANG-1", 500).await;
+    let raw = serde_json::to_vec(&reservation_reply_event(&waiting, "r-console")).unwrap();
+    let dead_letter: i64 = sqlx::query_scalar(
+        "INSERT INTO dead_letters (channel, reason, raw) VALUES ('in-process', 'no saga', $1) RETURNING id",
+    )
+    .bind(&raw)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let output = {
+        let env = [
+            ("SAGAPLANE_URL", app.address.clone()),
+            ("VIEWER_TOKEN", VIEWER.into()),
+            ("OPERATOR_TOKEN", OPERATOR.into()),
+            ("ADMIN_TOKEN", ADMIN.into()),
+            ("RESUME_SAGA", resume.clone()),
+            ("STALE_SAGA", stale.clone()),
+            ("VIEW_SAGA", view.clone()),
+            ("DEAD_LETTER", dead_letter.to_string()),
+            ("ARTIFACTS", artifacts.display().to_string()),
+            ("CHROMIUM", chromium().display().to_string()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            Command::new(node().unwrap())
+                .arg("console.test.mjs")
+                .current_dir(scripts())
+                .envs(env)
+                .output()
+                .expect("node runs")
+        })
+        .await
+        .unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}\nscreenshots in {}", artifacts.display());
+    assert!(
+        output.status.success(),
+        "the console tests failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(settled(&app, &resume).await["status"], "compensated");
+    let events: Vec<Value> = get(&app, &format!("/v1/sagas/{waiting}/events"), Some(ADMIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[1]["type"], "InventoryReserved", "redriven");
 }
