@@ -298,7 +298,11 @@ async fn in_headless_chromium() {
     let app = secured_app().await;
     let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
     let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
-    for id in [&resume, &stale] {
+    let bulk = [
+        start(&app, "stuck-3", "STUCK-1", 2_000_000).await,
+        start(&app, "stuck-4", "STUCK-1", 2_000_000).await,
+    ];
+    for id in [&resume, &stale, &bulk[0], &bulk[1]] {
         assert_eq!(settled(&app, id).await["status"], "suspended");
     }
     // The inventory team fixed the release: a resume now goes through.
@@ -325,6 +329,7 @@ async fn in_headless_chromium() {
             ("RESUME_SAGA", resume.clone()),
             ("STALE_SAGA", stale.clone()),
             ("VIEW_SAGA", view.clone()),
+            ("BULK_SAGAS", bulk.join(",")),
             ("DEAD_LETTER", dead_letter.to_string()),
             ("ARTIFACTS", artifacts.display().to_string()),
             ("CHROMIUM", chromium().display().to_string()),

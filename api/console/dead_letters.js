@@ -32,19 +32,20 @@ function bytesOf(base64) {
   return out;
 }
 
-export async function deadLetter(main, id, session) {
+export async function deadLetter(main, id, session, notice = null) {
   const { data: d } = await api(`/v1/dead-letters/${id}`);
   const bytes = bytesOf(d.raw_base64);
   const row = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
-  const out = h('div', { 'aria-live': 'polite' });
+  const out = h('div', { 'aria-live': 'polite' }, notice);
   const act = (verb) => {
     const reason = h('textarea', { id: 'dl-reason', required: true, rows: 2, placeholder: 'why (recorded with the dead letter)' });
     const form = h('form', { class: 'act', onsubmit: async (ev) => {
       ev.preventDefault();
       try {
         const { data } = await api(`/v1/dead-letters/${id}/${verb}`, { method: 'POST', body: { reason: reason.value.trim() } });
-        fill(out, h('p', { class: 'ok', role: 'status' }, verb === 'redrive' ? `Redriven: ${data.outcome}.` : 'Discarded.'));
-        setTimeout(() => deadLetter(main, id, session).catch(() => {}), 0);
+        // Shown again with the dead letter as it is now (resolved).
+        const done = h('p', { class: 'ok', role: 'status' }, verb === 'redrive' ? `Redriven: ${data.outcome}.` : 'Discarded.');
+        await deadLetter(main, id, session, done).catch((e) => fill(out, done, problem(e)));
       } catch (e) {
         fill(out, problem(e));
       }

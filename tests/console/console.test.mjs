@@ -6,6 +6,7 @@
 //   RESUME_SAGA          a suspended saga whose failed step now succeeds
 //   STALE_SAGA           another suspended saga, for the stale-page 412
 //   VIEW_SAGA            a running saga (waiting for a reply), for the viewer
+//   BULK_SAGAS           two more suspended sagas (comma-separated), resumed together
 //   DEAD_LETTER          the id of a dead letter that a redrive applies
 //   ARTIFACTS            where screenshots go
 // Every request the browser makes is logged; any that leaves the server's
@@ -129,6 +130,29 @@ const tests = {
     await shot(p, 'console-stale-412');
     const saga = await call('GET', `/v1/sagas/${id}`, env('ADMIN_TOKEN'));
     assert.notEqual(saga.body.status, 'cancelled');
+    await p.context().close();
+  },
+
+  async 'an operator selects several sagas, previews one action for each, and confirms'() {
+    const ids = env('BULK_SAGAS').split(',');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.goto(`${BASE}/console/#/?status=suspended`);
+    for (const id of ids) await p.locator(`tr[data-id="${id}"] input[type=checkbox]`).check();
+    await p.getByRole('heading', { name: 'Act on 2 selected sagas' }).waitFor();
+    await p.getByLabel('Action').selectOption('resume');
+    await p.getByLabel('Reason').fill('inventory fixed the lock, INC-4712');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    const results = p.locator('table.results');
+    await results.waitFor();
+    assert.equal(await results.getByText('would send release-inventory #3 to inventory', { exact: false }).count(), 2);
+    await p.getByRole('button', { name: 'Confirm resume for 2 sagas' }).click();
+    await results.getByText('done: ', { exact: false }).nth(1).waitFor();
+    assert.equal(await results.getByText('done: ', { exact: false }).count(), 2);
+    await shot(p, 'console-bulk');
+    for (const id of ids) {
+      const saga = await call('GET', `/v1/sagas/${id}?wait=10`, env('ADMIN_TOKEN'));
+      assert.equal(saga.body.status, 'compensated');
+    }
     await p.context().close();
   },
 
