@@ -6,6 +6,7 @@ mod bad_definitions;
 mod bad_input;
 mod bench;
 mod cli;
+mod console;
 mod crash_loop;
 mod cross_cloud;
 mod dead_letters;

@@ -68,6 +68,14 @@ impl Caller {
         }
     }
 
+    /// The roles the caller holds: every role when access control is off.
+    pub fn roles(&self) -> Vec<Role> {
+        match &self.roles {
+            Some(roles) => roles.clone(),
+            None => vec![Role::Starter, Role::Viewer, Role::Operator, Role::Admin],
+        }
+    }
+
     /// Whether access control is on (so `name` is a verified identity).
     pub fn authenticated(&self) -> bool {
         self.roles.is_some()

@@ -17,6 +17,8 @@
 //!   route table and the OpenAPI document. Handlers only translate: parse the
 //!   request, call the orchestrator's operations (or, to list and count, the
 //!   operator queries), shape the answer.
+//! - `console`: the operator console's static files, served from the binary
+//!   (it only uses the HTTP API, from the browser).
 //! - [`startup`]: the composition root — [`Application::build`] wires the
 //!   store, the transports and the orchestrator and binds the listener.
 //! - [`bench`]: `sagaplane bench`, the fixed workload over HTTP; [`cli`]:
@@ -28,6 +30,7 @@ mod body;
 pub mod cli;
 pub mod configuration;
 mod connection;
+mod console;
 pub mod definitions;
 mod exposition;
 mod json;

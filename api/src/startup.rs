@@ -21,6 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::AccessTokens;
 use crate::body;
 use crate::configuration::Settings;
+use crate::console;
 use crate::exposition::Exposition;
 use crate::problem::{self, ApiError};
 use crate::routes;
@@ -108,6 +109,7 @@ impl Application {
             ingress: settings.ingress.clone(),
             http: settings.http.clone(),
             exposition: Exposition::new(orchestrator.metrics()),
+            routing: settings.routing.clone(),
         });
         let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
         let max_body = settings.http.max_body_bytes;
@@ -132,6 +134,7 @@ impl Application {
                     ApiError::NotFound(format!("no such resource: {e}")).into()
                 }))
                 .configure(routes::configure)
+                .configure(console::configure)
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
                         .external_url_unchecked("/openapi.json", openapi.clone()),

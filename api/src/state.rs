@@ -2,6 +2,7 @@
 //! ([`crate::startup`]) builds it and the routes read it; it imports neither,
 //! only the settings it holds.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sagaplane_orchestrator::{OperatorQueries, Orchestrator};
@@ -18,4 +19,17 @@ pub(crate) struct AppState {
     pub http: HttpSettings,
     /// `/metrics`' registry and gauges.
     pub exposition: Exposition,
+    /// `[routing]`: participant or command type → transport name.
+    pub routing: BTreeMap<String, String>,
+}
+
+impl AppState {
+    /// The transport that carries a command: its command type's route, else
+    /// its participant's, else the simulated participants' (`in-process`).
+    pub fn transport_of(&self, participant: &str, command_type: &str) -> &str {
+        self.routing
+            .get(command_type)
+            .or_else(|| self.routing.get(participant))
+            .map_or("in-process", String::as_str)
+    }
 }

@@ -20,10 +20,11 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::leases::PARTITIONS;
 use crate::ports::{
-    Backlog, CommandRef, CommitOutcome, DeadLetter, DeadLetterRecord, DefinitionStore, DueTimer,
-    EventRecord, EventStore, OperatorQueries, OutboxMessage, OutboxStore, PublishFailure,
-    Resolution, SagaFilter, SagaRecord, SagaStats, SagaStore, StepCommit, StoreError,
-    StoredDefinition, StoredHistory, TimerStore, SUSPENDED_BY_SUPERVISOR,
+    Backlog, CommandRecord, CommandRef, CommitOutcome, DeadLetter, DeadLetterRecord,
+    DefinitionStore, DueTimer, EventRecord, EventStore, InboxRecord, OperatorQueries,
+    OutboxMessage, OutboxStore, PublishFailure, Resolution, SagaFilter, SagaRecord, SagaStats,
+    SagaStore, StepCommit, StoreError, StoredDefinition, StoredHistory, TimerStore,
+    SUSPENDED_BY_SUPERVISOR,
 };
 
 /// The partition of a saga in this store (PostgreSQL hashes the id's text;
@@ -37,6 +38,8 @@ struct Saga {
     record: Option<SagaRecord>,
     traceparent: Option<String>,
     events: Vec<EventRecord>,
+    /// The inbound messages its inbox recorded.
+    inbox: Vec<InboxRecord>,
 }
 
 struct OutboxRow {
@@ -156,6 +159,12 @@ fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, St
         });
     }
     if let Some(id) = &step.inbox {
+        saga.inbox.push(InboxRecord {
+            message_id: id.clone(),
+            outcome: "applied".into(),
+            detail: None,
+            received_at: step.at,
+        });
         inner.inbox.insert(id.clone());
     }
     inner.outbox.extend(step.outbox.iter().map(|m| OutboxRow {
@@ -222,10 +231,23 @@ impl SagaStore for MemoryStore {
     async fn record_ignored(
         &self,
         message_id: &str,
-        _saga: SagaId,
-        _detail: &str,
+        saga: SagaId,
+        detail: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self.lock().inbox.insert(message_id.to_owned()))
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        if !inner.inbox.insert(message_id.to_owned()) {
+            return Ok(false);
+        }
+        if let Some(s) = inner.sagas.get_mut(&saga) {
+            s.inbox.push(InboxRecord {
+                message_id: message_id.to_owned(),
+                outcome: "ignored".into(),
+                detail: Some(detail.to_owned()),
+                received_at: now,
+            });
+        }
+        Ok(true)
     }
 
     async fn suspend(&self, saga: SagaId, reason: &str) -> Result<bool, StoreError> {
@@ -532,6 +554,37 @@ impl OperatorQueries for MemoryStore {
                 created_at: r.message.created_at,
                 sent_at: r.sent_at,
             }))
+    }
+
+    async fn saga_messages(
+        &self,
+        saga: SagaId,
+    ) -> Result<(Vec<CommandRecord>, Vec<InboxRecord>), StoreError> {
+        let inner = self.lock();
+        let commands = inner
+            .outbox
+            .iter()
+            .filter(|r| r.message.saga_id == saga)
+            .map(|r| CommandRecord {
+                message_id: r.message.message_id,
+                step: r.message.step.clone(),
+                attempt: r.message.attempt,
+                participant: r.message.participant.clone(),
+                command_type: r.message.command_type.clone(),
+                created_at: r.message.created_at,
+                sent_at: r.sent_at,
+                publish_attempts: r.message.publish_attempts,
+                last_error: None,
+                dead_lettered: r.dead,
+                traceparent: r.message.traceparent.clone(),
+            })
+            .collect();
+        let inbox = inner
+            .sagas
+            .get(&saga)
+            .map(|s| s.inbox.clone())
+            .unwrap_or_default();
+        Ok((commands, inbox))
     }
 
     async fn dead_letters(

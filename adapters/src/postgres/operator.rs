@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
-    CommandRef, DeadLetterRecord, OperatorQueries, Resolution, SagaFilter, SagaRecord, SagaStats,
-    StoreError,
+    CommandRecord, CommandRef, DeadLetterRecord, InboxRecord, OperatorQueries, Resolution,
+    SagaFilter, SagaRecord, SagaStats, StoreError,
 };
 use sagaplane_sagas::SagaId;
 use sqlx::{Postgres, QueryBuilder};
@@ -26,6 +26,39 @@ struct DeadLetterRow {
     resolved_note: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
     outbox_message_id: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CommandRow {
+    message_id: Uuid,
+    step: String,
+    attempt: i32,
+    participant: String,
+    command_type: String,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    publish_attempts: i32,
+    last_error: Option<String>,
+    dead_lettered: bool,
+    traceparent: Option<String>,
+}
+
+impl From<CommandRow> for CommandRecord {
+    fn from(r: CommandRow) -> Self {
+        CommandRecord {
+            message_id: r.message_id,
+            step: r.step,
+            attempt: r.attempt.max(0) as u32,
+            participant: r.participant,
+            command_type: r.command_type,
+            created_at: r.created_at,
+            sent_at: r.sent_at,
+            publish_attempts: r.publish_attempts.max(0) as u32,
+            last_error: r.last_error,
+            dead_lettered: r.dead_lettered,
+            traceparent: r.traceparent,
+        }
+    }
 }
 
 impl From<DeadLetterRow> for DeadLetterRecord {
@@ -148,6 +181,42 @@ impl OperatorQueries for PgEventStore {
             created_at,
             sent_at,
         }))
+    }
+
+    async fn saga_messages(
+        &self,
+        saga: SagaId,
+    ) -> Result<(Vec<CommandRecord>, Vec<InboxRecord>), StoreError> {
+        let commands: Vec<CommandRow> = sqlx::query_as(
+            "SELECT message_id, step, attempt, participant, command_type, created_at, sent_at, \
+                    publish_attempts, last_error, dead_lettered_at IS NOT NULL AS dead_lettered, \
+                    traceparent \
+             FROM outbox WHERE saga_id = $1 ORDER BY created_at, message_id",
+        )
+        .bind(saga.as_uuid())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        let inbox: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT message_id, outcome, detail, received_at FROM inbox \
+             WHERE saga_id = $1 ORDER BY received_at, message_id",
+        )
+        .bind(saga.as_uuid())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        Ok((
+            commands.into_iter().map(Into::into).collect(),
+            inbox
+                .into_iter()
+                .map(|(message_id, outcome, detail, received_at)| InboxRecord {
+                    message_id,
+                    outcome,
+                    detail,
+                    received_at,
+                })
+                .collect(),
+        ))
     }
 
     async fn dead_letters(

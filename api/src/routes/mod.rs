@@ -5,6 +5,7 @@ mod actions;
 mod dead_letters;
 mod health;
 mod ingress;
+mod me;
 mod metrics;
 mod saga_types;
 mod sagas;
@@ -36,6 +37,7 @@ routes! {
     post "/v1/sagas" [Starter] => sagas::start::start,
     get "/v1/sagas" [Viewer] => sagas::search::search,
     get "/v1/stats" [Viewer] => stats::stats,
+    get "/v1/me" [] => me::me,
     get "/v1/saga-types" [Viewer] => saga_types::list,
     get "/v1/saga-types/{saga_type}/versions/{version}" [Viewer] => saga_types::get,
     get "/v1/sagas/{id}" [Viewer] => sagas::read::get,
@@ -67,7 +69,7 @@ fn guarded(route: actix_web::Route, role: Option<Role>) -> actix_web::Route {
     ),
     paths(
         health::healthz, health::readyz, metrics::metrics,
-        sagas::start::start, sagas::search::search, stats::stats, sagas::read::get,
+        sagas::start::start, sagas::search::search, stats::stats, me::me, sagas::read::get,
         saga_types::list, saga_types::get,
         sagas::read::events,
         actions::act,

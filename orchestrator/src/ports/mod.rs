@@ -25,7 +25,8 @@ pub use history::{
     StoredHistory, SUSPENDED_BY_SUPERVISOR,
 };
 pub use operator::{
-    CommandRef, DeadLetterRecord, OperatorQueries, Resolution, SagaFilter, SagaStats,
+    CommandRecord, CommandRef, DeadLetterRecord, InboxRecord, OperatorQueries, Resolution,
+    SagaFilter, SagaStats,
 };
 pub use outbox::{Backlog, DeadLetter, OutboxMessage, OutboxStore, PublishFailure};
 pub use timers::{DueTimer, TimerStore};

@@ -45,6 +45,39 @@ pub struct CommandRef {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// A command a saga sent (or is still to send), as its outbox row holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    pub message_id: Uuid,
+    pub step: String,
+    pub attempt: u32,
+    pub participant: String,
+    pub command_type: String,
+    /// When the step that decided it committed.
+    pub created_at: DateTime<Utc>,
+    /// When its transport took it; `None` while unsent.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Failed attempts to hand it to its transport.
+    pub publish_attempts: u32,
+    /// The transport's last error, where the store keeps it.
+    pub last_error: Option<String>,
+    /// Its publish budget ran out: it is a dead letter.
+    pub dead_lettered: bool,
+    pub traceparent: Option<String>,
+}
+
+/// An inbound message a saga's inbox recorded: applied (its effects are the
+/// events committed with it, at `received_at`) or ignored (late or stale).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRecord {
+    pub message_id: String,
+    /// `applied` or `ignored`.
+    pub outcome: String,
+    /// Why it was ignored.
+    pub detail: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
 /// A stored dead letter and what became of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetterRecord {
@@ -90,6 +123,12 @@ pub trait OperatorQueries: Send + Sync + 'static {
         step: &str,
         attempt: u32,
     ) -> Result<Option<CommandRef>, StoreError>;
+    /// Every command of a saga and every inbound message its inbox recorded,
+    /// each in the order it was recorded.
+    async fn saga_messages(
+        &self,
+        saga: SagaId,
+    ) -> Result<(Vec<CommandRecord>, Vec<InboxRecord>), StoreError>;
     /// Dead letters by id, after `after`; only unresolved ones when `open_only`.
     async fn dead_letters(
         &self,

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::ports::{EventRecord, SagaRecord};
+use sagaplane_orchestrator::ports::{CommandRecord, EventRecord, InboxRecord, SagaRecord};
 use sagaplane_orchestrator::Snapshot;
 use sagaplane_sagas::{SagaId, WaitingOn};
 use serde::Serialize;
@@ -101,6 +101,90 @@ pub(crate) struct EventDto {
     /// The saga's state right after this event (with `with_state=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<StateDto>,
+    /// With `with_messages=true`, on the last event of each step: the
+    /// commands that step sent (committed with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) commands: Option<Vec<SentCommandDto>>,
+    /// With `with_messages=true`, on the first event of a step a reply
+    /// caused: that reply, as the inbox recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) caused_by: Option<ReplyDto>,
+}
+
+/// A command a saga sent, and what became of it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct SentCommandDto {
+    /// The command's id (its CloudEvent `id`).
+    message_id: Uuid,
+    step: String,
+    attempt: u32,
+    /// The service it went to.
+    participant: String,
+    command_type: String,
+    /// The transport that carries it: `in-process`, `eventbridge` or `servicebus`.
+    transport: String,
+    /// When the step that decided it committed.
+    created_at: DateTime<Utc>,
+    /// When its transport took it; absent while unsent.
+    sent_at: Option<DateTime<Utc>>,
+    /// Failed attempts to hand it to its transport.
+    publish_attempts: u32,
+    /// The transport's last error.
+    last_error: Option<String>,
+    /// Its publish budget ran out: it is kept as a dead letter.
+    dead_lettered: bool,
+    /// The W3C trace id it carries.
+    trace_id: Option<String>,
+}
+
+/// A reply (or other inbound message) as the saga's inbox recorded it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct ReplyDto {
+    /// The message's id (a reply CloudEvent's `id`).
+    message_id: String,
+    /// `applied`, or `ignored` (late or stale: recorded, not applied).
+    outcome: String,
+    /// Why it was ignored.
+    detail: Option<String>,
+    pub(crate) received_at: DateTime<Utc>,
+}
+
+impl SentCommandDto {
+    pub(crate) fn new(c: CommandRecord, transport: &str) -> Self {
+        Self {
+            trace_id: c
+                .traceparent
+                .as_deref()
+                .and_then(|t| t.split('-').nth(1))
+                .map(str::to_owned),
+            message_id: c.message_id,
+            step: c.step,
+            attempt: c.attempt,
+            participant: c.participant,
+            command_type: c.command_type,
+            transport: transport.to_owned(),
+            created_at: c.created_at,
+            sent_at: c.sent_at,
+            publish_attempts: c.publish_attempts,
+            last_error: c.last_error,
+            dead_lettered: c.dead_lettered,
+        }
+    }
+
+    pub(crate) fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+}
+
+impl From<InboxRecord> for ReplyDto {
+    fn from(r: InboxRecord) -> Self {
+        Self {
+            message_id: r.message_id,
+            outcome: r.outcome,
+            detail: r.detail,
+            received_at: r.received_at,
+        }
+    }
 }
 
 /// A saga's state at one point of its history.
@@ -125,7 +209,13 @@ impl EventDto {
             recorded_at: e.recorded_at,
             data: e.data,
             state,
+            commands: None,
+            caused_by: None,
         }
+    }
+
+    pub(crate) fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
     }
 }
 

@@ -10,7 +10,9 @@ use sagaplane_sagas::Status;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::dto::{etag, parse_id, state_dto, waiting_dto, EventDto, SagaDto};
+use super::dto::{
+    etag, parse_id, state_dto, waiting_dto, EventDto, ReplyDto, SagaDto, SentCommandDto,
+};
 use crate::problem::{no_saga, ApiError, Problem};
 use crate::state::AppState;
 
@@ -30,6 +32,11 @@ pub(crate) struct EventsQuery {
     /// Also return the saga's state right after every event (time travel).
     #[serde(default)]
     with_state: bool,
+    /// Also return, on the last event of each step, the commands it sent
+    /// (to whom, over which transport, when published, attempts) and, on the
+    /// first event of a step a reply caused, that reply.
+    #[serde(default)]
+    with_messages: bool,
 }
 
 /// One saga, with what it waits for and the actions allowed now; `?wait=N`
@@ -153,5 +160,50 @@ pub(crate) async fn events(
     } else {
         events.into_iter().map(|e| EventDto::new(e, None)).collect()
     };
+    let events = if query.with_messages {
+        let (commands, inbox) = state.queries.saga_messages(id).await?;
+        let commands = commands
+            .into_iter()
+            .map(|c| {
+                let transport = state
+                    .transport_of(&c.participant, &c.command_type)
+                    .to_owned();
+                SentCommandDto::new(c, &transport)
+            })
+            .collect();
+        let replies = inbox.into_iter().filter(|r| r.outcome == "applied");
+        with_messages(events, commands, replies.map(ReplyDto::from).collect())
+    } else {
+        events
+    };
     Ok(HttpResponse::Ok().json(events))
+}
+
+/// Puts each command on the last event committed with it (one step commits
+/// its events and commands at one instant) and each applied reply on the
+/// first event it caused. A command recorded between two steps' instants
+/// (none is) would go to the step before it.
+fn with_messages(
+    mut events: Vec<EventDto>,
+    commands: Vec<SentCommandDto>,
+    replies: Vec<ReplyDto>,
+) -> Vec<EventDto> {
+    for command in commands {
+        let at = command.created_at();
+        if let Some(e) = events.iter_mut().rev().find(|e| e.recorded_at() <= at) {
+            e.commands.get_or_insert_with(Vec::new).push(command);
+        }
+    }
+    for reply in replies {
+        if let Some(e) = events
+            .iter_mut()
+            .find(|e| e.recorded_at() == reply.received_at)
+        {
+            e.caused_by.get_or_insert(reply);
+        }
+    }
+    for e in &mut events {
+        e.commands.get_or_insert_with(Vec::new);
+    }
+    events
 }

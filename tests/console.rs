@@ -1,0 +1,362 @@
+//! The operator console: its files served from the binary under `/console/`
+//! with a strict Content-Security-Policy, `/` linking to it, the API it needs
+//! (`GET /v1/me`, events `with_messages`), and the console itself driven in
+//! headless Chromium (`tests/console/console.test.mjs`, playwright-core).
+//!
+//! The browser test needs `node`, `/usr/bin/chromium` (or
+//! `SAGAPLANE_CHROMIUM`) and `npm ci` run in `tests/console`. `.ci/run` sets
+//! those up and `SAGAPLANE_REQUIRE_BROWSER=1`, so there it cannot be skipped;
+//! elsewhere it says why it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::StatusCode;
+use sagaplane_api::auth::{Role, TokenSettings};
+use serde_json::{json, Value};
+
+use crate::helpers::{order, order_request, reservation_reply_event, spawn_app_with, TestApp};
+
+const VIEWER: &str = "console-viewer-token-0";
+const OPERATOR: &str = "console-operator-token-0";
+const ADMIN: &str = "console-admin-token-0123";
+
+async fn secured_app() -> TestApp {
+    spawn_app_with(|s| {
+        s.auth.tokens = [
+            ("viewer-user", VIEWER, vec![Role::Viewer]),
+            ("operator-user", OPERATOR, vec![Role::Operator]),
+            ("admin-user", ADMIN, vec![Role::Admin, Role::Starter]),
+        ]
+        .into_iter()
+        .map(|(name, token, roles)| TokenSettings {
+            name: name.into(),
+            token: token.into(),
+            roles,
+        })
+        .collect();
+        // A release that keeps failing suspends the saga after two attempts.
+        s.saga.compensation_max_attempts = 2;
+        s.saga.backoff_initial_ms = 10;
+        s.saga.backoff_max_ms = 20;
+    })
+    .await
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(format!("{}{path}", app.address));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.unwrap()
+}
+
+async fn start(app: &TestApp, key: &str, sku: &str, amount_cents: i64) -> String {
+    let response = app
+        .client
+        .post(format!("{}/v1/sagas", app.address))
+        .bearer_auth(ADMIN)
+        .json(&order_request(key, order(key, "c-1", sku, amount_cents)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn settled(app: &TestApp, id: &str) -> Value {
+    let response = get(app, &format!("/v1/sagas/{id}?wait=10"), Some(ADMIN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn files_are_served_from_the_binary_with_their_types_and_a_strict_policy() {
+    let app = secured_app().await;
+    // No token is needed for the files: the data behind them needs one.
+    let index = get(&app, "/console/", None).await;
+    assert_eq!(index.status(), StatusCode::OK);
+    let headers = index.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let html = index.text().await.unwrap();
+    assert!(
+        html.contains(r#"<script type="module" src="app.js">"#),
+        "{html}"
+    );
+    assert!(!html.contains("http://") && !html.contains("https://"));
+
+    for (file, content_type) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("saga.js", "text/javascript; charset=utf-8"),
+        ("console.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let response = get(&app, &format!("/console/{file}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        assert_eq!(response.headers()["content-type"], content_type, "{file}");
+        // Revalidated by its ETag: unchanged costs a 304.
+        let tag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let again = app
+            .client
+            .get(format!("{}/console/{file}", app.address))
+            .header("If-None-Match", &tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
+    }
+    assert_eq!(
+        get(&app, "/console/nothing.js", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/console", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers()["location"], "/console/");
+}
+
+#[actix_web::test]
+async fn the_root_page_links_to_the_console_and_the_docs() {
+    let app = secured_app().await;
+    let root = get(&app, "/", None).await;
+    assert_eq!(root.status(), StatusCode::OK);
+    assert!(root.headers().contains_key("content-security-policy"));
+    let html = root.text().await.unwrap();
+    assert!(html.contains(r#"<a href="/console/">"#), "{html}");
+    assert!(html.contains(r#"<a href="/docs/">"#), "{html}");
+}
+
+#[actix_web::test]
+async fn me_names_the_token_and_its_roles() {
+    let app = secured_app().await;
+    assert_eq!(
+        get(&app, "/v1/me", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let me: Value = get(&app, "/v1/me", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "viewer-user", "access_control": true, "roles": ["viewer"]})
+    );
+    let me: Value = get(&app, "/v1/me", Some(ADMIN)).await.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["admin", "starter"]));
+
+    let open = spawn_app_with(|_| {}).await;
+    let me: Value = get(&open, "/v1/me", None).await.json().await.unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "anonymous", "access_control": false,
+               "roles": ["starter", "viewer", "operator", "admin"]})
+    );
+}
+
+#[actix_web::test]
+async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused_it() {
+    let app = secured_app().await;
+    let id = start(&app, "msgs-1", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &id).await["status"], "completed");
+    let events: Vec<Value> = get(
+        &app,
+        &format!("/v1/sagas/{id}/events?with_messages=true"),
+        Some(VIEWER),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "SagaStarted",
+            "InventoryReserved",
+            "PaymentCharged",
+            "OrderConfirmed"
+        ]
+    );
+    let sent: Vec<Vec<&str>> = events
+        .iter()
+        .map(|e| {
+            e["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["step"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            vec!["reserve-inventory"],
+            vec!["charge-payment"],
+            vec!["confirm-order"],
+            vec![]
+        ]
+    );
+    let first = &events[0]["commands"][0];
+    assert_eq!(first["participant"], "inventory");
+    assert_eq!(first["command_type"], "order.inventory.reserve.v1");
+    assert_eq!(first["transport"], "in-process");
+    assert_eq!(first["attempt"], 1);
+    assert_eq!(first["publish_attempts"], 0);
+    assert_eq!(first["dead_lettered"], false);
+    assert!(first["sent_at"].is_string(), "{first}");
+    assert_eq!(first["trace_id"].as_str().unwrap().len(), 32);
+    // The start was caused by no reply; each success by the reply to the
+    // command before it.
+    assert!(events[0].get("caused_by").is_none());
+    for (i, e) in events.iter().enumerate().skip(1) {
+        let command = &events[i - 1]["commands"][0]["message_id"];
+        let reply = &e["caused_by"];
+        assert_eq!(reply["outcome"], "applied", "{e}");
+        assert!(
+            reply["message_id"]
+                .as_str()
+                .unwrap()
+                .starts_with(command.as_str().unwrap()),
+            "the simulated participants name their reply after the command: {e}"
+        );
+    }
+    // Without the flag the events are as before.
+    let plain: Vec<Value> = get(&app, &format!("/v1/sagas/{id}/events"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(plain
+        .iter()
+        .all(|e| e.get("commands").is_none() && e.get("caused_by").is_none()));
+}
+
+fn node() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("SAGAPLANE_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/console")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    if node().is_none() {
+        return Some("node is not on PATH".into());
+    }
+    if !chromium().is_file() {
+        return Some(format!("{} is missing", chromium().display()));
+    }
+    if !scripts().join("node_modules/playwright-core").is_dir() {
+        return Some("playwright-core is not installed (npm ci in tests/console)".into());
+    }
+    None
+}
+
+#[actix_web::test]
+async fn in_headless_chromium() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var_os("SAGAPLANE_REQUIRE_BROWSER").is_none(),
+            "the browser test is required here, but {why}"
+        );
+        eprintln!(
+            "SKIPPED: {why}; `bash .ci/run` installs chromium and runs npm ci in tests/console"
+        );
+        return;
+    }
+    let app = secured_app().await;
+    let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
+    let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
+    let bulk = [
+        start(&app, "stuck-3", "STUCK-1", 2_000_000).await,
+        start(&app, "stuck-4", "STUCK-1", 2_000_000).await,
+    ];
+    for id in [&resume, &stale, &bulk[0], &bulk[1]] {
+        assert_eq!(settled(&app, id).await["status"], "suspended");
+    }
+    // The inventory team fixed the release: a resume now goes through.
+    app.participants.repair();
+    let view = start(&app, "waiting-1", "HANG-1", 500).await;
+    // A reply kept as a dead letter (it came before its saga was visible,
+    // say); its saga is there now, so a redrive applies it.
+    let waiting = start(&app, "waiting-2", "HANG-1", 500).await;
+    let raw = serde_json::to_vec(&reservation_reply_event(&waiting, "r-console")).unwrap();
+    let dead_letter: i64 = sqlx::query_scalar(
+        "INSERT INTO dead_letters (channel, reason, raw) VALUES ('in-process', 'no saga', $1) RETURNING id",
+    )
+    .bind(&raw)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let output = {
+        let env = [
+            ("SAGAPLANE_URL", app.address.clone()),
+            ("VIEWER_TOKEN", VIEWER.into()),
+            ("OPERATOR_TOKEN", OPERATOR.into()),
+            ("ADMIN_TOKEN", ADMIN.into()),
+            ("RESUME_SAGA", resume.clone()),
+            ("STALE_SAGA", stale.clone()),
+            ("VIEW_SAGA", view.clone()),
+            ("BULK_SAGAS", bulk.join(",")),
+            ("DEAD_LETTER", dead_letter.to_string()),
+            ("ARTIFACTS", artifacts.display().to_string()),
+            ("CHROMIUM", chromium().display().to_string()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            Command::new(node().unwrap())
+                .arg("console.test.mjs")
+                .current_dir(scripts())
+                .envs(env)
+                .output()
+                .expect("node runs")
+        })
+        .await
+        .unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}\nscreenshots in {}", artifacts.display());
+    assert!(
+        output.status.success(),
+        "the console tests failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(settled(&app, &resume).await["status"], "compensated");
+    let events: Vec<Value> = get(&app, &format!("/v1/sagas/{waiting}/events"), Some(ADMIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[1]["type"], "InventoryReserved", "redriven");
+}

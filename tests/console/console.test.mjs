@@ -1,0 +1,238 @@
+// End-to-end tests of the operator console in headless Chromium, against a
+// running `sagaplane serve` on 127.0.0.1. The Rust test `console` (tests/console.rs)
+// sets up the data and runs this with:
+//   SAGAPLANE_URL        the server, e.g. http://127.0.0.1:40123
+//   VIEWER_TOKEN, OPERATOR_TOKEN, ADMIN_TOKEN
+//   RESUME_SAGA          a suspended saga whose failed step now succeeds
+//   STALE_SAGA           another suspended saga, for the stale-page 412
+//   VIEW_SAGA            a running saga (waiting for a reply), for the viewer
+//   BULK_SAGAS           two more suspended sagas (comma-separated), resumed together
+//   DEAD_LETTER          the id of a dead letter that a redrive applies
+//   ARTIFACTS            where screenshots go
+// Every request the browser makes is logged; any that leaves the server's
+// origin fails the run.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env('SAGAPLANE_URL');
+const ORIGIN = new URL(BASE).origin;
+const ARTIFACTS = env('ARTIFACTS');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+// Playwright starts Chromium with a fresh, temporary profile of its own.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+const requests = [];
+const failures = [];
+
+async function page(token, viewport = { width: 1366, height: 900 }) {
+  const context = await browser.newContext({ viewport, timezoneId: 'Europe/Berlin', locale: 'en-GB' });
+  const p = await context.newPage();
+  p.on('request', (r) => requests.push(r.url()));
+  p.on('pageerror', (e) => failures.push(`page error: ${e.message}`));
+  // A refused request (401 before signing in, the 412) is logged by the
+  // browser as a failed load; the console handles those. Anything else fails.
+  p.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of (401|412)/.test(m.text())) {
+      failures.push(`console error: ${m.text()}`);
+    }
+  });
+  p.setDefaultTimeout(15000);
+  await p.goto(`${BASE}/console/`);
+  if (token) {
+    await p.getByLabel('Token').fill(token);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('heading', { name: 'Overview' }).waitFor();
+  }
+  return p;
+}
+
+async function shot(p, name) {
+  await p.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** The API, from Node, as another operator would use it. */
+async function call(method, path, token, body, headers = {}) {
+  const r = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+const tests = {
+  async 'an operator finds a suspended saga, sees why, previews resume and confirms it'() {
+    const id = env('RESUME_SAGA');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.getByRole('link', { name: 'suspended', exact: true }).click();
+    await p.waitForURL(/status=suspended/);
+    const row = p.locator(`tr[data-id="${id}"]`);
+    await row.waitFor();
+    assert.match(await row.textContent(), /suspended/);
+    // The row says who must answer, from the saga's own read.
+    await row.locator('td.participant', { hasText: /^inventory$/ }).waitFor();
+    await shot(p, 'console-overview-suspended');
+    await row.getByRole('link').click();
+    await p.waitForURL(new RegExp(`#/sagas/${id}`));
+    const why = p.locator('section.why');
+    await why.getByText('waiting for an operator', { exact: false }).waitFor();
+    assert.match(await why.textContent(), /inventory must answer release-inventory \(attempt 2 of 2\)/);
+    await p.getByRole('button', { name: 'resume', exact: true }).click();
+    await p.getByLabel('Reason').fill('inventory fixed the lock, INC-4711');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    const preview = p.locator('.preview');
+    await preview.getByText('Dry run of resume').waitFor();
+    const text = await preview.textContent();
+    assert.match(text, /would append OperatorIntervened/);
+    assert.match(text, /would send release-inventory #3 to inventory \(order\.inventory\.release\.v1\)/);
+    await shot(p, 'console-resume-preview');
+    await p.getByRole('button', { name: 'Confirm resume' }).click();
+    // It moves by itself: the page polls until the compensation is through.
+    await p.locator('section.head .status-compensated').waitFor({ timeout: 20000 });
+    await p.locator('.row .end.reached', { hasText: 'compensated' }).waitFor();
+    const timeline = await p.locator('section.timeline').textContent();
+    assert.match(timeline, /OperatorIntervened/);
+    assert.match(timeline, /InventoryReleased/);
+    await shot(p, 'console-saga-compensated');
+    await p.context().close();
+  },
+
+  async 'a stale page gets the 412 explained and shows the saga as it is now'() {
+    const id = env('STALE_SAGA');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await p.getByRole('button', { name: 'cancel', exact: true }).click();
+    await p.getByLabel('Reason').fill('customer gave up');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    await p.getByText('Dry run of cancel').waitFor();
+    // Meanwhile someone else resumes it.
+    const other = await call('POST', `/v1/sagas/${id}/actions/resume`, env('ADMIN_TOKEN'), { reason: 'fixed on our side' });
+    assert.equal(other.status, 200, JSON.stringify(other.body));
+    await p.getByRole('button', { name: 'Confirm cancel' }).click();
+    const notice = p.getByRole('alert').filter({ hasText: 'Someone acted first' });
+    await notice.waitFor();
+    assert.match(await notice.textContent(), /Nothing was done/);
+    // The page now shows the saga after the other operator's resume.
+    await p.locator('section.timeline').getByText('OperatorIntervened', { exact: true }).first().waitFor();
+    await shot(p, 'console-stale-412');
+    const saga = await call('GET', `/v1/sagas/${id}`, env('ADMIN_TOKEN'));
+    assert.notEqual(saga.body.status, 'cancelled');
+    await p.context().close();
+  },
+
+  async 'an operator selects several sagas, previews one action for each, and confirms'() {
+    const ids = env('BULK_SAGAS').split(',');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.goto(`${BASE}/console/#/?status=suspended`);
+    for (const id of ids) await p.locator(`tr[data-id="${id}"] input[type=checkbox]`).check();
+    await p.getByRole('heading', { name: 'Act on 2 selected sagas' }).waitFor();
+    await p.getByLabel('Action').selectOption('resume');
+    await p.getByLabel('Reason').fill('inventory fixed the lock, INC-4712');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    const results = p.locator('table.results');
+    await results.waitFor();
+    assert.equal(await results.getByText('would send release-inventory #3 to inventory', { exact: false }).count(), 2);
+    await p.getByRole('button', { name: 'Confirm resume for 2 sagas' }).click();
+    await results.getByText('done: ', { exact: false }).nth(1).waitFor();
+    assert.equal(await results.getByText('done: ', { exact: false }).count(), 2);
+    await shot(p, 'console-bulk');
+    for (const id of ids) {
+      const saga = await call('GET', `/v1/sagas/${id}?wait=10`, env('ADMIN_TOKEN'));
+      assert.equal(saga.body.status, 'compensated');
+    }
+    await p.context().close();
+  },
+
+  async 'a viewer sees everything but no action'() {
+    const id = env('VIEW_SAGA');
+    const p = await page(env('VIEWER_TOKEN'));
+    assert.equal(await p.locator('table.sagas input[type=checkbox]').count(), 0);
+    assert.equal(await p.getByRole('link', { name: 'Dead letters' }).count(), 0);
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await p.locator('section.why').getByText('waiting for the reply', { exact: false }).waitFor();
+    await p.locator('section.timeline').getByText('SagaStarted', { exact: true }).waitFor();
+    assert.equal(await p.locator('section.actions button').count(), 0);
+    assert.equal(await p.locator('main button[data-action]').count(), 0);
+    // The API refuses anyway.
+    const r = await call('POST', `/v1/sagas/${id}/actions/cancel`, env('VIEWER_TOKEN'), { reason: 'x' });
+    assert.equal(r.status, 403);
+    await shot(p, 'console-viewer');
+    await p.context().close();
+  },
+
+  async 'an admin reads a dead letter as text and hex and redrives it'() {
+    const id = env('DEAD_LETTER');
+    const p = await page(env('ADMIN_TOKEN'));
+    await p.getByRole('link', { name: 'Dead letters' }).first().click();
+    await p.getByRole('link', { name: `#${id}`, exact: true }).click();
+    await p.getByRole('heading', { name: `Dead letter #${id}` }).waitFor();
+    assert.match(await p.locator('pre.raw').first().textContent(), /sagaplane\.reply\.v1/);
+    assert.match(await p.locator('pre.hex').textContent(), /^00000000 {2}7b/);
+    await p.getByRole('button', { name: 'Redrive' }).click();
+    await p.getByLabel('Reason').fill('the saga exists now');
+    await p.getByRole('button', { name: 'Confirm redrive' }).click();
+    await p.getByText('Redriven: applied.').waitFor();
+    await p.getByText('redriven by admin-user').waitFor();
+    await shot(p, 'console-dead-letter');
+    await p.context().close();
+  },
+
+  async 'it stays usable at phone width'() {
+    const p = await page(env('VIEWER_TOKEN'), { width: 390, height: 844 });
+    await p.goto(`${BASE}/console/#/sagas/${env('VIEW_SAGA')}`);
+    await p.locator('section.why').getByText('must answer', { exact: false }).waitFor();
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 400, `the page is ${width}px wide at a 390px window`);
+    await shot(p, 'console-phone');
+    await p.context().close();
+  },
+};
+
+let failed = 0;
+try {
+  for (const [name, test] of Object.entries(tests)) {
+    const started = Date.now();
+    try {
+      await test();
+      console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}\n${e.stack}`);
+    }
+  }
+} finally {
+  await browser.close();
+}
+
+const foreign = requests.filter((u) => !u.startsWith(`${ORIGIN}/`) && !u.startsWith('data:'));
+if (foreign.length) {
+  failed++;
+  console.log(`FAIL requests left ${ORIGIN}:\n${foreign.join('\n')}`);
+} else {
+  console.log(`ok   all ${requests.length} requests of the browser went to ${ORIGIN}`);
+}
+const tokens = ['VIEWER_TOKEN', 'OPERATOR_TOKEN', 'ADMIN_TOKEN'].map((n) => process.env[n]);
+const leaked = requests.filter((u) => tokens.some((t) => u.includes(t)));
+if (leaked.length) {
+  failed++;
+  console.log(`FAIL a token appeared in a URL:\n${leaked.join('\n')}`);
+}
+if (failures.length) {
+  failed++;
+  console.log(`FAIL the page reported errors:\n${failures.join('\n')}`);
+}
+console.log(failed ? `${failed} failed` : 'all passed');
+process.exit(failed ? 1 : 0);
