@@ -20,7 +20,7 @@ pub mod servicebus;
 pub use eventbridge::{EventBridgeSettings, EventBridgeTransport};
 pub use in_process::{InProcessTransport, SimulatedParticipants, SimulatorRule, SimulatorSettings};
 pub use postgres::{GroupCommit, PgEventStore};
-pub use routing::RoutingTransport;
+pub use routing::{route_of, RoutingTransport};
 pub use servicebus::{
     ServiceBusReceiver, ServiceBusReceiverSettings, ServiceBusSettings, ServiceBusTransport,
 };

@@ -29,11 +29,20 @@ impl RoutingTransport {
     }
 
     fn transport_of(&self, m: &OutboxMessage) -> &Arc<dyn Transport> {
-        self.routes
-            .get(&m.command_type)
-            .or_else(|| self.routes.get(&m.participant))
+        route_of(|key| self.routes.get(key), &m.participant, &m.command_type)
             .unwrap_or(&self.default)
     }
+}
+
+/// The route of a command among routes keyed by command type or participant
+/// (`lookup`): its command type's entry wins over its participant's; `None`
+/// when neither is routed.
+pub fn route_of<'a, V: ?Sized>(
+    lookup: impl Fn(&str) -> Option<&'a V>,
+    participant: &str,
+    command_type: &str,
+) -> Option<&'a V> {
+    lookup(command_type).or_else(|| lookup(participant))
 }
 
 #[async_trait]

@@ -11,8 +11,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sagaplane_adapters::{
-    EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore, RoutingTransport,
-    ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
+    route_of, EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore,
+    RoutingTransport, ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
 use sagaplane_orchestrator::{load_catalog, Metrics, Orchestrator, Transport};
 use sagaplane_sagas::Catalog;
@@ -260,8 +260,7 @@ fn check_destinations(settings: &Settings, catalog: &Catalog) -> anyhow::Result<
         let unrouted: Vec<&str> = destinations
             .iter()
             .filter(|(participant, command_type)| {
-                !settings.routing.contains_key(participant)
-                    && !settings.routing.contains_key(command_type)
+                route_of(|key| settings.routing.get(key), participant, command_type).is_none()
             })
             .map(|(_, command_type)| command_type.as_str())
             .collect();

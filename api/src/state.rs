@@ -27,9 +27,7 @@ impl AppState {
     /// The transport that carries a command: its command type's route, else
     /// its participant's, else the simulated participants' (`in-process`).
     pub fn transport_of(&self, participant: &str, command_type: &str) -> &str {
-        self.routing
-            .get(command_type)
-            .or_else(|| self.routing.get(participant))
+        sagaplane_adapters::route_of(|key| self.routing.get(key), participant, command_type)
             .map_or("in-process", String::as_str)
     }
 }
