@@ -318,7 +318,6 @@ async fn a_missing_documentation_page_is_a_problem_too() {
 async fn requests_the_http_server_refuses_before_the_app_are_still_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
     let huge_header = format!(
         "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
         "a".repeat(200 * 1024)
@@ -326,7 +325,7 @@ async fn requests_the_http_server_refuses_before_the_app_are_still_refused() {
     let two_lengths = "POST /v1/sagas HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
                        content-length: 2\r\ncontent-length: 3\r\n\r\n{}";
     for (request, status) in [(huge_header.as_str(), "431"), (two_lengths, "400")] {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port()))
             .await
             .unwrap();
         let _ = stream.write_all(request.as_bytes()).await;

@@ -189,6 +189,11 @@ impl TestApp {
         }
     }
 
+    /// The port the application listens on.
+    pub fn port(&self) -> u16 {
+        self.address.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     pub async fn post_saga(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/sagas", self.address))

@@ -18,25 +18,12 @@ use tokio::time::Instant;
 use crate::helpers::fresh_database_url;
 use crate::server::{
     assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
-    restart_port, start_retrying, Case, Server,
+    restart_port, start_retrying, Case, Server, FAULT_ENV,
 };
 
 const SAGAS: usize = 300;
 const CLIENTS: usize = 20;
 const KILLS: usize = 6;
-
-const ENV: &[(&str, &str)] = &[
-    ("SAGAPLANE_SIMULATOR__DURABLE_MEMORY", "true"),
-    ("SAGAPLANE_SIMULATOR__LATENCY_MS", "15"),
-    ("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1000"),
-    // Enough attempts that kills alone never exhaust a step's budget.
-    ("SAGAPLANE_SAGA__STEP_MAX_ATTEMPTS", "50"),
-    ("SAGAPLANE_SAGA__COMPENSATION_MAX_ATTEMPTS", "50"),
-    ("SAGAPLANE_SAGA__BACKOFF_INITIAL_MS", "50"),
-    ("SAGAPLANE_SAGA__BACKOFF_MAX_MS", "200"),
-    ("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50"),
-    ("SAGAPLANE_ORCHESTRATOR__OUTBOX_SWEEP_INTERVAL_MS", "300"),
-];
 
 /// Starts `case` (retrying through outages) and waits a little for it; the
 /// saga's id.
@@ -55,7 +42,7 @@ async fn drive(client: &reqwest::Client, base: &str, case: &Case, deadline: Inst
 async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     let db = fresh_database_url();
     let port = restart_port();
-    let mut server = Server::start_on(port, &db, ENV).await;
+    let mut server = Server::start_on(port, &db, FAULT_ENV).await;
     let base = server.base.clone();
     let cases = Arc::new(cases(SAGAS));
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -76,7 +63,7 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(150..700))).await;
         server.kill();
-        server = Server::start_on(port, &db, ENV).await;
+        server = Server::start_on(port, &db, FAULT_ENV).await;
     }
     let mut ids = HashMap::new();
     for client in clients {

@@ -37,6 +37,21 @@ pub fn restart_port() -> u16 {
     free_port()
 }
 
+/// Settings of a server under faults: durable participants answering a
+/// little late, short timeouts and back-offs, and attempts enough that the
+/// faults alone never exhaust a step's budget.
+pub const FAULT_ENV: &[(&str, &str)] = &[
+    ("SAGAPLANE_SIMULATOR__DURABLE_MEMORY", "true"),
+    ("SAGAPLANE_SIMULATOR__LATENCY_MS", "15"),
+    ("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1000"),
+    ("SAGAPLANE_SAGA__STEP_MAX_ATTEMPTS", "50"),
+    ("SAGAPLANE_SAGA__COMPENSATION_MAX_ATTEMPTS", "50"),
+    ("SAGAPLANE_SAGA__BACKOFF_INITIAL_MS", "50"),
+    ("SAGAPLANE_SAGA__BACKOFF_MAX_MS", "200"),
+    ("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50"),
+    ("SAGAPLANE_ORCHESTRATOR__OUTBOX_SWEEP_INTERVAL_MS", "300"),
+];
+
 /// A `sagaplane serve` child process, killed when dropped.
 pub struct Server {
     child: Child,

@@ -9,14 +9,10 @@ use sagaplane_api::auth::{Role, TokenSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{order, order_request, spawn_app_with, TestApp};
-
-fn port(app: &TestApp) -> u16 {
-    app.address.rsplit(':').next().unwrap().parse().unwrap()
-}
+use crate::helpers::{order, order_request, spawn_app, spawn_app_with, TestApp};
 
 async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", port(app))).await.unwrap()
+    TcpStream::connect(("127.0.0.1", app.port())).await.unwrap()
 }
 
 /// The head of a `POST /v1/sagas` announcing a body of 100 bytes.
@@ -158,12 +154,12 @@ fn long_poll(id: &str) -> String {
 
 #[actix_web::test]
 async fn a_long_poll_ends_when_its_client_goes_away() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     // Never answered: its waits would run their whole 30 s.
     let id = app
         .start_order("slow-poll", order("slow-poll", "c", "HANG-1", 5))
         .await;
-    let port = port(&app);
+    let port = app.port();
     // The test's own client keeps a connection or two.
     let before = server_sockets(port, "01");
     let mut clients = Vec::new();
@@ -196,7 +192,7 @@ async fn a_long_poll_ends_when_its_client_goes_away() {
 
 #[actix_web::test]
 async fn a_client_that_only_stops_sending_still_gets_the_saga_at_once() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     let id = app
         .start_order("slow-half", order("slow-half", "c", "HANG-1", 5))
         .await;

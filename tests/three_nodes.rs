@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::helpers::TempDir;
 use crate::server::{
     assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
-    restart_port, start_retrying, Server,
+    restart_port, start_retrying, Server, FAULT_ENV,
 };
 
 const NODES: usize = 3;
@@ -32,17 +32,9 @@ const SAGAS: usize = 2_000;
 const CLIENTS: usize = 32;
 const KILLS: usize = 8;
 
+/// Besides [`FAULT_ENV`]: leases that move soon after a kill, and
+/// connections enough for three nodes on one cluster.
 const ENV: &[(&str, &str)] = &[
-    ("SAGAPLANE_SIMULATOR__DURABLE_MEMORY", "true"),
-    ("SAGAPLANE_SIMULATOR__LATENCY_MS", "15"),
-    ("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "1000"),
-    // Enough attempts that the faults alone never exhaust a step's budget.
-    ("SAGAPLANE_SAGA__STEP_MAX_ATTEMPTS", "50"),
-    ("SAGAPLANE_SAGA__COMPENSATION_MAX_ATTEMPTS", "50"),
-    ("SAGAPLANE_SAGA__BACKOFF_INITIAL_MS", "50"),
-    ("SAGAPLANE_SAGA__BACKOFF_MAX_MS", "200"),
-    ("SAGAPLANE_ORCHESTRATOR__TIMER_INTERVAL_MS", "50"),
-    ("SAGAPLANE_ORCHESTRATOR__OUTBOX_SWEEP_INTERVAL_MS", "300"),
     ("SAGAPLANE_CLUSTER__LEASE_TTL_MS", "1500"),
     ("SAGAPLANE_DATABASE__MAX_CONNECTIONS", "8"),
 ];
@@ -262,7 +254,7 @@ fn fault(rng: &mut fastrand::Rng, index: usize, restart_at: usize) -> Fault {
 
 fn node_env(node: usize) -> Vec<(&'static str, &'static str)> {
     const IDS: [&str; NODES] = ["node-0", "node-1", "node-2"];
-    [&[("SAGAPLANE_CLUSTER__NODE_ID", IDS[node])], ENV].concat()
+    [&[("SAGAPLANE_CLUSTER__NODE_ID", IDS[node])], FAULT_ENV, ENV].concat()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
