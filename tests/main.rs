@@ -24,6 +24,7 @@ mod openapi;
 mod operators;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod prefer;
 mod relay;
 mod replies;
 mod restart;

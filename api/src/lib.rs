@@ -34,6 +34,7 @@ mod console;
 pub mod definitions;
 mod exposition;
 mod json;
+mod prefer;
 mod problem;
 mod routes;
 pub mod startup;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use sagaplane_orchestrator::ports::{SagaRecord, SUSPENDED_BY_SUPERVISOR};
-use sagaplane_sagas::Status;
+use sagaplane_sagas::{SagaId, Status};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -64,15 +64,7 @@ pub(crate) async fn get(
     let record = match query.wait {
         None | Some(0) => state.orchestrator.saga(id).await?,
         Some(seconds) if seconds <= state.http.max_wait_seconds => {
-            let settled = state
-                .orchestrator
-                .wait_settled(id, Duration::from_secs(seconds));
-            // A client that went away ends the wait (one that only closed
-            // its sending side still gets the saga as it is now).
-            tokio::select! {
-                record = settled => record?,
-                () = crate::connection::gone(&http) => state.orchestrator.saga(id).await?,
-            }
+            settled(&state, &http, id, seconds).await?
         }
         Some(seconds) => {
             return Err(ApiError::BadRequest(format!(
@@ -85,6 +77,24 @@ pub(crate) async fn get(
     let version = record.version;
     let saga = detailed(&state, record).await?;
     Ok(HttpResponse::Ok().insert_header(etag(version)).json(saga))
+}
+
+/// The saga once it is terminal or suspended, or as it is after `seconds`, or
+/// as it is when the client goes away (one that only closed its sending side
+/// still gets an answer at once).
+pub(crate) async fn settled(
+    state: &AppState,
+    http: &HttpRequest,
+    id: SagaId,
+    seconds: u64,
+) -> Result<Option<SagaRecord>, ApiError> {
+    let settled = state
+        .orchestrator
+        .wait_settled(id, Duration::from_secs(seconds));
+    Ok(tokio::select! {
+        record = settled => record?,
+        () = crate::connection::gone(http) => state.orchestrator.saga(id).await?,
+    })
 }
 
 /// The saga with what it waits for. A terminal saga waits for nothing and

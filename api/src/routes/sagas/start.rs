@@ -10,7 +10,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::dto::{etag, SagaDto};
+use super::read;
 use crate::json::Strict;
+use crate::prefer;
 use crate::problem::{parse_body, ApiError, Problem};
 use crate::state::AppState;
 
@@ -50,10 +52,14 @@ pub(crate) struct StartRequest {
 #[utoipa::path(
     post, path = "/v1/sagas", tag = "sagas",
     request_body = StartRequest,
-    params(("traceparent" = Option<String>, Header, description = "W3C trace context")),
+    params(
+        ("traceparent" = Option<String>, Header, description = "W3C trace context"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): answer once the saga is terminal or suspended, or with its state after N seconds (at most `http.max_wait_seconds`); the answer then says `Preference-Applied: wait` and shows what the saga waits for"),
+    ),
     responses(
         (status = 201, description = "Started", body = SagaDto,
-         headers(("Location" = String, description = "The saga's URL"))),
+         headers(("Location" = String, description = "The saga's URL"),
+                 ("Preference-Applied" = Option<String>, description = "`wait` when the answer waited"))),
         (status = 200, description = "Already started with the same input", body = SagaDto),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -142,8 +148,22 @@ pub(crate) async fn start(
         StartOutcome::Created(record) => (HttpResponse::Created(), record),
         StartOutcome::Existing(record) => (HttpResponse::Ok(), record),
     };
+    response.insert_header((header::LOCATION, format!("/v1/sagas/{}", record.id)));
+    let Some(wait) = prefer::wait_seconds(http.headers()).filter(|&s| s > 0) else {
+        return Ok(response
+            .insert_header(etag(record.version))
+            .json(SagaDto::from_record(record)));
+    };
+    // `Prefer: wait=N`: answer once the saga has settled, or with its state
+    // after N seconds (at most the longest long poll). It exists: it was
+    // just started or found.
+    let seconds = wait.min(state.http.max_wait_seconds);
+    let record = match read::settled(&state, &http, record.id, seconds).await? {
+        Some(now) => now,
+        None => record,
+    };
     Ok(response
-        .insert_header((header::LOCATION, format!("/v1/sagas/{}", record.id)))
         .insert_header(etag(record.version))
-        .json(SagaDto::from_record(record)))
+        .insert_header(("Preference-Applied", "wait"))
+        .json(read::detailed(&state, record).await?))
 }
