@@ -1,15 +1,18 @@
 //! What `/metrics` shows: the orchestrator's counters and the gauges read
-//! when it is scraped (the outbox backlog, stored dead letters, memory).
+//! when it is scraped (the outbox backlog, stored dead letters, memory and CPU time).
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sagaplane_orchestrator::ports::Backlog;
 use sagaplane_orchestrator::Metrics;
+
+use crate::procfs::Process;
 
 /// The registry, with the gauges that are read when scraped.
 pub(crate) struct Exposition {
@@ -18,6 +21,7 @@ pub(crate) struct Exposition {
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     dead_letters_stored: Gauge,
     resident_memory: Gauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Exposition {
@@ -28,6 +32,12 @@ impl Exposition {
             "process_resident_memory_bytes",
             "Resident memory of this process",
             resident_memory.clone(),
+        );
+        let cpu_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user and system) this process used",
+            cpu_seconds.clone(),
         );
         let ours = registry.sub_registry_with_prefix("sagaplane");
         metrics.register(ours);
@@ -55,6 +65,7 @@ impl Exposition {
             outbox_oldest_age,
             dead_letters_stored,
             resident_memory,
+            cpu_seconds,
         }
     }
 
@@ -72,23 +83,14 @@ impl Exposition {
         self.outbox_oldest_age.set(age);
         self.dead_letters_stored.set(backlog.dead_letters);
         self.resident_memory
-            .set(resident_memory_bytes().unwrap_or(0));
+            .set(Process::Own.resident_bytes().map_or(0, |b| b as i64));
+        if let Some(seconds) = Process::Own.cpu_seconds() {
+            // A counter only goes up: it takes the difference since the last scrape.
+            self.cpu_seconds
+                .inc_by((seconds - self.cpu_seconds.get()).max(0.0));
+        }
         let mut body = String::new();
         encode(&mut body, &self.registry)?;
         Ok(body)
     }
-}
-
-/// VmRSS of this process, from /proc (Linux).
-fn resident_memory_bytes() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: i64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -36,6 +36,7 @@ mod exposition;
 mod json;
 mod prefer;
 mod problem;
+mod procfs;
 mod routes;
 pub mod startup;
 mod state;

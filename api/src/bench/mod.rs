@@ -1,10 +1,13 @@
 //! `sagaplane bench`: the fixed order-saga workload, driven over HTTP.
 //!
-//! N sagas are started by C concurrent clients; each client waits (`?wait=`) until
-//! its saga is terminal, then starts the next. `fail_pct` % of orders are declined
-//! by payment (then inventory is released and the order cancelled). Reports
-//! sagas/s, start-to-terminal latency percentiles, errors, and the database's
-//! committed transactions and written rows per saga (pg_stat deltas).
+//! N sagas are started by C concurrent clients; each client starts a saga with
+//! `Prefer: wait` and so gets its outcome in the same answer (or, with
+//! `--two-requests`, starts it and then long-polls it with `?wait=`), then
+//! starts the next. `fail_pct` % of orders are declined by payment (then
+//! inventory is released and the order cancelled). Reports sagas/s,
+//! start-to-terminal latency percentiles, errors, and what a saga costs: CPU
+//! time of the server and of PostgreSQL (from /proc), commits, rows and index
+//! entries written, WAL bytes (from PostgreSQL's statistics views).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,12 +18,14 @@ use futures_util::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 
+mod cost;
+mod preload;
 mod report;
 mod server;
 
-use report::{percentile, print, ParkReport, Percentiles, Report};
+use cost::{cost, Counters, Cpu};
+use report::{percentile, print, ParkReport, Percentiles, QueryTimes, Report, Timing};
 use server::{Server, Target};
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +39,14 @@ pub struct BenchArgs {
     /// Share of orders (0–100) that payment declines.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     fail_pct: u8,
+    /// Start each saga, then long-poll it: two requests per saga instead of
+    /// one `Prefer: wait` start.
+    #[arg(long)]
+    two_requests: bool,
+    /// Before measuring, fill the store with this many finished order sagas
+    /// (copies of one real one, created over the past 30 days).
+    #[arg(long, default_value_t = 0)]
+    preload: u64,
     /// Sagas run first and left out of the figures.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
@@ -49,6 +62,10 @@ pub struct BenchArgs {
     /// fresh database `sagaplane_bench` and stops it afterwards.
     #[arg(long)]
     url: Option<String>,
+    /// With --url: the server's process id, to read its CPU time and memory
+    /// from /proc instead of its /metrics.
+    #[arg(long, requires = "url")]
+    server_pid: Option<u32>,
     /// The PostgreSQL server (without a database name) for the started server and
     /// the statistics; with --url, the server's own database URL.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
@@ -60,6 +77,10 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
 }
+
+/// How long after its last transaction a PostgreSQL backend's statistics are
+/// surely published.
+const STATISTICS_DELAY: Duration = Duration::from_millis(11_000);
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -87,7 +108,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = Target {
         client,
         base,
-        pid: server.as_ref().map(|s| s.child.id()),
+        pid: server.as_ref().map(|s| s.child.id()).or(args.server_pid),
     };
     let measure = async {
         match args.park {
@@ -105,25 +126,51 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let (client, base) = (&target.client, target.base.as_str());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    if args.warmup > 0 {
-        drive(client, base, &run_id, "warmup", args.warmup, args, None).await;
-    }
     let stats_pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(database_url)
         .await
         .with_context(|| format!("Failed to connect to {database_url} for statistics"))?;
-    let before = db_stats(&stats_pool).await?;
+    let preload_seconds = if args.preload > 0 {
+        let template = start_order(
+            client,
+            base,
+            &format!("template-{run_id}"),
+            "bench",
+            2_599,
+            Some(30),
+        )
+        .await?;
+        let id = template["id"].as_str().context("start answer without id")?;
+        let bar = progress(args.preload, args.json);
+        let seconds =
+            preload::preload(&stats_pool, id.parse()?, args.preload as i64, bar.as_ref()).await?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Some(seconds)
+    } else {
+        None
+    };
+    if args.warmup > 0 {
+        drive(client, base, &run_id, "warmup", args.warmup, args, None).await;
+    }
+    // A backend publishes what it did at the end of a transaction at most once
+    // a second, and else after 10 s idle (PostgreSQL 15's intervals): wait so
+    // that neither the work before the run nor the run's own is left out.
+    tokio::time::sleep(STATISTICS_DELAY).await;
+    let before = Counters::read(&stats_pool).await?;
+    let cpu_before = Cpu::read(&stats_pool, target.cpu_seconds().await).await;
     let bar = progress(args.sagas as u64, args.json);
     let started = Instant::now();
     let outcomes = drive(client, base, &run_id, "run", args.sagas, args, bar.as_ref()).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = Cpu::read(&stats_pool, target.cpu_seconds().await).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    // Backends publish their statistics about a second after going idle.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let after = db_stats(&stats_pool).await?;
+    tokio::time::sleep(STATISTICS_DELAY).await;
+    let after = Counters::read(&stats_pool).await?;
     let mut latencies: Vec<f64> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok().copied())
@@ -133,11 +180,11 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
     if let Some(e) = outcomes.iter().find_map(|o| o.as_ref().err()) {
         eprintln!("first error: {e:#}");
     }
-    let n = args.sagas.max(1) as f64;
     Ok(Report {
         sagas: args.sagas,
         concurrency: args.concurrency,
         fail_pct: args.fail_pct,
+        requests_per_saga: if args.two_requests { 2 } else { 1 },
         seconds,
         sagas_per_second: args.sagas as f64 / seconds,
         latency_ms: Percentiles {
@@ -147,8 +194,10 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
             max: latencies.last().copied().unwrap_or(0.0),
         },
         errors,
-        commits_per_saga: (after.0 - before.0) as f64 / n,
-        rows_written_per_saga: (after.1 - before.1) as f64 / n,
+        cost: cost(args.sagas, (&before, &after), (cpu_before, cpu_after)),
+        preloaded: args.preload,
+        preload_seconds,
+        queries_ms: queries(target, &format!("bench-{run_id}-run-0")).await?,
         server_rss_mib: target.rss_mib().await,
     })
 }
@@ -176,7 +225,8 @@ async fn drive(
                 }
                 let declined = (i % 100) < args.fail_pct as usize;
                 let key = format!("bench-{run_id}-{phase}-{i}");
-                outcomes.push(one_saga(client, base, &key, declined).await);
+                let outcome = one_saga(client, base, &key, declined, args.two_requests).await;
+                outcomes.push(outcome);
                 if let Some(bar) = bar {
                     bar.inc(1);
                 }
@@ -186,13 +236,16 @@ async fn drive(
     join_all(clients).await.into_iter().flatten().collect()
 }
 
-/// Starts one order saga; its answer, which must be `201 Created`.
+/// Starts one order saga; its answer, which must be `201 Created`. With
+/// `prefer_wait`, the answer comes once the saga settled (or after that many
+/// seconds).
 async fn start_order(
     client: &reqwest::Client,
     base: &str,
     key: &str,
     customer: &str,
     amount_cents: i64,
+    prefer_wait: Option<u64>,
 ) -> anyhow::Result<Value> {
     let body = json!({
         "saga_type": "order",
@@ -203,11 +256,11 @@ async fn start_order(
             "amount_cents": amount_cents, "currency": "EUR"
         }
     });
-    let response = client
-        .post(format!("{base}/v1/sagas"))
-        .json(&body)
-        .send()
-        .await?;
+    let mut request = client.post(format!("{base}/v1/sagas")).json(&body);
+    if let Some(seconds) = prefer_wait {
+        request = request.header("Prefer", format!("wait={seconds}"));
+    }
+    let response = request.send().await?;
     if response.status() != reqwest::StatusCode::CREATED {
         bail!(
             "start answered {}: {}",
@@ -218,27 +271,68 @@ async fn start_order(
     Ok(response.json().await?)
 }
 
+/// How long the operators' reads take, in ms: the first call and the median
+/// of five more. `key`: a business key of this run.
+async fn queries(target: &Target, key: &str) -> anyhow::Result<QueryTimes> {
+    let time = |path: String| async move {
+        let mut took = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            target
+                .client
+                .get(format!("{}{path}", target.base))
+                .send()
+                .await?
+                .error_for_status()
+                .with_context(|| format!("GET {path}"))?;
+            took.push(started.elapsed().as_secs_f64() * 1_000.0);
+        }
+        let first = took.remove(0);
+        took.sort_by(f64::total_cmp);
+        Ok::<_, anyhow::Error>(Timing {
+            first,
+            median: percentile(&took, 0.5),
+        })
+    };
+    Ok(QueryTimes {
+        stats: time("/v1/stats".into()).await?,
+        newest_page: time("/v1/sagas?limit=50".into()).await?,
+        stuck_page: time("/v1/sagas?stuck_for=1m&limit=50".into()).await?,
+        by_business_key: time(format!("/v1/sagas?saga_type=order&business_key={key}")).await?,
+    })
+}
+
+/// One saga from its start to its end; its latency in ms.
 async fn one_saga(
     client: &reqwest::Client,
     base: &str,
     key: &str,
     declined: bool,
+    two_requests: bool,
 ) -> anyhow::Result<f64> {
+    const WAIT_SECONDS: u64 = 30;
     let amount = if declined { 5_000_000 } else { 2_599 };
     let started = Instant::now();
-    let created = start_order(client, base, key, "bench", amount).await?;
-    let id = created["id"].as_str().context("start answer without id")?;
-    let saga: Value = client
-        .get(format!("{base}/v1/sagas/{id}?wait=30"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let prefer_wait = (!two_requests).then_some(WAIT_SECONDS);
+    let mut saga = start_order(client, base, key, "bench", amount, prefer_wait).await?;
+    if two_requests {
+        let id = saga["id"].as_str().context("start answer without id")?;
+        saga = client
+            .get(format!("{base}/v1/sagas/{id}?wait={WAIT_SECONDS}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+    }
     let elapsed = started.elapsed().as_secs_f64() * 1_000.0;
     let expected = if declined { "compensated" } else { "completed" };
     if saga["status"] != expected {
-        bail!("saga {id} ended {} instead of {expected}", saga["status"]);
+        bail!(
+            "saga {} ended {} instead of {expected}",
+            saga["id"],
+            saga["status"]
+        );
     }
     Ok(elapsed)
 }
@@ -261,7 +355,7 @@ async fn park(target: &Target, n: usize, args: &BenchArgs) -> anyhow::Result<Par
                 }
                 // Payment never answers a HANG- customer.
                 let key = format!("park-{run_id}-{i}");
-                start_order(client, base, &key, "HANG-park", 100).await?;
+                start_order(client, base, &key, "HANG-park", 100, None).await?;
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }
@@ -295,16 +389,4 @@ fn progress(len: u64, quiet: bool) -> Option<ProgressBar> {
             .expect("a valid progress template"),
     );
     Some(bar)
-}
-
-/// (committed transactions, rows inserted + updated + deleted) of the database.
-async fn db_stats(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
-    let row: (i64, i64) = sqlx::query_as(
-        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted \
-         FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(pool)
-    .await
-    .context("Failed to read pg_stat_database")?;
-    Ok(row)
 }

@@ -2,18 +2,41 @@
 
 use serde::Serialize;
 
+use super::cost::Cost;
+
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
     pub(super) sagas: usize,
     pub(super) concurrency: usize,
     pub(super) fail_pct: u8,
+    /// 1: a `Prefer: wait` start; 2: a start, then a long poll.
+    pub(super) requests_per_saga: u8,
     pub(super) seconds: f64,
     pub(super) sagas_per_second: f64,
     pub(super) latency_ms: Percentiles,
     pub(super) errors: usize,
-    pub(super) commits_per_saga: f64,
-    pub(super) rows_written_per_saga: f64,
+    pub(super) cost: Cost,
+    /// Finished sagas written into the store before the run.
+    pub(super) preloaded: u64,
+    pub(super) preload_seconds: Option<f64>,
+    /// The operators' reads, after the run.
+    pub(super) queries_ms: QueryTimes,
     pub(super) server_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct QueryTimes {
+    pub(super) stats: Timing,
+    pub(super) newest_page: Timing,
+    pub(super) stuck_page: Timing,
+    pub(super) by_business_key: Timing,
+}
+
+/// The first call's time and the median of five more, in ms.
+#[derive(Debug, Serialize)]
+pub(super) struct Timing {
+    pub(super) first: f64,
+    pub(super) median: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,9 +74,14 @@ pub(super) fn mib(v: Option<f64>) -> String {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let l = &self.latency_ms;
+        let how = if self.requests_per_saga == 1 {
+            "one request each (Prefer: wait)"
+        } else {
+            "two requests each (start, then ?wait=)"
+        };
         writeln!(
             f,
-            "{} order sagas, {} clients, {} % declined, in {:.2} s",
+            "{} order sagas, {} clients, {} % declined, {how}, in {:.2} s",
             self.sagas, self.concurrency, self.fail_pct, self.seconds
         )?;
         writeln!(f, "  throughput   {:.0} sagas/s", self.sagas_per_second)?;
@@ -63,13 +91,57 @@ impl std::fmt::Display for Report {
             l.p50, l.p95, l.p99, l.max
         )?;
         writeln!(f, "  errors       {}", self.errors)?;
+        let c = &self.cost;
+        let cpu = &c.cpu_ms_per_saga;
         writeln!(
             f,
-            "  database     {:.2} commits and {:.1} rows written per saga",
-            self.commits_per_saga, self.rows_written_per_saga
+            "  CPU per saga server {}  PostgreSQL {}  together {}  (bench client {})",
+            ms(cpu.server),
+            ms(cpu.postgres),
+            ms(cpu.total),
+            ms(cpu.client)
+        )?;
+        writeln!(
+            f,
+            "  database     per saga: {:.2} commits, {:.1} rows and ≤ {:.1} index entries written, {} of WAL",
+            c.commits_per_saga,
+            c.rows_written_per_saga,
+            c.index_entries_per_saga,
+            c.wal_bytes_per_saga
+                .map_or_else(|| "unknown".into(), |b| format!("{b:.0} bytes"))
+        )?;
+        for (table, rows) in &c.rows_by_table {
+            writeln!(
+                f,
+                "    {table:<18} +{:.2} inserted  ~{:.2} updated ({:.2} heap-only)  -{:.2} deleted",
+                rows.inserted, rows.updated, rows.hot_updated, rows.deleted
+            )?;
+        }
+        if let Some(s) = self.preload_seconds {
+            writeln!(
+                f,
+                "  store        {} finished sagas preloaded in {s:.1} s",
+                self.preloaded
+            )?;
+        }
+        let q = &self.queries_ms;
+        writeln!(
+            f,
+            "  reads (first / median ms)  stats {}  newest 50 {}  stuck 50 {}  by key {}",
+            q.stats, q.newest_page, q.stuck_page, q.by_business_key
         )?;
         writeln!(f, "  server RSS   {}", mib(self.server_rss_mib))
     }
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} / {:.1}", self.first, self.median)
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".into(), |m| format!("{m:.2} ms"))
 }
 
 impl std::fmt::Display for ParkReport {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use sqlx::postgres::PgPoolOptions;
 
+use crate::procfs::Process;
+
 /// The server under test.
 pub(super) struct Target {
     pub(super) client: reqwest::Client,
@@ -19,21 +21,27 @@ impl Target {
     /// else from the server's `/metrics`.
     pub(super) async fn rss_mib(&self) -> Option<f64> {
         let bytes = match self.pid {
-            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()?
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map(|kib| kib * 1024.0)?,
-            None => {
-                let url = format!("{}/metrics", self.base);
-                let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
-                text.lines()
-                    .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
-                    .and_then(|v| v.trim().parse::<f64>().ok())?
-            }
+            Some(pid) => Process::Id(pid).resident_bytes()? as f64,
+            None => self.metric("process_resident_memory_bytes").await?,
         };
         Some(bytes / (1024.0 * 1024.0))
+    }
+
+    /// The CPU seconds the server used so far, read as `rss_mib` is.
+    pub(super) async fn cpu_seconds(&self) -> Option<f64> {
+        match self.pid {
+            Some(pid) => Process::Id(pid).cpu_seconds(),
+            None => self.metric("process_cpu_seconds_total").await,
+        }
+    }
+
+    /// A series without labels from the server's `/metrics`.
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let url = format!("{}/metrics", self.base);
+        let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
