@@ -532,6 +532,7 @@ impl OperatorQueries for MemoryStore {
                 .min()
                 .map(|(at, id)| (id, at)),
             suspended: records.iter().filter(|r| r.status == "suspended").count() as i64,
+            terminal_counted_at: Some(Utc::now()),
         })
     }
 

@@ -27,6 +27,7 @@
 mod batch;
 mod committer;
 mod connect;
+mod counts;
 mod operator;
 mod rows;
 mod store;

@@ -133,15 +133,19 @@ impl OperatorQueries for PgEventStore {
     }
 
     async fn stats(&self) -> Result<SagaStats, StoreError> {
-        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        // Through the partial index `sagas_unsettled_updated`: as small as
+        // the live work, however many sagas have ended.
+        let mut counts: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT saga_type, status, count(*) FROM sagas \
-             GROUP BY saga_type, status ORDER BY saga_type, status",
+             WHERE status IN ('running', 'compensating', 'suspended') \
+             GROUP BY saga_type, status",
         )
         .fetch_all(self.pool())
         .await
         .map_err(db)?;
         let oldest: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, created_at FROM sagas WHERE status IN ('running', 'compensating') \
+            "SELECT id, created_at FROM sagas \
+             WHERE status IN ('running', 'compensating', 'suspended') AND status <> 'suspended' \
              ORDER BY created_at, id LIMIT 1",
         )
         .fetch_optional(self.pool())
@@ -152,10 +156,14 @@ impl OperatorQueries for PgEventStore {
             .filter(|(_, status, _)| status == "suspended")
             .map(|(_, _, n)| n)
             .sum();
+        let (terminal, counted_at) = self.terminal_counts().read(self.pool()).await?;
+        counts.extend(terminal);
+        counts.sort();
         Ok(SagaStats {
             counts,
             oldest_unsettled: oldest.map(|(id, at)| (SagaId::from_uuid(id), at)),
             suspended,
+            terminal_counted_at: Some(counted_at),
         })
     }
 

@@ -35,6 +35,10 @@ pub struct SagaStats {
     /// The running or compensating saga created first.
     pub oldest_unsettled: Option<(SagaId, DateTime<Utc>)>,
     pub suspended: i64,
+    /// When the terminal sagas were counted: a store may keep that count a
+    /// while, since counting them means reading them all. Unsettled sagas
+    /// are counted on every call.
+    pub terminal_counted_at: Option<DateTime<Utc>>,
 }
 
 /// The outbox row of a command.

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::committer::{Committer, GroupCommit};
 use super::connect::{self, ConnectError};
+use super::counts::TerminalCounts;
 
 /// The event store, read model, outbox, inbox, timers and dead letters on
 /// PostgreSQL. Saga steps are written by its committer (group commit), on a
@@ -31,6 +32,7 @@ use super::connect::{self, ConnectError};
 pub struct PgEventStore {
     pool: PgPool,
     committer: Committer,
+    terminal_counts: TerminalCounts,
 }
 
 impl PgEventStore {
@@ -38,7 +40,11 @@ impl PgEventStore {
     /// the pool's options.
     pub fn new(pool: PgPool, group_commit: GroupCommit) -> Self {
         let committer = Committer::start((*pool.connect_options()).clone(), group_commit);
-        Self { pool, committer }
+        Self {
+            pool,
+            committer,
+            terminal_counts: TerminalCounts::default(),
+        }
     }
 
     /// Connects to `url`, creating the database if it is missing and applying
@@ -57,6 +63,10 @@ impl PgEventStore {
     /// The pool the queries run on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(crate) fn terminal_counts(&self) -> &TerminalCounts {
+        &self.terminal_counts
     }
 }
 
