@@ -28,6 +28,7 @@ mod prefer;
 mod relay;
 mod replies;
 mod restart;
+mod retention;
 mod returns;
 mod sagas;
 mod schemathesis;

@@ -13,7 +13,7 @@ use sagaplane_adapters::{
     EventBridgeSettings, GroupCommit, ServiceBusReceiverSettings, ServiceBusSettings,
     SimulatorSettings,
 };
-use sagaplane_orchestrator::OrchestratorConfig;
+use sagaplane_orchestrator::{OrchestratorConfig, Retention};
 use sagaplane_sagas::{Policy, RetryPolicy};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -42,6 +42,30 @@ pub struct Settings {
     /// commands named neither way use `in-process`.
     pub routing: BTreeMap<String, String>,
     pub ingress: IngressSettings,
+    pub retention: RetentionSettings,
+}
+
+/// Deleting finished sagas (completed, compensated, cancelled) with their
+/// history, commands and inbox rows; off unless `finished_after_seconds` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A saga finished this long ago is deleted.
+    pub finished_after_seconds: Option<u64>,
+    /// Sagas deleted per transaction.
+    pub batch: u32,
+    /// Pause between two transactions of a node.
+    pub interval_ms: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            finished_after_seconds: None,
+            batch: 500,
+            interval_ms: 1_000,
+        }
+    }
 }
 
 /// `[definitions]`: where the teams' saga definitions are.
@@ -341,6 +365,7 @@ impl Default for Settings {
             transports: TransportSettings::default(),
             routing: BTreeMap::new(),
             ingress: IngressSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -464,6 +489,14 @@ impl Settings {
                 self.cluster.node_id.clone()
             },
             lease_ttl: Duration::from_millis(self.cluster.lease_ttl_ms.max(300)),
+            retention: self
+                .retention
+                .finished_after_seconds
+                .map(|seconds| Retention {
+                    finished_for: Duration::from_secs(seconds),
+                    batch: self.retention.batch.max(1),
+                    interval: Duration::from_millis(self.retention.interval_ms.max(10)),
+                }),
         }
     }
 }
@@ -504,6 +537,23 @@ mod tests {
             jail.set_env("SAGAPLANE_SCHEMATHESIS", "/x");
             jail.set_env("SAGAPLANE_LISTEN", "0.0.0.0:1");
             assert_eq!(Settings::load(None).map_err(|e| *e)?.listen, "0.0.0.0:1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn retention_is_off_unless_an_age_is_set() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert!(s.orchestrator_config().retention.is_none());
+            jail.set_env("SAGAPLANE_RETENTION__FINISHED_AFTER_SECONDS", "86400");
+            jail.set_env("SAGAPLANE_RETENTION__BATCH", "0");
+            let s = Settings::load(None).map_err(|e| *e)?;
+            let r = s.orchestrator_config().retention.expect("on");
+            assert_eq!(r.finished_for, Duration::from_secs(86_400));
+            // A batch of none would never delete anything: at least one.
+            assert_eq!(r.batch, 1);
+            assert_eq!(r.interval, Duration::from_millis(1_000));
             Ok(())
         });
     }

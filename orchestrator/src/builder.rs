@@ -19,6 +19,7 @@ use crate::notifier::SettledNotifier;
 use crate::orchestrator::Orchestrator;
 use crate::ports::{EventStore, Transport};
 use crate::relay::OutboxRelay;
+use crate::retention::RetentionService;
 use crate::step::Deps;
 use crate::supervisor::{Kinds, Supervisor};
 use crate::timers::{TimerService, WakeFn};
@@ -168,6 +169,16 @@ impl OrchestratorBuilder {
             let waker = waker.clone();
             async move { waker.wake(id, saga_type).await }.boxed()
         });
+        if let Some(retention) = config.retention {
+            RetentionService::new(
+                store.clone(),
+                clock.clone(),
+                retention,
+                metrics.clone(),
+                ownership.clone(),
+            )
+            .start();
+        }
         TimerService::new(
             store,
             clock,

@@ -28,6 +28,19 @@ pub struct OrchestratorConfig {
     pub node_id: String,
     /// How long a partition lease lasts unless renewed (every third of it).
     pub lease_ttl: Duration,
+    /// When finished sagas are deleted; never when `None`.
+    pub retention: Option<Retention>,
+}
+
+/// Finished sagas (completed, compensated, cancelled) are deleted with
+/// their history, commands and inbox rows once finished this long.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub finished_for: Duration,
+    /// Sagas deleted per transaction …
+    pub batch: u32,
+    /// … and at most one transaction per partition owner this often.
+    pub interval: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -48,6 +61,7 @@ impl Default for OrchestratorConfig {
             crash_window: Duration::from_secs(60),
             node_id: format!("node-{}", Uuid::new_v4().simple()),
             lease_ttl: Duration::from_secs(10),
+            retention: None,
         }
     }
 }

@@ -49,6 +49,7 @@ mod notifier;
 mod orchestrator;
 pub mod ports;
 mod relay;
+mod retention;
 mod step;
 mod supervisor;
 #[cfg(feature = "testing")]
@@ -58,7 +59,7 @@ mod trace;
 
 pub use builder::OrchestratorBuilder;
 pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
-pub use config::OrchestratorConfig;
+pub use config::{OrchestratorConfig, Retention};
 pub use dead_letters::{RedriveError, RedriveOutcome};
 pub use definitions::{load_catalog, DefinitionsError};
 pub use input::{ActionReport, ActorError, Handled, Inbound, Ingested, StartError, StartOutcome};

@@ -442,6 +442,43 @@ impl TimerStore for MemoryStore {
         Ok(due)
     }
 
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: i64,
+        partitions: u64,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut doomed: Vec<(DateTime<Utc>, SagaId, String, String)> = inner
+            .sagas
+            .values()
+            .filter_map(|s| s.record.as_ref())
+            .filter(|r| {
+                matches!(r.status.as_str(), "completed" | "compensated" | "cancelled")
+                    && r.updated_at < ended_before
+                    && in_partitions(r.id, partitions)
+            })
+            .map(|r| {
+                (
+                    r.created_at,
+                    r.id,
+                    r.saga_type.clone(),
+                    r.business_key.clone(),
+                )
+            })
+            .collect();
+        doomed.sort();
+        doomed.truncate(limit.max(0) as usize);
+        for (_, id, saga_type, business_key) in &doomed {
+            inner.sagas.remove(id);
+            inner
+                .keys
+                .remove(&(saga_type.clone(), business_key.clone()));
+            inner.outbox.retain(|row| row.message.saga_id != *id);
+        }
+        Ok(doomed.len() as u64)
+    }
+
     async fn lease_partitions(
         &self,
         node: &str,

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub actor_panics: Counter,
     pub partitions_owned: Gauge,
     pub timers_fired: Counter,
+    /// Finished sagas deleted by retention.
+    pub retention_deleted: Counter,
     /// Seconds a saga step waited for its transaction, as the actor saw it.
     pub store_commit_seconds: Histogram,
     /// Saga steps written per transaction (group commit).
@@ -81,6 +83,7 @@ impl Default for Metrics {
             actor_panics: Counter::default(),
             partitions_owned: Gauge::default(),
             timers_fired: Counter::default(),
+            retention_deleted: Counter::default(),
             // 100 us to ~3 s.
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             // 1 to 512 steps.
@@ -153,6 +156,11 @@ impl Metrics {
             "timers_fired",
             "Due timers fired",
             self.timers_fired.clone(),
+        );
+        registry.register(
+            "retention_sagas_deleted",
+            "Finished sagas deleted, with their history, commands and inbox rows, by retention",
+            self.retention_deleted.clone(),
         );
         registry.register(
             "store_commit_seconds",

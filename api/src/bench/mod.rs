@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// default keeps every parked saga's actor alive (the worst case).
     #[arg(long, default_value_t = 3_600_000)]
     park_idle_ms: u64,
+    /// Start the server with retention on: finished sagas are deleted once
+    /// finished this many seconds ago (`retention.finished_after_seconds`).
+    #[arg(long, conflicts_with = "url")]
+    retention_seconds: Option<u64>,
     /// A running server to drive; without it, bench starts `sagaplane serve` on a
     /// fresh database `sagaplane_bench` and stops it afterwards.
     #[arg(long)]
@@ -78,6 +82,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// The server's count of sagas its retention deleted.
+const RETENTION_DELETED: &str = "sagaplane_retention_sagas_deleted_total";
+
 /// How long after its last transaction a PostgreSQL backend's statistics are
 /// surely published.
 const STATISTICS_DELAY: Duration = Duration::from_millis(11_000);
@@ -97,8 +104,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 args.database.trim_end_matches('/'),
                 args.bench_database
             );
-            let server =
-                Server::start(&args.database, &url, args.park.map(|_| args.park_idle_ms)).await?;
+            let server = Server::start(&args.database, &url, &server_env(&args)).await?;
             (server.base.clone(), url, Some(server))
         }
     };
@@ -121,6 +127,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         result = measure => result,
         _ = tokio::signal::ctrl_c() => bail!("interrupted"),
     }
+}
+
+/// The settings a started server gets for this run.
+fn server_env(args: &BenchArgs) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if args.park.is_some() {
+        // Parked sagas must neither time out nor (by default) be passivated.
+        env.push(("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000".to_owned()));
+        env.push((
+            "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
+            args.park_idle_ms.to_string(),
+        ));
+    }
+    if let Some(seconds) = args.retention_seconds {
+        env.push((
+            "SAGAPLANE_RETENTION__FINISHED_AFTER_SECONDS",
+            seconds.to_string(),
+        ));
+    }
+    env
 }
 
 async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
@@ -160,6 +186,7 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
     // that neither the work before the run nor the run's own is left out.
     tokio::time::sleep(STATISTICS_DELAY).await;
     let before = Counters::read(&stats_pool).await?;
+    let deleted_before = target.metric(RETENTION_DELETED).await;
     let cpu_before = Cpu::read(&stats_pool, target.cpu_seconds().await).await;
     let bar = progress(args.sagas as u64, args.json);
     let started = Instant::now();
@@ -171,6 +198,7 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
     }
     tokio::time::sleep(STATISTICS_DELAY).await;
     let after = Counters::read(&stats_pool).await?;
+    let deleted_after = target.metric(RETENTION_DELETED).await;
     let mut latencies: Vec<f64> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok().copied())
@@ -195,6 +223,7 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
         },
         errors,
         cost: cost(args.sagas, (&before, &after), (cpu_before, cpu_after)),
+        retention_deleted: deleted_after.zip(deleted_before).map(|(a, b)| a - b),
         preloaded: args.preload,
         preload_seconds,
         queries_ms: queries(target, &format!("bench-{run_id}-run-0")).await?,

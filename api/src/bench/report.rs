@@ -16,6 +16,8 @@ pub(super) struct Report {
     pub(super) latency_ms: Percentiles,
     pub(super) errors: usize,
     pub(super) cost: Cost,
+    /// Finished sagas the server's retention deleted during the run.
+    pub(super) retention_deleted: Option<f64>,
     /// Finished sagas written into the store before the run.
     pub(super) preloaded: u64,
     pub(super) preload_seconds: Option<f64>,
@@ -115,6 +117,12 @@ impl std::fmt::Display for Report {
                 f,
                 "    {table:<18} +{:.2} inserted  ~{:.2} updated ({:.2} heap-only)  -{:.2} deleted",
                 rows.inserted, rows.updated, rows.hot_updated, rows.deleted
+            )?;
+        }
+        if let Some(n) = self.retention_deleted.filter(|n| *n > 0.0) {
+            writeln!(
+                f,
+                "  retention    {n:.0} finished sagas deleted during the run"
             )?;
         }
         if let Some(s) = self.preload_seconds {

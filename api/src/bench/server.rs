@@ -36,7 +36,7 @@ impl Target {
     }
 
     /// A series without labels from the server's `/metrics`.
-    async fn metric(&self, series: &str) -> Option<f64> {
+    pub(super) async fn metric(&self, series: &str) -> Option<f64> {
         let url = format!("{}/metrics", self.base);
         let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
         text.lines()
@@ -52,11 +52,11 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// `park_idle_ms`: set for a --park run, the actors' idle timeout.
+    /// `env`: settings of this run (`SAGAPLANE_…` variables).
     pub(super) async fn start(
         server_url: &str,
         database_url: &str,
-        park_idle_ms: Option<u64>,
+        env: &[(&str, String)],
     ) -> anyhow::Result<Server> {
         let admin = PgPoolOptions::new()
             .max_connections(1)
@@ -84,15 +84,7 @@ impl Server {
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if let Some(idle_ms) = park_idle_ms {
-            // Parked sagas must neither time out nor (by default) be passivated.
-            command
-                .env("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000")
-                .env(
-                    "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
-                    idle_ms.to_string(),
-                );
-        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let child = command.spawn().context("Failed to start sagaplane serve")?;
         let server = Server {
             child,

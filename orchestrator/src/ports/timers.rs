@@ -1,4 +1,5 @@
-//! Durable timers and the partition leases that divide them between nodes.
+//! Durable timers, the partition leases that divide them between nodes, and
+//! the retention of finished sagas, which each partition's owner applies.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ pub struct DueTimer {
     pub wake_at: DateTime<Utc>,
 }
 
-/// Due timers and partition leases.
+/// Due timers, partition leases and retention.
 #[async_trait]
 pub trait TimerStore: Send + Sync + 'static {
     /// Sagas of the `partitions` (a bit set) whose wake-up time is at or
@@ -32,5 +33,15 @@ pub trait TimerStore: Send + Sync + 'static {
         &self,
         node: &str,
         ttl: std::time::Duration,
+    ) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` sagas of the `partitions` (a bit set) that
+    /// finished (completed, compensated or cancelled) before `ended_before`,
+    /// oldest first, each with its history, its commands and its inbox rows,
+    /// in one transaction; how many it deleted.
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: i64,
+        partitions: u64,
     ) -> Result<u64, StoreError>;
 }

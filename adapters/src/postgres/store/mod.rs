@@ -165,6 +165,15 @@ impl TimerStore for PgEventStore {
     ) -> Result<u64, StoreError> {
         timers::lease_partitions(&self.pool, node, ttl).await
     }
+
+    async fn purge_finished(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: i64,
+        partitions: u64,
+    ) -> Result<u64, StoreError> {
+        timers::purge_finished(&self.pool, ended_before, limit, partitions).await
+    }
 }
 
 #[async_trait]

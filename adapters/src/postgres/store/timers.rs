@@ -1,5 +1,6 @@
-//! Timers and partition leases: which sagas are due to wake, and which
-//! partitions of them (and of the outbox) this node sweeps. Each function is
+//! Timers, partition leases and retention: which sagas are due to wake,
+//! which partitions of them (and of the outbox) this node sweeps, and which
+//! finished sagas it deletes. Each function is
 //! the body of the [`EventStore`](sagaplane_orchestrator::ports::EventStore)
 //! method of its name.
 
@@ -105,4 +106,35 @@ pub(super) async fn lease_partitions(
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(held.iter().fold(0u64, |mask, p| mask | 1 << p))
+}
+
+/// Finds the oldest finished sagas through `sagas_created` (a saga ends
+/// after it is created, so `created_at` bounds the scan), locks them against
+/// a second node doing the same, and deletes their rows in one statement.
+/// Dead letters stay: they are an operator's record.
+pub(super) async fn purge_finished(
+    pool: &PgPool,
+    ended_before: DateTime<Utc>,
+    limit: i64,
+    partitions: u64,
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(
+        "WITH doomed AS ( \
+             SELECT id FROM sagas \
+             WHERE created_at < $1 AND updated_at < $1 \
+               AND status IN ('completed', 'compensated', 'cancelled') \
+               AND ($3 >> partition) & 1 = 1 \
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         events AS (DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM doomed)), \
+         commands AS (DELETE FROM outbox WHERE saga_id IN (SELECT id FROM doomed)), \
+         replies AS (DELETE FROM inbox WHERE saga_id IN (SELECT id FROM doomed)) \
+         DELETE FROM sagas WHERE id IN (SELECT id FROM doomed)",
+    )
+    .bind(ended_before)
+    .bind(limit)
+    .bind(partitions as i64)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(deleted.rows_affected())
 }
