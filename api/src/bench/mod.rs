@@ -21,6 +21,7 @@ use sqlx::postgres::PgPoolOptions;
 
 mod cost;
 mod preload;
+mod recover;
 mod report;
 mod server;
 
@@ -62,6 +63,20 @@ pub struct BenchArgs {
     /// finished this many seconds ago (`retention.finished_after_seconds`).
     #[arg(long, conflicts_with = "url")]
     retention_seconds: Option<u64>,
+    /// With --park: then start --sagas ordinary sagas, SIGKILL the server
+    /// --kill-after-ms into them, start it again after --down-ms, and report
+    /// how long until every lease is held, every due timer fired and every
+    /// unsent command published.
+    #[arg(long, requires = "park", conflicts_with = "url")]
+    kill_and_recover: bool,
+    #[arg(long, default_value_t = 1_000)]
+    kill_after_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    down_ms: u64,
+    /// The started server's step timeout (with --park, default one day), so
+    /// that parked sagas' timers can fall due while it is down.
+    #[arg(long, conflicts_with = "url")]
+    step_timeout_ms: Option<u64>,
     /// A running server to drive; without it, bench starts `sagaplane serve` on a
     /// fresh database `sagaplane_bench` and stops it afterwards.
     #[arg(long)]
@@ -116,10 +131,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         base,
         pid: server.as_ref().map(|s| s.child.id()).or(args.server_pid),
     };
+    let mut server = server;
     let measure = async {
-        match args.park {
-            Some(n) => print(&park(&target, n, &args).await?, args.json),
-            None => print(&workload(&target, &database_url, &args).await?, args.json),
+        match (args.park, server.as_mut()) {
+            (Some(n), Some(server)) if args.kill_and_recover => {
+                let report = recover::recover(&target, server, &database_url, n, &args).await?;
+                print(&report, args.json)
+            }
+            (Some(n), _) => print(&park(&target, n, &args).await?, args.json),
+            (None, _) => print(&workload(&target, &database_url, &args).await?, args.json),
         }
     };
     // On Ctrl-C, return (and so stop the started server) instead of dying.
@@ -133,12 +153,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 fn server_env(args: &BenchArgs) -> Vec<(&'static str, String)> {
     let mut env = Vec::new();
     if args.park.is_some() {
-        // Parked sagas must neither time out nor (by default) be passivated.
+        // Parked sagas must not (unless asked) time out, nor (by default) be passivated.
         env.push(("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", "86400000".to_owned()));
         env.push((
             "SAGAPLANE_ORCHESTRATOR__IDLE_TIMEOUT_MS",
             args.park_idle_ms.to_string(),
         ));
+    }
+    if let Some(ms) = args.step_timeout_ms {
+        env.push(("SAGAPLANE_SAGA__STEP_TIMEOUT_MS", ms.to_string()));
     }
     if let Some(seconds) = args.retention_seconds {
         env.push((

@@ -57,6 +57,51 @@ pub(super) struct ParkReport {
     pub(super) server_rss_mib: Option<f64>,
 }
 
+/// After SIGKILL with sagas in flight: what there was to recover, and the
+/// ms from the restart until each part of it was done.
+#[derive(Debug, Serialize)]
+pub(super) struct RecoveryReport {
+    pub(super) parked: usize,
+    /// Running or compensating sagas when the server was killed.
+    pub(super) in_flight_at_kill: i64,
+    /// Commands committed but not published when it was killed.
+    pub(super) unsent_at_kill: i64,
+    /// Sagas whose timer was due when it was started again.
+    pub(super) overdue_at_restart: i64,
+    pub(super) down_ms: u64,
+    /// Until `/healthz` answered.
+    pub(super) healthy_ms: f64,
+    /// Until it held every partition lease.
+    pub(super) leases_ms: Option<f64>,
+    /// Until every timer due at the restart had fired.
+    pub(super) timers_ms: Option<f64>,
+    /// Until no command was left unsent.
+    pub(super) outbox_ms: Option<f64>,
+    /// The longest of the three; none if one of them did not finish in 300 s.
+    pub(super) recovered_ms: Option<f64>,
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t =
+            |v: Option<f64>| v.map_or_else(|| "not within 300 s".into(), |m| format!("{m:.0} ms"));
+        writeln!(
+            f,
+            "killed with {} sagas in flight ({} parked), {} commands unsent; down {} ms; {} timers due at the restart",
+            self.in_flight_at_kill, self.parked, self.unsent_at_kill, self.down_ms, self.overdue_at_restart
+        )?;
+        writeln!(
+            f,
+            "  healthy      {:.0} ms after the restart",
+            self.healthy_ms
+        )?;
+        writeln!(f, "  leases       {}", t(self.leases_ms))?;
+        writeln!(f, "  due timers   {}", t(self.timers_ms))?;
+        writeln!(f, "  outbox       {}", t(self.outbox_ms))?;
+        writeln!(f, "  recovered    {}", t(self.recovered_ms))
+    }
+}
+
 pub(super) fn print<T: Serialize + std::fmt::Display>(
     report: &T,
     json: bool,

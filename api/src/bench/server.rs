@@ -49,7 +49,13 @@ impl Target {
 pub(super) struct Server {
     pub(super) child: Child,
     pub(super) base: String,
+    /// How it was started, to start it again the same way.
+    command: Command,
 }
+
+/// The name a started server holds its partition leases under, the same
+/// after a restart, as a node with a fixed `cluster.node_id` would.
+const NODE_ID: &str = "bench";
 
 impl Server {
     /// `env`: settings of this run (`SAGAPLANE_…` variables).
@@ -82,6 +88,7 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .env("SAGAPLANE_CLUSTER__NODE_ID", NODE_ID)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         command.envs(env.iter().map(|(k, v)| (k, v)));
@@ -89,14 +96,36 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            command,
         };
+        server.healthy().await?;
+        Ok(server)
+    }
+
+    /// Kills the server with SIGKILL.
+    pub(super) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed server again, on the same port and database, and
+    /// waits until it is healthy.
+    pub(super) async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = self
+            .command
+            .spawn()
+            .context("Failed to start sagaplane serve again")?;
+        self.healthy().await
+    }
+
+    async fn healthy(&self) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
-        for _ in 0..600 {
-            let health = client.get(format!("{}/healthz", server.base)).send().await;
+        for _ in 0..3_000 {
+            let health = client.get(format!("{}/healthz", self.base)).send().await;
             if health.is_ok_and(|r| r.status().is_success()) {
-                return Ok(server);
+                return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         bail!("the server did not become healthy within 30 s")
     }
@@ -104,7 +133,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
