@@ -753,6 +753,32 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_jwt_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("**Access tokens of an identity provider (JWT).**")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("README.md has the [auth.jwt] example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("jwt.toml", example)?;
+            // One audience from the environment is a list of one.
+            jail.set_env("SAGAPLANE_AUTH__JWT__AUDIENCE", "api://sagaplane");
+            let s = Settings::load(Some(Path::new("jwt.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.auth.check(), Ok(()));
+            assert!(s.auth.access_control());
+            let jwt = s.auth.jwt.as_ref().unwrap();
+            assert_eq!(jwt.audience, ["api://sagaplane"]);
+            assert_eq!(jwt.roles["Sagas.Reply"], Role::Participant);
+            assert_eq!(jwt.roles["Sagas.Admin"], Role::Admin);
+            assert_eq!(jwt.algorithms, ["RS256"]);
+            assert_eq!(jwt.audience_claim, "aud");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_rule_with_an_unknown_key_or_answer_is_refused_with_its_index() {
         figment::Jail::expect_with(|jail| {
             let rule =
