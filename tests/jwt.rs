@@ -27,6 +27,7 @@ const AUDIENCE: &str = "sagaplane";
 const CLIENT_ID: &str = "eventbridge-inventory";
 const CLIENT_SECRET: &str = "client-secret-of-the-connection";
 const STATIC_TOKEN: &str = "static-admin-token-0123";
+const STATIC_PARTICIPANT: &str = "static-participant-token-0123";
 const API_KEY: &str = "eventbridge-connection-key";
 
 /// A fixture key: its PEM's body is the PKCS#1 DER the signer takes.
@@ -199,7 +200,7 @@ impl Idp {
 }
 
 /// sagaplane trusting `idp` (with `configure` applied to its `[auth.jwt]`),
-/// one static admin token beside it, an EventBridge ingress key, and
+/// static admin and participant tokens beside it, an EventBridge ingress key, and
 /// inventory commands for `AWS-` SKUs left unanswered (their replies come
 /// through the ingress).
 async fn app(idp: &Idp, configure: impl FnOnce(&mut JwtSettings)) -> TestApp {
@@ -207,11 +208,18 @@ async fn app(idp: &Idp, configure: impl FnOnce(&mut JwtSettings)) -> TestApp {
     configure(&mut jwt);
     spawn_app_with(move |s| {
         s.auth.jwt = Some(jwt);
-        s.auth.tokens = vec![TokenSettings {
-            name: "static-admin".into(),
-            token: STATIC_TOKEN.into(),
-            roles: vec![Role::Admin],
-        }];
+        s.auth.tokens = vec![
+            TokenSettings {
+                name: "static-admin".into(),
+                token: STATIC_TOKEN.into(),
+                roles: vec![Role::Admin],
+            },
+            TokenSettings {
+                name: "static-participant".into(),
+                token: STATIC_PARTICIPANT.into(),
+                roles: vec![Role::Participant],
+            },
+        ];
         s.ingress.eventbridge.api_key = API_KEY.into();
         s.simulator.rules.push(SimulatorRule {
             participant: "inventory".into(),
@@ -611,4 +619,20 @@ async fn an_eventbridge_connection_with_oauth_client_credentials_delivers_replie
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    // And so does a static token with the participant role; the static
+    // admin's may not deliver replies.
+    let r = ingress(
+        &app,
+        Some(format!("Bearer {STATIC_PARTICIPANT}")),
+        &envelope(&id, "r-1"),
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    let r = ingress(
+        &app,
+        Some(format!("Bearer {STATIC_TOKEN}")),
+        &envelope(&id, "r-1"),
+    )
+    .await;
+    assert_problem(r, StatusCode::FORBIDDEN).await;
 }
