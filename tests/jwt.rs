@@ -30,13 +30,16 @@ const STATIC_TOKEN: &str = "static-admin-token-0123";
 const STATIC_PARTICIPANT: &str = "static-participant-token-0123";
 const API_KEY: &str = "eventbridge-connection-key";
 
-/// A fixture key: its PEM's body is the PKCS#1 DER the signer takes.
-fn key(pem: &str) -> EncodingKey {
+/// A fixture key's DER: the body of its PEM (PKCS#1 for RSA, PKCS#8 for EC).
+fn der(pem: &str) -> Vec<u8> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(body)
-        .expect("the fixture is PEM");
-    EncodingKey::from_rsa_der(&der)
+        .expect("the fixture is PEM")
+}
+
+fn key(pem: &str) -> EncodingKey {
+    EncodingKey::from_rsa_der(&der(pem))
 }
 
 fn key_a() -> EncodingKey {
@@ -52,9 +55,18 @@ fn key_c() -> EncodingKey {
     key(include_str!("fixtures/jwt/key-c.pem"))
 }
 
-/// The public JWK of `key`, as `kid`.
+/// An EC P-256 key (ES256).
+fn key_e() -> EncodingKey {
+    EncodingKey::from_ec_der(&der(include_str!("fixtures/jwt/key-e.pem")))
+}
+
+/// The public JWK of the RSA `key`, as `kid`.
 fn jwk(key: &EncodingKey, kid: &str) -> Jwk {
-    let mut jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();
+    jwk_for(Algorithm::RS256, key, kid)
+}
+
+fn jwk_for(alg: Algorithm, key: &EncodingKey, kid: &str) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
     jwk.common.key_id = Some(kid.into());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk
@@ -74,7 +86,11 @@ fn claims(sub: &str, roles: &[&str]) -> Value {
 }
 
 fn sign(key: &EncodingKey, kid: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
+    sign_with(Algorithm::RS256, key, kid, claims)
+}
+
+fn sign_with(alg: Algorithm, key: &EncodingKey, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(alg);
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
@@ -635,4 +651,40 @@ async fn an_eventbridge_connection_with_oauth_client_credentials_delivers_replie
     )
     .await;
     assert_problem(r, StatusCode::FORBIDDEN).await;
+}
+
+#[actix_web::test]
+async fn es256_is_accepted_when_configured_and_a_key_serves_only_its_own_algorithm() {
+    let keys = vec![jwk(&key_a(), "a"), jwk_for(Algorithm::ES256, &key_e(), "e")];
+    let idp = Idp::start(keys).await;
+    let app = app(&idp, |j| {
+        j.algorithms = vec!["RS256".into(), "ES256".into()]
+    })
+    .await;
+    let viewer = claims("vera", &["saga-viewers"]);
+    let stats = |token: String| {
+        let app = &app;
+        async move { call(app, reqwest::Method::GET, "/v1/stats", None, &token).await }
+    };
+    let r = stats(sign_with(Algorithm::ES256, &key_e(), "e", &viewer)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = stats(sign(&key_a(), "a", &viewer)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // An ES256 token naming the RSA key, an RS256 one naming the EC key.
+    for token in [
+        sign_with(Algorithm::ES256, &key_e(), "a", &viewer),
+        sign(&key_a(), "e", &viewer),
+    ] {
+        let problem = assert_problem(stats(token).await, StatusCode::UNAUTHORIZED).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("signature does not verify"), "{detail}");
+    }
+
+    // Where only RS256 is accepted (the default), an ES256 token is refused.
+    let rs256_only = self::app(&idp, |_| {}).await;
+    let token = sign_with(Algorithm::ES256, &key_e(), "e", &viewer);
+    let r = call(&rs256_only, reqwest::Method::GET, "/v1/stats", None, &token).await;
+    let problem = assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("algorithm not accepted"), "{detail}");
 }
