@@ -170,7 +170,7 @@ async fn me_names_the_token_and_its_roles() {
     assert_eq!(
         me,
         json!({"name": "anonymous", "access_control": false,
-               "roles": ["starter", "viewer", "operator", "admin"]})
+               "roles": ["starter", "viewer", "operator", "admin", "participant"]})
     );
 }
 

@@ -17,6 +17,7 @@ mod groups;
 mod helpers;
 mod idempotency;
 mod ingress;
+mod jwt;
 mod kill;
 mod migrate;
 mod observability;

@@ -1,13 +1,20 @@
-//! Bearer tokens with roles. With no tokens configured the API is open (the
-//! local default, warned about at start); once any token is configured every
-//! route but health, `/openapi.json` and `/docs` needs one with the right role.
-//! An app that was not given its tokens ([`AccessTokens`]) refuses every
-//! request that needs a [`Caller`] (500): authentication fails closed.
+//! Bearer tokens with roles: static tokens from the configuration and, with
+//! `[auth.jwt]`, access tokens (JWTs) of an identity provider ([`jwt`]).
+//! With neither configured the API is open (the local default, warned about
+//! at start); once either is, every route but health, `/openapi.json` and
+//! `/docs` needs a token with the right role. An app that was not given its
+//! tokens ([`AccessTokens`]) refuses every request that needs a [`Caller`]
+//! (500): authentication fails closed.
 //!
 //! The role a route needs is stated once, in the route table; [`admit`]
-//! checks it from the headers alone, before anything reads the body.
+//! checks it from the headers alone, before anything reads the body. An
+//! ingress checks its own way in with [`admit_participant`].
 
-use std::future::{ready, Ready};
+pub mod jwt;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -19,6 +26,7 @@ use subtle::ConstantTimeEq;
 
 pub use crate::configuration::{Role, TokenSettings};
 use crate::problem::ApiError;
+use jwt::{JwtVerifier, Refusal};
 
 /// What each role grants; [`Role`] itself is a configuration type.
 impl Role {
@@ -30,6 +38,7 @@ impl Role {
                 | (Viewer, Viewer)
                 | (Operator, Viewer | Operator)
                 | (Admin, Viewer | Operator | Admin)
+                | (Participant, Participant)
         )
     }
 
@@ -39,13 +48,26 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Participant => "participant",
         }
     }
 }
 
-/// The configured tokens, registered as app data (beside `AppState`) by the
-/// composition root; [`Caller`] reads them. Empty: access control is off.
-pub(crate) struct AccessTokens(pub Vec<TokenSettings>);
+/// The accepted tokens, registered as app data (beside `AppState`) by the
+/// composition root; [`Caller`] reads them. Neither static tokens nor a JWT
+/// verifier: access control is off.
+#[derive(Default)]
+pub(crate) struct AccessTokens {
+    pub tokens: Vec<TokenSettings>,
+    pub jwt: Option<Arc<JwtVerifier>>,
+}
+
+impl AccessTokens {
+    /// Whether any token is accepted (else the API is open).
+    pub fn access_control(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt.is_some()
+    }
+}
 
 /// Who made a request. Taking it as a handler argument authenticates the
 /// request; [`Caller::require`] then authorises it.
@@ -72,34 +94,39 @@ impl Caller {
     pub fn roles(&self) -> Vec<Role> {
         match &self.roles {
             Some(roles) => roles.clone(),
-            None => vec![Role::Starter, Role::Viewer, Role::Operator, Role::Admin],
+            None => vec![
+                Role::Starter,
+                Role::Viewer,
+                Role::Operator,
+                Role::Admin,
+                Role::Participant,
+            ],
         }
     }
 
-    /// Whether access control is on (so `name` is a verified identity).
+    /// Whether access control is on (so `name` is a verified identity: a
+    /// static token's name or a JWT's subject).
     pub fn authenticated(&self) -> bool {
         self.roles.is_some()
     }
 }
 
-/// Finds the token presented, comparing against every configured one in
-/// constant time so the comparison leaks nothing about near misses.
-pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result<Caller, ApiError> {
-    if tokens.is_empty() {
-        return Ok(Caller {
-            name: "anonymous".into(),
-            roles: None,
-        });
-    }
-    // The scheme's name is case-insensitive (RFC 9110, 11.1).
-    let presented = presented
+/// The token of an `Authorization: Bearer` header; the scheme's name is
+/// case-insensitive (RFC 9110, 11.1).
+fn bearer(presented: Option<&str>) -> Result<&str, ApiError> {
+    presented
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthorized("an `Authorization: Bearer` token is required".into())
-        })?;
+        })
+}
+
+/// The static token presented, compared against every configured one in
+/// constant time so the comparison leaks nothing about near misses.
+fn static_token(tokens: &[TokenSettings], presented: &str) -> Option<Caller> {
     let mut found = None;
     for t in tokens {
         let token = t.token.expose_secret().as_bytes();
@@ -107,17 +134,61 @@ pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result
             found = Some(t);
         }
     }
-    let t = found.ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
-    Ok(Caller {
+    found.map(|t| Caller {
         name: t.name.clone(),
         roles: Some(t.roles.clone()),
     })
 }
 
+/// Finds the static token presented (the API's only way in without `[auth.jwt]`).
+pub fn authenticate(tokens: &[TokenSettings], presented: Option<&str>) -> Result<Caller, ApiError> {
+    if tokens.is_empty() {
+        return Ok(Caller {
+            name: "anonymous".into(),
+            roles: None,
+        });
+    }
+    let presented = bearer(presented)?;
+    static_token(tokens, presented)
+        .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))
+}
+
+/// The caller a bearer header names: a static token, else a JWT the
+/// identity provider signed.
+pub(crate) async fn authenticate_any(
+    access: &AccessTokens,
+    presented: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let Some(verifier) = &access.jwt else {
+        return authenticate(&access.tokens, presented);
+    };
+    let presented = bearer(presented)?;
+    if let Some(caller) = static_token(&access.tokens, presented) {
+        return Ok(caller);
+    }
+    match verifier.verify(presented).await {
+        Ok(verified) => Ok(Caller {
+            name: verified.subject,
+            roles: Some(verified.roles),
+        }),
+        Err(Refusal::KeysUnavailable) => {
+            tracing::warn!("a JWT could not be checked: no signing keys could be fetched");
+            Err(ApiError::Unavailable)
+        }
+        // Neither a configured token nor a JWT: say only that.
+        Err(Refusal::Malformed) if !access.tokens.is_empty() => {
+            Err(ApiError::Unauthorized("the token is not valid".into()))
+        }
+        Err(refusal) => Err(ApiError::Unauthorized(format!(
+            "the token is not valid: {refusal}"
+        ))),
+    }
+}
+
 /// The caller of `req`, from its `Authorization` header.
-fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+async fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     // No tokens registered is a broken set-up, not an open API.
-    let Some(tokens) = req.app_data::<web::Data<AccessTokens>>() else {
+    let Some(access) = req.app_data::<web::Data<AccessTokens>>() else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "the app has no access tokens registered, so no request is let through"
         )));
@@ -126,7 +197,7 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    authenticate(&tokens.0, presented)
+    authenticate_any(access, presented).await
 }
 
 /// Route middleware for a route that needs `role`: a request without a
@@ -138,19 +209,70 @@ pub(crate) async fn admit(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let caller = caller_of(req.request())?;
+    let caller = caller_of(req.request()).await?;
     caller.require(role)?;
     req.extensions_mut().insert(caller);
     next.call(req).await
 }
 
+/// The way into an ingress: its own API key (`api_key`, sent in the header
+/// `key_header`) when the request carries that header, else a bearer token
+/// (static or JWT) with the `participant` role. `None` when neither can
+/// succeed, so the ingress is off: no key and access control off.
+pub(crate) async fn admit_participant(
+    req: &HttpRequest,
+    api_key: &str,
+    key_header: &str,
+) -> Option<Result<Caller, ApiError>> {
+    let access = req.app_data::<web::Data<AccessTokens>>();
+    let bearer_on = access.is_some_and(|a| a.access_control());
+    if api_key.is_empty() && !bearer_on {
+        return None;
+    }
+    let key_refused = || {
+        ApiError::Unauthorized(format!(
+            "a valid API key is required in the `{key_header}` header{}",
+            if bearer_on {
+                ", or a bearer token with the `participant` role"
+            } else {
+                ""
+            }
+        ))
+    };
+    if let Some(presented) = req.headers().get(key_header) {
+        let matches =
+            !api_key.is_empty() && bool::from(presented.as_bytes().ct_eq(api_key.as_bytes()));
+        return Some(if matches {
+            Ok(Caller {
+                name: format!("api key ({key_header})"),
+                roles: Some(vec![Role::Participant]),
+            })
+        } else {
+            Err(key_refused())
+        });
+    }
+    if !bearer_on || !req.headers().contains_key(header::AUTHORIZATION) {
+        return Some(Err(key_refused()));
+    }
+    Some(caller_of(req).await.and_then(|caller| {
+        caller.require(Role::Participant)?;
+        Ok(caller)
+    }))
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let admitted = req.extensions().get::<Caller>().cloned();
-        ready(admitted.map_or_else(|| caller_of(req), Ok))
+        let req = req.clone();
+        Box::pin(async move {
+            match admitted {
+                Some(caller) => Ok(caller),
+                None => caller_of(&req).await,
+            }
+        })
     }
 }
 
@@ -227,7 +349,7 @@ mod tests {
     ) -> (StatusCode, String) {
         let mut app = App::new();
         if let Some(tokens) = tokens {
-            app = app.app_data(web::Data::new(AccessTokens(tokens)));
+            app = app.app_data(web::Data::new(AccessTokens { tokens, jwt: None }));
         }
         let app = http::init_service(app.route(
             "/",

@@ -176,20 +176,163 @@ impl Default for ClusterSettings {
     }
 }
 
-/// Access control; with no tokens the API is open (and the server says so at start).
+/// Access control; with no tokens and no `[auth.jwt]` the API is open (and
+/// the server says so at start).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
+    /// `[auth.jwt]`: access tokens (JWTs) of an identity provider, beside
+    /// the static tokens; absent: off.
+    pub jwt: Option<JwtSettings>,
+}
+
+/// `[auth.jwt]`: which JWTs are accepted and what their claims grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The `iss` every token must carry, exactly.
+    pub issuer: String,
+    /// The values the audience claim must hold one of.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// The claim holding the audience: `aud`, or e.g. `client_id` for
+    /// Cognito's access tokens, which have no `aud`.
+    pub audience_claim: String,
+    /// Where the identity provider publishes its signing keys (a JWK Set).
+    pub jwks_url: String,
+    /// The signature algorithms accepted; asymmetric ones only.
+    #[serde(deserialize_with = "one_or_many")]
+    pub algorithms: Vec<String>,
+    /// The claim that names the caller (recorded as the operator of an
+    /// intervention).
+    pub subject_claim: String,
+    /// The claim carrying the caller's roles, groups or scopes: an array of
+    /// strings or a space-separated string; a dotted path reaches into
+    /// objects (`realm_access.roles`).
+    pub roles_claim: String,
+    /// A value of `roles_claim` → the role it grants; other values grant nothing.
+    pub roles: BTreeMap<String, Role>,
+    /// Clock difference allowed when checking `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// How often the keys are fetched again anyway.
+    pub jwks_refresh_seconds: u64,
+    /// A token signed with a key not (yet) known fetches the keys again, at
+    /// most this often.
+    pub jwks_min_refetch_ms: u64,
+    /// How long one fetch of the keys may take.
+    pub jwks_timeout_ms: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: Vec::new(),
+            audience_claim: "aud".into(),
+            jwks_url: String::new(),
+            algorithms: vec!["RS256".into()],
+            subject_claim: "sub".into(),
+            roles_claim: "roles".into(),
+            roles: BTreeMap::new(),
+            leeway_seconds: 30,
+            jwks_refresh_seconds: 3600,
+            jwks_min_refetch_ms: 10_000,
+            jwks_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl JwtSettings {
+    /// The accepted algorithms, parsed: each one asymmetric (an `HS256`
+    /// token would be checked against a public key anyone can read).
+    pub fn parsed_algorithms(&self) -> Result<Vec<jsonwebtoken::Algorithm>, String> {
+        use jsonwebtoken::{Algorithm, AlgorithmFamily};
+        if self.algorithms.is_empty() {
+            return Err("auth.jwt.algorithms names no algorithm".into());
+        }
+        self.algorithms
+            .iter()
+            .map(|name| {
+                let alg: Algorithm = name.parse().map_err(|_| {
+                    format!(
+                        "auth.jwt.algorithms: `{name}` is not a JWS algorithm (e.g. RS256, ES256)"
+                    )
+                })?;
+                if alg.family() == AlgorithmFamily::Hmac {
+                    return Err(format!(
+                        "auth.jwt.algorithms: `{name}` is symmetric; only public-key algorithms \
+                         (RS*, PS*, ES*, EdDSA) can be checked against a JWKS"
+                    ));
+                }
+                Ok(alg)
+            })
+            .collect()
+    }
+
+    /// Every key needed is there and makes sense; `Err` names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.issuer.trim().is_empty() {
+            return Err("auth.jwt.issuer is required".into());
+        }
+        if self.audience.iter().all(|a| a.trim().is_empty()) {
+            return Err("auth.jwt.audience is required".into());
+        }
+        if !(self.jwks_url.starts_with("https://") || self.jwks_url.starts_with("http://")) {
+            return Err("auth.jwt.jwks_url must be an http(s) URL".into());
+        }
+        for (key, value) in [
+            ("audience_claim", &self.audience_claim),
+            ("subject_claim", &self.subject_claim),
+            ("roles_claim", &self.roles_claim),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("auth.jwt.{key} must name a claim"));
+            }
+        }
+        if self.roles.is_empty() {
+            return Err(
+                "auth.jwt.roles maps no claim value to a role, so no token would be allowed anything"
+                    .into(),
+            );
+        }
+        if self.jwks_refresh_seconds == 0 {
+            return Err("auth.jwt.jwks_refresh_seconds must be at least 1".into());
+        }
+        self.parsed_algorithms().map(drop)
+    }
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// The shortest token accepted: a guessable token is no access control.
 pub const MIN_TOKEN_LEN: usize = 16;
 
 impl AuthSettings {
-    /// Every token long enough, and no two entries sharing one (which would
-    /// make the recorded operator a guess); `Err` names the entries.
+    /// Whether any bearer token is accepted, so that access control is on.
+    pub fn access_control(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt.is_some()
+    }
+
+    /// Every token long enough, no two entries sharing one (which would
+    /// make the recorded operator a guess), and `[auth.jwt]` complete; `Err`
+    /// names the entries.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(jwt) = &self.jwt {
+            jwt.check()?;
+        }
         for (i, t) in self.tokens.iter().enumerate() {
             let token = t.token.expose_secret();
             if token.trim().chars().count() < MIN_TOKEN_LEN {
@@ -224,7 +367,7 @@ pub struct TokenSettings {
 }
 
 /// What a token may do. `operator` includes `viewer`, `admin` includes
-/// `operator`; `starter` only starts sagas.
+/// `operator`; `starter` only starts sagas, `participant` only delivers replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -236,6 +379,9 @@ pub enum Role {
     Operator,
     /// Operator, and handle dead letters.
     Admin,
+    /// Deliver replies through an ingress (`POST /v1/ingress/eventbridge`)
+    /// with a bearer token instead of the ingress's API key.
+    Participant,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -657,6 +803,32 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_jwt_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("**Access tokens of an identity provider (JWT).**")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("README.md has the [auth.jwt] example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("jwt.toml", example)?;
+            // One audience from the environment is a list of one.
+            jail.set_env("SAGAPLANE_AUTH__JWT__AUDIENCE", "api://sagaplane");
+            let s = Settings::load(Some(Path::new("jwt.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.auth.check(), Ok(()));
+            assert!(s.auth.access_control());
+            let jwt = s.auth.jwt.as_ref().unwrap();
+            assert_eq!(jwt.audience, ["api://sagaplane"]);
+            assert_eq!(jwt.roles["Sagas.Reply"], Role::Participant);
+            assert_eq!(jwt.roles["Sagas.Admin"], Role::Admin);
+            assert_eq!(jwt.algorithms, ["RS256"]);
+            assert_eq!(jwt.audience_claim, "aud");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_rule_with_an_unknown_key_or_answer_is_refused_with_its_index() {
         figment::Jail::expect_with(|jail| {
             let rule =
@@ -780,11 +952,13 @@ mod token_checks {
         let long = "a-long-random-secret";
         let ok = AuthSettings {
             tokens: vec![token("a", long), token("b", "another-long-secret")],
+            jwt: None,
         };
         assert_eq!(ok.check(), Ok(()));
         for short in ["", "x", "fifteen-chars-x"] {
             let s = AuthSettings {
                 tokens: vec![token("a", long), token("b", short)],
+                jwt: None,
             };
             let e = s.check().unwrap_err();
             assert!(
@@ -794,6 +968,7 @@ mod token_checks {
         }
         let shared = AuthSettings {
             tokens: vec![token("a", long), token("b", long)],
+            jwt: None,
         };
         let e = shared.check().unwrap_err();
         assert!(e.contains("same token as auth.tokens[0] (`a`)"), "{e}");

@@ -18,6 +18,7 @@ use sagaplane_orchestrator::{load_catalog, Metrics, Orchestrator, Transport};
 use sagaplane_sagas::Catalog;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::AccessTokens;
 use crate::body;
 use crate::configuration::Settings;
@@ -111,7 +112,29 @@ impl Application {
             exposition: Exposition::new(orchestrator.metrics()),
             routing: settings.routing.clone(),
         });
-        let tokens = web::Data::new(AccessTokens(settings.auth.tokens.clone()));
+        let jwt = match &settings.auth.jwt {
+            None => None,
+            Some(jwt) => {
+                Some(Arc::new(JwtVerifier::new(jwt.clone()).map_err(|e| {
+                    anyhow::anyhow!("Invalid configuration: {e}")
+                })?))
+            }
+        };
+        if let Some(verifier) = &jwt {
+            // Not fatal: the identity provider may be down while sagas must
+            // go on; the keys are fetched again on the first token.
+            match verifier.refresh().await {
+                Ok(keys) => tracing::info!(keys, "the identity provider's signing keys are loaded"),
+                Err(_) => tracing::warn!(
+                    "JWTs cannot be checked until the identity provider's keys can be fetched"
+                ),
+            }
+            verifier.spawn_refresher();
+        }
+        let tokens = web::Data::new(AccessTokens {
+            tokens: settings.auth.tokens.clone(),
+            jwt,
+        });
         let max_body = settings.http.max_body_bytes;
         let body_timeout = Duration::from_millis(settings.http.body_timeout_ms);
         let mut server = HttpServer::new(move || {
@@ -147,8 +170,8 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tracing::info!(%address, "sagaplane listening");
-        if settings.auth.tokens.is_empty() {
-            tracing::warn!(%address, "no access tokens are configured: the API is open to anyone who can reach it");
+        if !settings.auth.access_control() {
+            tracing::warn!(%address, "no access tokens are configured (auth.tokens, auth.jwt): the API is open to anyone who can reach it");
         }
         Ok(Self {
             port: address.port(),

@@ -1,5 +1,7 @@
 //! `POST /v1/ingress/eventbridge`: replies from AWS participants, as an
-//! EventBridge API destination delivers them. Answered only after the reply's
+//! EventBridge API destination delivers them, with its connection's API key
+//! or an OAuth access token (a bearer token with the `participant` role; see
+//! [`crate::auth::admit_participant`]). Answered only after the reply's
 //! step committed, so a failure makes EventBridge retry (and the inbox
 //! de-duplicates what was applied before).
 
@@ -11,7 +13,6 @@ use sagaplane_orchestrator::{ActorError, Handled, Ingested};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::problem::{ApiError, Problem};
@@ -35,13 +36,14 @@ pub(crate) struct IngressResult {
     responses(
         (status = 200, description = "Handled (after commit)", body = IngressResult),
         (status = 400, description = "Not a reply CloudEvent; kept as a dead letter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The EventBridge ingress is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong API key or bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The bearer token lacks the `participant` role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The EventBridge ingress is not configured: no API key, and no bearer tokens are accepted", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within http.body_timeout_ms", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not handled now; send it again", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not handled now (or the identity provider's keys could not be fetched); send it again", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("eventbridge_api_key" = []))
+    security(("eventbridge_api_key" = []), ("bearer" = []))
 )]
 pub(crate) async fn eventbridge(
     state: web::Data<AppState>,
@@ -49,21 +51,18 @@ pub(crate) async fn eventbridge(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.ingress.eventbridge;
-    if settings.api_key.is_empty() {
-        return Err(ApiError::NotFound(
-            "the EventBridge ingress is not configured (ingress.eventbridge.api_key)".into(),
-        ));
-    }
-    let presented = http
-        .headers()
-        .get(settings.header.as_str())
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !bool::from(presented.ct_eq(settings.api_key.expose_secret().as_bytes())) {
-        return Err(ApiError::Unauthorized(format!(
-            "a valid API key is required in the `{}` header",
-            settings.header
-        )));
+    let admitted =
+        crate::auth::admit_participant(&http, settings.api_key.expose_secret(), &settings.header)
+            .await;
+    match admitted {
+        None => {
+            return Err(ApiError::NotFound(
+                "the EventBridge ingress is not configured (ingress.eventbridge.api_key, \
+                 or bearer tokens with the `participant` role)"
+                    .into(),
+            ))
+        }
+        Some(caller) => drop(caller?),
     }
     let limit = settings.max_body_bytes;
     let mut raw = Vec::new();

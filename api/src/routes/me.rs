@@ -11,13 +11,15 @@ use crate::problem::{ApiError, Problem};
 /// The caller as the API sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MeDto {
-    /// The token's name (recorded as the actor of what it does); `anonymous`
-    /// when access control is off.
+    /// The token's name, or a JWT's subject (recorded as the actor of what
+    /// it does); `anonymous` when access control is off.
     name: String,
-    /// Whether tokens are configured. When not, every role is granted.
+    /// Whether tokens (static or JWT) are accepted. When not, every role is
+    /// granted.
     access_control: bool,
-    /// `starter`, `viewer`, `operator`, `admin`: each role held (an operator
-    /// may also do what a viewer may, an admin what an operator may).
+    /// `starter`, `viewer`, `operator`, `admin`, `participant`: each role
+    /// held (an operator may also do what a viewer may, an admin what an
+    /// operator may).
     roles: Vec<String>,
 }
 

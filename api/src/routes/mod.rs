@@ -18,7 +18,8 @@ use crate::auth::Role;
 use crate::problem::ApiError;
 
 /// Registers each route, with the role it needs (`[]`: none; the ingress
-/// checks its own key), and lists it in [`ROUTES`], from one table.
+/// checks its own key or a `participant` token), and lists it in [`ROUTES`],
+/// from one table.
 macro_rules! routes {
     ($($method:ident $path:literal [$($role:ident)?] => $handler:path),* $(,)?) => {
         pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -139,8 +140,8 @@ pub(crate) fn openapi(catalog: &sagaplane_sagas::Catalog) -> serde_json::Value {
     doc
 }
 
-/// The security schemes: bearer tokens for people and services, an API key for
-/// the EventBridge ingress.
+/// The security schemes: bearer tokens for people and services (and
+/// participants at the ingress), an API key for the EventBridge ingress.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -155,7 +156,8 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A token from the configuration; its roles decide what it may do",
+                        "A token from the configuration (auth.tokens) or an access token (JWT) \
+                         of the identity provider (auth.jwt); its roles decide what it may do",
                     ))
                     .build(),
             ),
