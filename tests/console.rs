@@ -253,6 +253,82 @@ async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused
         .all(|e| e.get("commands").is_none() && e.get("caused_by").is_none()));
 }
 
+/// The first page of `GET /v1/sagas`.
+async fn listed(app: &TestApp) -> Vec<Value> {
+    let page: Value = get(app, "/v1/sagas", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn the_list_says_what_each_saga_waits_for() {
+    let app = secured_app().await;
+    let suspended = start(&app, "list-stuck", "STUCK-1", 2_000_000).await;
+    assert_eq!(settled(&app, &suspended).await["status"], "suspended");
+    let waiting = start(&app, "list-waiting", "HANG-1", 500).await;
+    let done = start(&app, "list-done", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &done).await["status"], "completed");
+
+    let find = |items: &[Value], id: &str| {
+        items
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is listed"))
+            .clone()
+    };
+    let items = listed(&app).await;
+    // Each unfinished saga of the list says what its own read says it waits for.
+    for id in [&suspended, &waiting] {
+        let row = find(&items, id);
+        let one: Value = get(&app, &format!("/v1/sagas/{id}"), Some(VIEWER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let w = &one["waiting_for"];
+        assert_eq!(row["current_step"], w["step"], "{row}");
+        assert_eq!(row["participant"], w["participant"], "{row}");
+        assert_eq!(row["attempt"], w["attempt"], "{row}");
+        assert_eq!(row["max_attempts"], w["max_attempts"], "{row}");
+        assert_eq!(row["step_since"], w["since"], "{row}");
+        assert_eq!(row["next_wake_at"], one["next_wake_at"], "{row}");
+        assert_eq!(row["last_error"], one["last_error"], "{row}");
+        assert!(row.get("waiting_for").is_none(), "{row}");
+    }
+    let row = find(&items, &suspended);
+    assert_eq!(
+        (&row["participant"], &row["attempt"], &row["max_attempts"]),
+        (&json!("inventory"), &json!(2), &json!(2)),
+        "{row}"
+    );
+    assert!(row["last_error"].is_string(), "{row}");
+    let row = find(&items, &waiting);
+    assert_eq!(row["current_step"], "reserve-inventory", "{row}");
+    assert!(row["next_wake_at"].is_string(), "{row}");
+    let row = find(&items, &done);
+    assert!(
+        row["participant"].is_null() && row["max_attempts"].is_null(),
+        "{row}"
+    );
+
+    // A row written before the read model kept them is completed from its
+    // saga's history.
+    sqlx::query("UPDATE sagas SET participant = NULL, max_attempts = NULL WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&suspended).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let row = find(&listed(&app).await, &suspended);
+    assert_eq!(
+        (&row["participant"], &row["max_attempts"]),
+        (&json!("inventory"), &json!(2)),
+        "{row}"
+    );
+}
+
 fn node() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -76,6 +76,9 @@ pub struct SagaRecord {
     pub current_step: Option<String>,
     pub attempt: Option<i32>,
     pub step_since: Option<DateTime<Utc>>,
+    /// Who must answer the current step, and its attempt budget.
+    pub participant: Option<String>,
+    pub max_attempts: Option<i32>,
     pub version: i64,
     pub input: serde_json::Value,
     pub last_error: Option<String>,
@@ -96,6 +99,8 @@ impl SagaRecord {
             current_step: None,
             attempt: None,
             step_since: None,
+            participant: None,
+            max_attempts: None,
             version: 0,
             input: new.input.clone(),
             last_error: None,
@@ -114,6 +119,8 @@ impl SagaRecord {
         self.current_step = view.step.clone();
         self.attempt = view.attempt.map(|a| a as i32);
         self.step_since = view.step_since;
+        self.participant = view.participant.clone();
+        self.max_attempts = view.max_attempts.map(|a| a as i32);
         self.version = (step.expected_version + step.events.len() as u64) as i64;
         self.last_error = view.last_error.clone();
         self.wake_at = view.wake_at;

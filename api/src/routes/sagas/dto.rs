@@ -5,7 +5,7 @@ use actix_web::http::header;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{CommandRecord, EventRecord, InboxRecord, SagaRecord};
 use sagaplane_orchestrator::Snapshot;
-use sagaplane_sagas::{SagaId, WaitingOn};
+use sagaplane_sagas::{SagaId, Status, WaitingOn};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -21,8 +21,15 @@ pub(crate) struct SagaDto {
     business_key: String,
     /// `running`, `compensating`, `completed`, `compensated`, `suspended` or `cancelled`.
     status: String,
+    /// The step in hand (one of them when a parallel group has several: an
+    /// undo first, then one waiting for an operator); absent once terminal.
     current_step: Option<String>,
+    /// The current step's attempt, from 1.
     attempt: Option<i32>,
+    /// The current step's attempt budget.
+    max_attempts: Option<i32>,
+    /// The participant service that must answer the current step.
+    participant: Option<String>,
     /// When the current attempt of the current step began.
     step_since: Option<DateTime<Utc>>,
     /// Bumped by every event; also the `ETag`, for `If-Match` on actions.
@@ -76,6 +83,8 @@ impl SagaDto {
             status: r.status,
             current_step: r.current_step,
             attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            participant: r.participant,
             step_since: r.step_since,
             version: r.version,
             input: r.input,
@@ -86,6 +95,29 @@ impl SagaDto {
             waiting_for: None,
             allowed_actions: None,
             progress: None,
+        }
+    }
+
+    pub(crate) fn saga_id(&self) -> SagaId {
+        SagaId::from_uuid(self.id)
+    }
+
+    /// An unfinished saga with a step in hand but no participant: its row
+    /// was written before the read model kept who must answer and the
+    /// budget, and gets them only at the saga's next step.
+    pub(crate) fn lacks_waiting(&self) -> bool {
+        self.current_step.is_some()
+            && self.participant.is_none()
+            && Status::parse(&self.status).is_some_and(|s| !s.is_terminal())
+    }
+
+    /// Fills in who must answer and the budget from the saga's fold, where
+    /// its row lacks them.
+    pub(crate) fn complete_from(&mut self, s: &Snapshot) {
+        if let Some(w) = &s.explanation.waiting {
+            self.participant
+                .get_or_insert_with(|| w.participant.clone());
+            self.max_attempts.get_or_insert(w.max_attempts as i32);
         }
     }
 }
