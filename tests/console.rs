@@ -329,6 +329,67 @@ async fn the_list_says_what_each_saga_waits_for() {
     );
 }
 
+#[actix_web::test]
+async fn a_saga_names_its_own_trace() {
+    let app = secured_app().await;
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = app
+        .client
+        .post(format!("{}/v1/sagas", app.address))
+        .bearer_auth(ADMIN)
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(&order_request(
+            "traced",
+            order("traced", "c-1", "HANG-1", 500),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let traced = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let untraced = start(&app, "untraced", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &untraced).await["status"], "completed");
+
+    // The trace the start request named, which its commands carry too.
+    let saga: Value = get(&app, &format!("/v1/sagas/{traced}"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saga["trace_id"], TRACE, "{saga}");
+    let events: Vec<Value> = get(
+        &app,
+        &format!("/v1/sagas/{traced}/events?with_messages=true"),
+        Some(VIEWER),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(events[0]["commands"][0]["trace_id"], TRACE);
+    // One started without a trace has a new one of its own.
+    let other: Value = get(&app, &format!("/v1/sagas/{untraced}"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = other["trace_id"].as_str().unwrap();
+    assert!(
+        own.len() == 32 && own.bytes().all(|b| b.is_ascii_hexdigit()) && own != TRACE,
+        "{other}"
+    );
+    // The list shows it too.
+    let row = listed(&app)
+        .await
+        .into_iter()
+        .find(|s| s["id"] == traced.as_str())
+        .unwrap();
+    assert_eq!(row["trace_id"], TRACE, "{row}");
+}
+
 fn node() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

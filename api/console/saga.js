@@ -63,7 +63,6 @@ async function loadEvents(page) {
   const type = types.find((t) => t.saga_type === page.saga.saga_type);
   page.version = def.version;
   page.definition = type && (type.versions.find((v) => v.version === def.version) || type.versions[type.versions.length - 1]);
-  page.traceId = data.flatMap((e) => e.commands || []).map((c) => c.trace_id).find(Boolean);
 }
 
 function draw(page) {
@@ -96,7 +95,7 @@ function drawHead(page) {
       row('version (ETag)', String(s.version)),
       row('created', time(s.created_at)),
       row('updated', time(s.updated_at)),
-      row('trace id', page.traceId ? h('code', {}, page.traceId) : '—')));
+      row('trace id', s.trace_id ? h('code', {}, s.trace_id) : '—')));
 }
 
 /** The API's explanation, in words. */

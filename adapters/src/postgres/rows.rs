@@ -29,7 +29,7 @@ pub(super) fn db(e: sqlx::Error) -> StoreError {
 pub(super) const SAGA_COLUMNS: &str =
     "id, saga_type, business_key, status, current_step, attempt, \
      step_since, participant, max_attempts, version, input, last_error, wake_at, \
-     created_at, updated_at";
+     created_at, updated_at, traceparent";
 
 /// A row of `sagas` (the read model).
 #[derive(sqlx::FromRow)]
@@ -49,6 +49,7 @@ pub(super) struct SagaRow {
     wake_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 impl From<SagaRow> for SagaRecord {
@@ -69,6 +70,7 @@ impl From<SagaRow> for SagaRecord {
             wake_at: r.wake_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            traceparent: r.traceparent,
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct SagaRecord {
     pub wake_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The saga's W3C trace context, from its start.
+    pub traceparent: Option<String>,
 }
 
 impl SagaRecord {
@@ -107,6 +109,7 @@ impl SagaRecord {
             wake_at: None,
             created_at: step.at,
             updated_at: step.at,
+            traceparent: new.traceparent.clone(),
         };
         record.apply(step);
         record

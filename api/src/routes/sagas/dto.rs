@@ -41,6 +41,9 @@ pub(crate) struct SagaDto {
     next_wake_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The W3C trace id of the saga itself (from its start request); every
+    /// command it sends carries it.
+    trace_id: Option<String>,
     /// What the saga waits for (single-saga reads only; absent once terminal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) waiting_for: Option<WaitingDto>,
@@ -92,6 +95,7 @@ impl SagaDto {
             next_wake_at: r.wake_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            trace_id: r.traceparent.as_deref().and_then(trace_id),
             waiting_for: None,
             allowed_actions: None,
             progress: None,
@@ -181,14 +185,15 @@ pub(crate) struct ReplyDto {
     pub(crate) received_at: DateTime<Utc>,
 }
 
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    traceparent.split('-').nth(1).map(str::to_owned)
+}
+
 impl SentCommandDto {
     pub(crate) fn new(c: CommandRecord, transport: &str) -> Self {
         Self {
-            trace_id: c
-                .traceparent
-                .as_deref()
-                .and_then(|t| t.split('-').nth(1))
-                .map(str::to_owned),
+            trace_id: c.traceparent.as_deref().and_then(trace_id),
             message_id: c.message_id,
             step: c.step,
             attempt: c.attempt,
