@@ -15,7 +15,9 @@ use reqwest::StatusCode;
 use sagaplane_api::auth::{Role, TokenSettings};
 use serde_json::{json, Value};
 
-use crate::helpers::{order, order_request, reservation_reply_event, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, order, order_request, reservation_reply_event, spawn_app_with, TestApp,
+};
 
 const VIEWER: &str = "console-viewer-token-0";
 const OPERATOR: &str = "console-operator-token-0";
@@ -133,6 +135,42 @@ async fn files_are_served_from_the_binary_with_their_types_and_a_strict_policy()
         .unwrap();
     assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(redirect.headers()["location"], "/console/");
+}
+
+#[actix_web::test]
+async fn another_method_on_a_console_page_is_405_naming_get() {
+    let app = secured_app().await;
+    for (method, path) in [
+        (reqwest::Method::POST, "/console/"),
+        (reqwest::Method::DELETE, "/console/app.js"),
+        (reqwest::Method::PUT, "/console"),
+        (reqwest::Method::POST, "/"),
+        (reqwest::Method::PATCH, "/console/nothing.js"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], "GET", "{method} {path}");
+        let problem = assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains(method.as_str()),
+            "{problem}"
+        );
+    }
+    // Beyond the console's pages it is still a 404.
+    let response = app
+        .client
+        .post(format!("{}/console/a/b", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND).await;
 }
 
 #[actix_web::test]
