@@ -16,14 +16,19 @@ use sagaplane_api::auth::{Role, TokenSettings};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, order, order_request, reservation_reply_event, spawn_app_with, TestApp,
+    assert_problem, order, order_request, reservation_reply_event, spawn_app_with, TempDir, TestApp,
 };
+use crate::versions::order_v2;
 
 const VIEWER: &str = "console-viewer-token-0";
 const OPERATOR: &str = "console-operator-token-0";
 const ADMIN: &str = "console-admin-token-0123";
 
 async fn secured_app() -> TestApp {
+    secured_app_with(|_| {}).await
+}
+
+async fn secured_app_with(more: impl FnOnce(&mut sagaplane_api::Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.auth.tokens = [
             ("viewer-user", VIEWER, vec![Role::Viewer]),
@@ -41,6 +46,7 @@ async fn secured_app() -> TestApp {
         s.saga.compensation_max_attempts = 2;
         s.saga.backoff_initial_ms = 10;
         s.saga.backoff_max_ms = 20;
+        more(s);
     })
     .await
 }
@@ -54,11 +60,19 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Respons
 }
 
 async fn start(app: &TestApp, key: &str, sku: &str, amount_cents: i64) -> String {
+    start_request(
+        app,
+        order_request(key, order(key, "c-1", sku, amount_cents)),
+    )
+    .await
+}
+
+async fn start_request(app: &TestApp, request: Value) -> String {
     let response = app
         .client
         .post(format!("{}/v1/sagas", app.address))
         .bearer_auth(ADMIN)
-        .json(&order_request(key, order(key, "c-1", sku, amount_cents)))
+        .json(&request)
         .send()
         .await
         .unwrap();
@@ -470,7 +484,10 @@ async fn in_headless_chromium() {
         );
         return;
     }
-    let app = secured_app().await;
+    // A second version of the order saga is loaded, so a saga can be migrated.
+    let folder = TempDir::new();
+    let v2 = order_v2(&folder);
+    let app = secured_app_with(|s| s.definitions.paths = vec![v2]).await;
     let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
     let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
     let bulk = [
@@ -494,6 +511,21 @@ async fn in_headless_chromium() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
+    // One that nothing can use, for a discard.
+    let unusable: i64 = sqlx::query_scalar(
+        "INSERT INTO dead_letters (channel, reason, raw) VALUES ('in-process', 'not a CloudEvent', $1) RETURNING id",
+    )
+    .bind(b"{\"hello\": \"world\"}".as_slice())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // Sagas waiting for inventory's reply: one for a skip, one acted on with
+    // the keyboard alone, and one under version 1, for a migration to 2.
+    let skip = start(&app, "waiting-3", "HANG-1", 500).await;
+    let keyboard = start(&app, "waiting-4", "HANG-1", 500).await;
+    let mut pinned = order_request("waiting-5", order("waiting-5", "c-1", "HANG-1", 500));
+    pinned["version"] = json!(1);
+    let migrate = start_request(&app, pinned).await;
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let output = {
         let env = [
@@ -506,6 +538,10 @@ async fn in_headless_chromium() {
             ("VIEW_SAGA", view.clone()),
             ("BULK_SAGAS", bulk.join(",")),
             ("DEAD_LETTER", dead_letter.to_string()),
+            ("DISCARD_LETTER", unusable.to_string()),
+            ("SKIP_SAGA", skip.clone()),
+            ("KEYBOARD_SAGA", keyboard.clone()),
+            ("MIGRATE_SAGA", migrate.clone()),
             ("ARTIFACTS", artifacts.display().to_string()),
             ("CHROMIUM", chromium().display().to_string()),
         ];
@@ -534,4 +570,32 @@ async fn in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(events[1]["type"], "InventoryReserved", "redriven");
+    // What the browser did, as the API sees it.
+    assert_eq!(settled(&app, &keyboard).await["status"], "cancelled");
+    let skipped: Vec<Value> = get(&app, &format!("/v1/sagas/{skip}/events"), Some(ADMIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|e| e["type"] == "StepFailed" && e["data"]["cause"] == "operator"),
+        "{skipped:?}"
+    );
+    let migrated = get(&app, &format!("/v1/sagas/{migrate}"), Some(ADMIN))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        migrated["progress"]["definition"]["version"], 2,
+        "{migrated}"
+    );
+    let letter = get(&app, &format!("/v1/dead-letters/{unusable}"), Some(ADMIN))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(letter["resolution"], "discarded", "{letter}");
 }
