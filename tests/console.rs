@@ -15,13 +15,20 @@ use reqwest::StatusCode;
 use sagaplane_api::auth::{Role, TokenSettings};
 use serde_json::{json, Value};
 
-use crate::helpers::{order, order_request, reservation_reply_event, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, order, order_request, reservation_reply_event, spawn_app_with, TempDir, TestApp,
+};
+use crate::versions::order_v2;
 
 const VIEWER: &str = "console-viewer-token-0";
 const OPERATOR: &str = "console-operator-token-0";
 const ADMIN: &str = "console-admin-token-0123";
 
 async fn secured_app() -> TestApp {
+    secured_app_with(|_| {}).await
+}
+
+async fn secured_app_with(more: impl FnOnce(&mut sagaplane_api::Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.auth.tokens = [
             ("viewer-user", VIEWER, vec![Role::Viewer]),
@@ -39,6 +46,7 @@ async fn secured_app() -> TestApp {
         s.saga.compensation_max_attempts = 2;
         s.saga.backoff_initial_ms = 10;
         s.saga.backoff_max_ms = 20;
+        more(s);
     })
     .await
 }
@@ -52,11 +60,19 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Respons
 }
 
 async fn start(app: &TestApp, key: &str, sku: &str, amount_cents: i64) -> String {
+    start_request(
+        app,
+        order_request(key, order(key, "c-1", sku, amount_cents)),
+    )
+    .await
+}
+
+async fn start_request(app: &TestApp, request: Value) -> String {
     let response = app
         .client
         .post(format!("{}/v1/sagas", app.address))
         .bearer_auth(ADMIN)
-        .json(&order_request(key, order(key, "c-1", sku, amount_cents)))
+        .json(&request)
         .send()
         .await
         .unwrap();
@@ -133,6 +149,42 @@ async fn files_are_served_from_the_binary_with_their_types_and_a_strict_policy()
         .unwrap();
     assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(redirect.headers()["location"], "/console/");
+}
+
+#[actix_web::test]
+async fn another_method_on_a_console_page_is_405_naming_get() {
+    let app = secured_app().await;
+    for (method, path) in [
+        (reqwest::Method::POST, "/console/"),
+        (reqwest::Method::DELETE, "/console/app.js"),
+        (reqwest::Method::PUT, "/console"),
+        (reqwest::Method::POST, "/"),
+        (reqwest::Method::PATCH, "/console/nothing.js"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], "GET", "{method} {path}");
+        let problem = assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains(method.as_str()),
+            "{problem}"
+        );
+    }
+    // Beyond the console's pages it is still a 404.
+    let response = app
+        .client
+        .post(format!("{}/console/a/b", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND).await;
 }
 
 #[actix_web::test]
@@ -253,6 +305,143 @@ async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused
         .all(|e| e.get("commands").is_none() && e.get("caused_by").is_none()));
 }
 
+/// The first page of `GET /v1/sagas`.
+async fn listed(app: &TestApp) -> Vec<Value> {
+    let page: Value = get(app, "/v1/sagas", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn the_list_says_what_each_saga_waits_for() {
+    let app = secured_app().await;
+    let suspended = start(&app, "list-stuck", "STUCK-1", 2_000_000).await;
+    assert_eq!(settled(&app, &suspended).await["status"], "suspended");
+    let waiting = start(&app, "list-waiting", "HANG-1", 500).await;
+    let done = start(&app, "list-done", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &done).await["status"], "completed");
+
+    let find = |items: &[Value], id: &str| {
+        items
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is listed"))
+            .clone()
+    };
+    let items = listed(&app).await;
+    // Each unfinished saga of the list says what its own read says it waits for.
+    for id in [&suspended, &waiting] {
+        let row = find(&items, id);
+        let one: Value = get(&app, &format!("/v1/sagas/{id}"), Some(VIEWER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let w = &one["waiting_for"];
+        assert_eq!(row["current_step"], w["step"], "{row}");
+        assert_eq!(row["participant"], w["participant"], "{row}");
+        assert_eq!(row["attempt"], w["attempt"], "{row}");
+        assert_eq!(row["max_attempts"], w["max_attempts"], "{row}");
+        assert_eq!(row["step_since"], w["since"], "{row}");
+        assert_eq!(row["next_wake_at"], one["next_wake_at"], "{row}");
+        assert_eq!(row["last_error"], one["last_error"], "{row}");
+        assert!(row.get("waiting_for").is_none(), "{row}");
+    }
+    let row = find(&items, &suspended);
+    assert_eq!(
+        (&row["participant"], &row["attempt"], &row["max_attempts"]),
+        (&json!("inventory"), &json!(2), &json!(2)),
+        "{row}"
+    );
+    assert!(row["last_error"].is_string(), "{row}");
+    let row = find(&items, &waiting);
+    assert_eq!(row["current_step"], "reserve-inventory", "{row}");
+    assert!(row["next_wake_at"].is_string(), "{row}");
+    let row = find(&items, &done);
+    assert!(
+        row["participant"].is_null() && row["max_attempts"].is_null(),
+        "{row}"
+    );
+
+    // A row written before the read model kept them is completed from its
+    // saga's history.
+    sqlx::query("UPDATE sagas SET participant = NULL, max_attempts = NULL WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&suspended).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let row = find(&listed(&app).await, &suspended);
+    assert_eq!(
+        (&row["participant"], &row["max_attempts"]),
+        (&json!("inventory"), &json!(2)),
+        "{row}"
+    );
+}
+
+#[actix_web::test]
+async fn a_saga_names_its_own_trace() {
+    let app = secured_app().await;
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = app
+        .client
+        .post(format!("{}/v1/sagas", app.address))
+        .bearer_auth(ADMIN)
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(&order_request(
+            "traced",
+            order("traced", "c-1", "HANG-1", 500),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let traced = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let untraced = start(&app, "untraced", "BOOK-1", 500).await;
+    assert_eq!(settled(&app, &untraced).await["status"], "completed");
+
+    // The trace the start request named, which its commands carry too.
+    let saga: Value = get(&app, &format!("/v1/sagas/{traced}"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saga["trace_id"], TRACE, "{saga}");
+    let events: Vec<Value> = get(
+        &app,
+        &format!("/v1/sagas/{traced}/events?with_messages=true"),
+        Some(VIEWER),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(events[0]["commands"][0]["trace_id"], TRACE);
+    // One started without a trace has a new one of its own.
+    let other: Value = get(&app, &format!("/v1/sagas/{untraced}"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = other["trace_id"].as_str().unwrap();
+    assert!(
+        own.len() == 32 && own.bytes().all(|b| b.is_ascii_hexdigit()) && own != TRACE,
+        "{other}"
+    );
+    // The list shows it too.
+    let row = listed(&app)
+        .await
+        .into_iter()
+        .find(|s| s["id"] == traced.as_str())
+        .unwrap();
+    assert_eq!(row["trace_id"], TRACE, "{row}");
+}
+
 fn node() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -295,7 +484,10 @@ async fn in_headless_chromium() {
         );
         return;
     }
-    let app = secured_app().await;
+    // A second version of the order saga is loaded, so a saga can be migrated.
+    let folder = TempDir::new();
+    let v2 = order_v2(&folder);
+    let app = secured_app_with(|s| s.definitions.paths = vec![v2]).await;
     let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
     let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
     let bulk = [
@@ -319,6 +511,21 @@ async fn in_headless_chromium() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
+    // One that nothing can use, for a discard.
+    let unusable: i64 = sqlx::query_scalar(
+        "INSERT INTO dead_letters (channel, reason, raw) VALUES ('in-process', 'not a CloudEvent', $1) RETURNING id",
+    )
+    .bind(b"{\"hello\": \"world\"}".as_slice())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // Sagas waiting for inventory's reply: one for a skip, one acted on with
+    // the keyboard alone, and one under version 1, for a migration to 2.
+    let skip = start(&app, "waiting-3", "HANG-1", 500).await;
+    let keyboard = start(&app, "waiting-4", "HANG-1", 500).await;
+    let mut pinned = order_request("waiting-5", order("waiting-5", "c-1", "HANG-1", 500));
+    pinned["version"] = json!(1);
+    let migrate = start_request(&app, pinned).await;
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let output = {
         let env = [
@@ -331,6 +538,10 @@ async fn in_headless_chromium() {
             ("VIEW_SAGA", view.clone()),
             ("BULK_SAGAS", bulk.join(",")),
             ("DEAD_LETTER", dead_letter.to_string()),
+            ("DISCARD_LETTER", unusable.to_string()),
+            ("SKIP_SAGA", skip.clone()),
+            ("KEYBOARD_SAGA", keyboard.clone()),
+            ("MIGRATE_SAGA", migrate.clone()),
             ("ARTIFACTS", artifacts.display().to_string()),
             ("CHROMIUM", chromium().display().to_string()),
         ];
@@ -359,4 +570,32 @@ async fn in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(events[1]["type"], "InventoryReserved", "redriven");
+    // What the browser did, as the API sees it.
+    assert_eq!(settled(&app, &keyboard).await["status"], "cancelled");
+    let skipped: Vec<Value> = get(&app, &format!("/v1/sagas/{skip}/events"), Some(ADMIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|e| e["type"] == "StepFailed" && e["data"]["cause"] == "operator"),
+        "{skipped:?}"
+    );
+    let migrated = get(&app, &format!("/v1/sagas/{migrate}"), Some(ADMIN))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        migrated["progress"]["definition"]["version"], 2,
+        "{migrated}"
+    );
+    let letter = get(&app, &format!("/v1/dead-letters/{unusable}"), Some(ADMIN))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(letter["resolution"], "discarded", "{letter}");
 }

@@ -15,7 +15,7 @@ use crate::helpers::{
 
 /// The shipped order saga as version 2, with a customer notification after
 /// the confirmation; written to `folder`.
-fn order_v2(folder: &TempDir) -> PathBuf {
+pub(crate) fn order_v2(folder: &TempDir) -> PathBuf {
     let v1 = sagaplane_sagas::definition::SHIPPED
         .iter()
         .find(|(file, _)| *file == "order.v1.toml")

@@ -35,6 +35,8 @@ fn view(status: Status, wake_in_ms: Option<i64>) -> View {
         step: Some("step".into()),
         attempt: Some(1),
         step_since: None,
+        participant: None,
+        max_attempts: None,
         wake_at: wake_in_ms.map(|ms| Utc::now() + Duration::milliseconds(ms)),
         last_error: None,
     }

@@ -1,10 +1,12 @@
 // The overview: counts, the oldest running saga, open dead letters, and the
 // list of sagas found by the filters in the URL, a page at a time (cursor).
+// Every row says what its saga waits for, from the list's own answer.
 // Operators may select sagas in the list and act on each (bulk).
 
 import { api, ApiError, sagaTypes, url } from './api.js';
 import { h, fill, time, span, status, problem, shortId, limited } from './ui.js';
 
+const TERMINAL = ['completed', 'compensated', 'cancelled'];
 const STATUSES = ['running', 'compensating', 'suspended', 'completed', 'compensated', 'cancelled'];
 const FILTERS = ['status', 'saga_type', 'business_key', 'stuck_for', 'created_from', 'created_to', 'limit'];
 const BULK_ACTIONS = ['resume', 'retry', 'skip', 'compensate', 'cancel'];
@@ -30,10 +32,9 @@ export async function overview(main, params, session) {
     h('h2', { id: 'sagas' }, 'Sagas'),
     filterForm(query, types),
     quickLinks(),
-    list.table,
+    list,
     pager(query, cursor, page.data.next_cursor),
     bulk);
-  list.enrich();
   return null;
 }
 
@@ -116,53 +117,43 @@ function pager(query, cursor, next) {
     next ? h('a', { href: p(next), rel: 'next' }, 'Next page »') : h('span', { class: 'muted' }, 'Last page'));
 }
 
-/** The list; `enrich` then fills in from each unfinished saga's own read
- * what it waits for (participant, attempt of budget, next timer). */
+/** The list. Each row of the page carries what its saga waits for (the
+ * participant that must answer, the attempt of its budget, since when), so
+ * no saga is read on its own. */
 function sagaTable(items, selectable, selected, onSelect) {
   const rows = items.map((s) => {
-    const cells = {
-      participant: h('td', { class: 'participant muted' }, '…'),
-      attempt: h('td', { class: 'num' }, s.attempt ?? '—'),
-    };
-    const box = selectable ? h('input', { type: 'checkbox', 'aria-label': `select ${s.business_key}`, disabled: ['completed', 'compensated', 'cancelled'].includes(s.status), onchange: (ev) => {
+    const finished = TERMINAL.includes(s.status);
+    const box = selectable ? h('input', { type: 'checkbox', 'aria-label': `select ${s.business_key}`, disabled: finished, onchange: (ev) => {
       if (ev.target.checked) selected.add(s.id); else selected.delete(s.id);
       onSelect();
     } }) : null;
-    const tr = h('tr', { 'data-id': s.id },
+    return h('tr', { 'data-id': s.id },
       selectable ? h('td', {}, box) : null,
       h('td', {}, h('a', { href: `#/sagas/${s.id}`, class: 'mono', title: s.id }, shortId(s.id))),
       h('td', {}, s.saga_type),
       h('td', {}, s.business_key),
       h('td', {}, status(s.status)),
       h('td', {}, s.current_step || '—'),
-      cells.participant,
-      cells.attempt,
+      h('td', { class: 'participant' }, (!finished && s.participant) || '—'),
+      h('td', { class: 'num attempt' }, attemptOf(s)),
       h('td', {}, s.step_since ? span(s.step_since) : '—'),
       h('td', {}, time(s.next_wake_at)),
       h('td', { class: 'error' }, s.last_error || ''),
       h('td', {}, time(s.created_at)));
-    return { s, tr, cells };
   });
-  const table = h('div', { class: 'scroll' }, h('table', { class: 'sagas' },
+  return h('div', { class: 'scroll' }, h('table', { class: 'sagas' },
     h('thead', {}, h('tr', {},
       selectable ? h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'select')) : null,
       ['saga', 'type', 'business key', 'status', 'waiting step', 'participant', 'attempt', 'in step for', 'next timer', 'last error', 'created']
         .map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.length ? rows.map((r) => r.tr)
+    h('tbody', {}, rows.length ? rows
       : h('tr', {}, h('td', { colspan: 12, class: 'muted' }, 'No saga matches.')))));
-  const enrich = () => limited(rows.filter((r) => !['completed', 'compensated', 'cancelled'].includes(r.s.status)), 6, async (r) => {
-    try {
-      const { data } = await api(`/v1/sagas/${r.s.id}`);
-      const w = data.waiting_for;
-      fill(r.cells.participant, w ? w.participant : '—');
-      r.cells.participant.className = 'participant';
-      fill(r.cells.attempt, w ? `${w.attempt} of ${w.max_attempts}` : data.attempt ?? '—');
-    } catch {
-      fill(r.cells.participant, '?');
-    }
-  });
-  for (const r of rows) if (['completed', 'compensated', 'cancelled'].includes(r.s.status)) fill(r.cells.participant, '—');
-  return { table, enrich };
+}
+
+/** `2 of 3`: the attempt of the current step and its budget. */
+function attemptOf(s) {
+  if (TERMINAL.includes(s.status) || s.attempt == null) return '—';
+  return s.max_attempts ? `${s.attempt} of ${s.max_attempts}` : String(s.attempt);
 }
 
 /** Bulk: one action for every selected saga — a dry run of each first, then,

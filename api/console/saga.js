@@ -58,12 +58,14 @@ async function loadEvents(page) {
     sagaTypes().catch(() => []),
   ]);
   page.events = data;
+  // The version it runs under now: its start's, unless it was migrated since.
   const started = data.find((e) => e.type === 'SagaStarted');
-  const def = (started && started.data.definition) || (page.saga.progress && page.saga.progress.definition) || {};
+  const migrated = data.filter((e) => e.type === 'SagaMigrated').pop();
+  const def = (migrated && migrated.data.to) || (page.saga.progress && page.saga.progress.definition)
+    || (started && started.data.definition) || {};
   const type = types.find((t) => t.saga_type === page.saga.saga_type);
   page.version = def.version;
   page.definition = type && (type.versions.find((v) => v.version === def.version) || type.versions[type.versions.length - 1]);
-  page.traceId = data.flatMap((e) => e.commands || []).map((c) => c.trace_id).find(Boolean);
 }
 
 function draw(page) {
@@ -96,7 +98,7 @@ function drawHead(page) {
       row('version (ETag)', String(s.version)),
       row('created', time(s.created_at)),
       row('updated', time(s.updated_at)),
-      row('trace id', page.traceId ? h('code', {}, page.traceId) : '—')));
+      row('trace id', s.trace_id ? h('code', {}, s.trace_id) : '—')));
 }
 
 /** The API's explanation, in words. */

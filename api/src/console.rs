@@ -81,11 +81,17 @@ static TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Every path served here, each with GET only: the landing page, the
+/// redirect to the console, its index and its files. Another method on one
+/// of them is a 405 naming GET (see `routes::not_found`).
+pub(crate) const PATHS: [&str; 4] = ["/", "/console", "/console/", "/console/{file}"];
+
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(landing))
-        .route("/console", web::get().to(to_console))
-        .route("/console/", web::get().to(index))
-        .route("/console/{file}", web::get().to(file));
+    let [root, bare, console, files] = PATHS;
+    cfg.route(root, web::get().to(landing))
+        .route(bare, web::get().to(to_console))
+        .route(console, web::get().to(index))
+        .route(files, web::get().to(file));
 }
 
 fn secured(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {

@@ -122,6 +122,8 @@ impl Saga for Fragile {
             step: Some("wait".to_owned()),
             attempt: Some(1),
             step_since: None,
+            participant: None,
+            max_attempts: None,
             wake_at: None,
             last_error: None,
         }

@@ -249,6 +249,10 @@ pub struct View {
     pub attempt: Option<u32>,
     /// When the current attempt of the current step began.
     pub step_since: Option<DateTime<Utc>>,
+    /// The participant that must answer the current step.
+    pub participant: Option<String>,
+    /// The current step's attempt budget.
+    pub max_attempts: Option<u32>,
     /// When the saga next wants a `Wake` input (a deadline or a retry).
     pub wake_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,

@@ -8,6 +8,10 @@
 //   VIEW_SAGA            a running saga (waiting for a reply), for the viewer
 //   BULK_SAGAS           two more suspended sagas (comma-separated), resumed together
 //   DEAD_LETTER          the id of a dead letter that a redrive applies
+//   DISCARD_LETTER       the id of a dead letter nothing can use, for a discard
+//   SKIP_SAGA            a running saga waiting for a reply, skipped as failed
+//   KEYBOARD_SAGA        another, cancelled with the keyboard alone
+//   MIGRATE_SAGA         another, under version 1 of its definition (2 is loaded)
 //   ARTIFACTS            where screenshots go
 // Every request the browser makes is logged; any that leaves the server's
 // origin fails the run.
@@ -37,8 +41,8 @@ const browser = await chromium.launch({
 const requests = [];
 const failures = [];
 
-async function page(token, viewport = { width: 1366, height: 900 }) {
-  const context = await browser.newContext({ viewport, timezoneId: 'Europe/Berlin', locale: 'en-GB' });
+async function page(token, viewport = { width: 1366, height: 900 }, timezoneId = 'Europe/Berlin') {
+  const context = await browser.newContext({ viewport, timezoneId, locale: 'en-GB' });
   const p = await context.newPage();
   p.on('request', (r) => requests.push(r.url()));
   p.on('pageerror', (e) => failures.push(`page error: ${e.message}`));
@@ -77,13 +81,18 @@ const tests = {
   async 'an operator finds a suspended saga, sees why, previews resume and confirms it'() {
     const id = env('RESUME_SAGA');
     const p = await page(env('OPERATOR_TOKEN'));
+    const before = requests.length;
     await p.getByRole('link', { name: 'suspended', exact: true }).click();
     await p.waitForURL(/status=suspended/);
     const row = p.locator(`tr[data-id="${id}"]`);
     await row.waitFor();
     assert.match(await row.textContent(), /suspended/);
-    // The row says who must answer, from the saga's own read.
-    await row.locator('td.participant', { hasText: /^inventory$/ }).waitFor();
+    // The row says who must answer and the attempt of its budget, from the
+    // list's own answer: no saga of the page is read on its own.
+    assert.equal(await row.locator('td.participant').textContent(), 'inventory');
+    assert.equal(await row.locator('td.attempt').textContent(), '2 of 2');
+    const reads = requests.slice(before).filter((u) => /\/v1\/sagas\/[0-9a-f-]{36}/.test(u));
+    assert.deepEqual(reads, [], 'the overview read sagas one by one');
     await shot(p, 'console-overview-suspended');
     await row.getByRole('link').click();
     await p.waitForURL(new RegExp(`#/sagas/${id}`));
@@ -187,6 +196,179 @@ const tests = {
     await p.getByText('Redriven: applied.').waitFor();
     await p.getByText('redriven by admin-user').waitFor();
     await shot(p, 'console-dead-letter');
+    await p.context().close();
+  },
+
+  async 'an admin discards a dead letter with a reason'() {
+    const id = env('DISCARD_LETTER');
+    const p = await page(env('ADMIN_TOKEN'));
+    await p.goto(`${BASE}/console/#/dead-letters/${id}`);
+    await p.getByRole('heading', { name: `Dead letter #${id}` }).waitFor();
+    assert.match(await p.locator('pre.raw').first().textContent(), /"hello"/);
+    await p.getByRole('button', { name: 'Discard' }).click();
+    // No reason, no discard: the form asks for one.
+    await p.getByRole('button', { name: 'Confirm discard' }).click();
+    assert.equal((await call('GET', `/v1/dead-letters/${id}`, env('ADMIN_TOKEN'))).body.resolution, null);
+    await p.getByLabel('Reason').fill('test traffic from the load generator');
+    await p.getByRole('button', { name: 'Confirm discard' }).click();
+    await p.getByText('Discarded.', { exact: true }).waitFor();
+    await p.getByText('discarded by admin-user').waitFor();
+    assert.match(await p.locator('dl.facts').textContent(), /“test traffic from the load generator”/);
+    // Resolved: no button offers to act again, and the API agrees.
+    assert.equal(await p.getByRole('button', { name: 'Redrive' }).count(), 0);
+    const letter = await call('GET', `/v1/dead-letters/${id}`, env('ADMIN_TOKEN'));
+    assert.equal(letter.body.resolution, 'discarded');
+    assert.equal(letter.body.resolved_note, 'test traffic from the load generator');
+    await shot(p, 'console-dead-letter-discarded');
+    // The open list no longer has it.
+    await p.goto(`${BASE}/console/#/dead-letters`);
+    await p.getByRole('heading', { name: 'Dead letters' }).waitFor();
+    assert.equal(await p.getByRole('link', { name: `#${id}`, exact: true }).count(), 0);
+    await p.context().close();
+  },
+
+  async 'an operator skips a step, assuming it failed, and the saga compensates'() {
+    const id = env('SKIP_SAGA');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await p.locator('section.why').getByText('waiting for the reply', { exact: false }).waitFor();
+    await p.getByRole('button', { name: 'skip', exact: true }).click();
+    await p.getByLabel('Reason').fill('inventory says the reservation never happened');
+    await p.getByLabel('Assume the step').selectOption('failed');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    const preview = p.locator('.preview');
+    await preview.getByText('Dry run of skip').waitFor();
+    const text = await preview.textContent();
+    assert.match(text, /would append OperatorIntervened/);
+    assert.match(text, /would append StepFailed/);
+    assert.doesNotMatch(text, /InventoryReserved/);
+    await shot(p, 'console-skip-preview');
+    await p.getByRole('button', { name: 'Confirm skip' }).click();
+    await p.getByRole('status').filter({ hasText: 'skip done' }).waitFor();
+    await p.locator('section.head .status-compensated').waitFor({ timeout: 20000 });
+    const intervened = await call('GET', `/v1/sagas/${id}/events`, env('ADMIN_TOKEN'));
+    const audit = intervened.body.find((e) => e.type === 'OperatorIntervened');
+    assert.deepEqual(audit.data.action, { action: 'skip', assume: 'failed' });
+    await p.context().close();
+  },
+
+  async 'an operator migrates a saga to version 2 of its definition'() {
+    const id = env('MIGRATE_SAGA');
+    const p = await page(env('OPERATOR_TOKEN'));
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    const facts = p.locator('section.head dl.facts');
+    await facts.getByText('definition version 1').waitFor();
+    assert.equal(await p.locator('.row.forward li.step', { hasText: 'notify-customer' }).count(), 0);
+    await p.getByRole('button', { name: 'migrate', exact: true }).click();
+    await p.getByLabel('Reason').fill('version 2 notifies the customer');
+    await p.getByLabel('To version').fill('2');
+    await p.getByRole('button', { name: 'Preview' }).click();
+    const preview = p.locator('.preview');
+    await preview.getByText('Dry run of migrate').waitFor();
+    assert.match(await preview.textContent(), /would append SagaMigrated/);
+    await p.getByRole('button', { name: 'Confirm migrate' }).click();
+    await p.getByRole('status').filter({ hasText: 'migrate done' }).waitFor();
+    await facts.getByText('definition version 2').waitFor();
+    // The diagram is version 2's: one step more.
+    await p.locator('.row.forward li.step', { hasText: 'notify-customer' }).waitFor();
+    await p.locator('section.timeline').getByText('SagaMigrated', { exact: true }).waitFor();
+    await shot(p, 'console-migrated');
+    await p.context().close();
+  },
+
+  async 'an operator finds a saga and cancels it with the keyboard alone'() {
+    const id = env('KEYBOARD_SAGA');
+    const p = await page(env('OPERATOR_TOKEN'));
+    const focused = () => p.evaluate(() => {
+      const el = document.activeElement;
+      const row = el && el.closest('tr[data-id]');
+      return { tag: el ? el.tagName : null, id: el ? el.id : null, action: el ? el.dataset.action || null : null,
+        row: row ? row.dataset.id : null, text: el ? el.textContent.trim() : null };
+    });
+    /** Presses Tab until `wanted(focused)` holds; fails after 80. */
+    const tabTo = async (what, wanted) => {
+      for (let i = 0; i < 80; i++) {
+        await p.keyboard.press('Tab');
+        if (wanted(await focused())) return;
+      }
+      throw new Error(`Tab never reached ${what}`);
+    };
+    await p.goto(`${BASE}/console/#/?status=running&saga_type=order`);
+    await p.locator(`tr[data-id="${id}"]`).waitFor();
+    await tabTo('the saga\'s link', (f) => f.tag === 'A' && f.row === id);
+    // Whatever has the focus is shown to have it.
+    const outline = await p.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert.notEqual(outline, 'none', 'the focused link shows no outline');
+    await p.keyboard.press('Enter');
+    await p.waitForURL(new RegExp(`#/sagas/${id}`));
+    await p.locator('section.actions button[data-action]').first().waitFor();
+    await tabTo('the cancel button', (f) => f.action === 'cancel');
+    await shot(p, 'console-keyboard-focus');
+    await p.keyboard.press('Enter');
+    // The form takes the focus at its reason.
+    assert.equal((await focused()).id, 'reason');
+    await p.keyboard.type('customer called: cancel without refund');
+    await tabTo('Preview', (f) => f.tag === 'BUTTON' && f.text === 'Preview');
+    await p.keyboard.press('Enter');
+    await p.locator('.preview').getByText('Dry run of cancel').waitFor();
+    // The dry run hands the focus to its confirmation.
+    assert.equal((await focused()).id, 'confirm');
+    await p.keyboard.press('Enter');
+    await p.getByRole('status').filter({ hasText: 'cancel done' }).waitFor();
+    await p.locator('section.head .status-cancelled').waitFor();
+    await p.context().close();
+  },
+
+  async 'times are shown in the viewer\'s zone, UTC on hover'() {
+    const id = env('VIEW_SAGA');
+    const zone = 'Asia/Kolkata';
+    const p = await page(env('VIEWER_TOKEN'), undefined, zone);
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    const created = p.locator('section.head dl.facts time').first();
+    await created.waitFor();
+    const iso = await created.getAttribute('datetime');
+    const saga = await call('GET', `/v1/sagas/${id}`, env('VIEWER_TOKEN'));
+    assert.equal(iso, saga.body.created_at);
+    const at = new Date(iso);
+    const format = (timeZone) => new Intl.DateTimeFormat('en-GB', {
+      timeZone, year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+    }).format(at);
+    // Shown in the viewer's zone (UTC+05:30, so never the UTC wall clock) …
+    assert.equal(await created.textContent(), format(zone));
+    assert.notEqual(format(zone), format('UTC'));
+    // … with the instant in UTC on hover.
+    await created.hover();
+    assert.equal(await created.getAttribute('title'), `${at.toISOString()} (UTC)`);
+    // The list too.
+    await p.goto(`${BASE}/console/#/`);
+    const listed = p.locator(`tr[data-id="${id}"] td:last-child time`);
+    assert.equal(await listed.textContent(), format(zone));
+    assert.equal(await listed.getAttribute('title'), `${at.toISOString()} (UTC)`);
+    await listed.hover();
+    await shot(p, 'console-time-zone');
+    await p.context().close();
+  },
+
+  async 'a created range in the URL narrows the list'() {
+    const all = await call('GET', '/v1/sagas?limit=500', env('VIEWER_TOKEN'));
+    // Oldest first; a window in the middle, from one saga's creation (kept)
+    // to a later one's (left out).
+    const sagas = all.body.items.slice().reverse();
+    assert.ok(sagas.length >= 8, `${sagas.length} sagas`);
+    const range = { created_from: sagas[2].created_at, created_to: sagas[6].created_at };
+    const expected = await call('GET', `/v1/sagas?${new URLSearchParams(range)}`, env('VIEWER_TOKEN'));
+    const inside = expected.body.items.map((s) => s.id);
+    assert.ok(inside.includes(sagas[2].id) && !inside.includes(sagas[6].id) && !inside.includes(sagas[1].id));
+    const p = await page(env('VIEWER_TOKEN'));
+    await p.goto(`${BASE}/console/#/?${new URLSearchParams(range)}`);
+    await p.locator(`tr[data-id="${sagas[2].id}"]`).waitFor();
+    const shown = await p.locator('table.sagas tbody tr[data-id]').evaluateAll((rows) => rows.map((r) => r.dataset.id));
+    assert.deepEqual(shown, inside);
+    assert.ok(shown.length < sagas.length, 'the range left nothing out');
+    // The form shows the range it was given, to the minute, in the viewer's zone.
+    assert.match(await p.getByLabel('Created from').inputValue(), /^\d{4}-\d\d-\d\dT\d\d:\d\d$/);
+    assert.match(await p.getByLabel('Created before').inputValue(), /^\d{4}-\d\d-\d\dT\d\d:\d\d$/);
+    await shot(p, 'console-created-range');
     await p.context().close();
   },
 

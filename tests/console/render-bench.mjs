@@ -4,8 +4,9 @@
 //   ROUTES         fragments to measure, comma-separated (default: all newest
 //                  first, and the suspended ones)
 //   RUNS           runs per route (default 7; the first is a warm-up, left out)
-// For each run: from navigation to the 50 rows in the page ("rows"), and until
-// every unfinished row was filled in from its own read ("filled").
+// For each run: from navigation until the 50 rows are in the page, every
+// unfinished one with the participant it waits for; and how many requests
+// the browser made to the API for it.
 
 import { chromium } from 'playwright-core';
 
@@ -22,21 +23,26 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
 if (TOKEN) await context.addInitScript((t) => sessionStorage.setItem('sagaplane.token', t), TOKEN);
 const page = await context.newPage();
+let calls = 0;
+page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/v1/')) calls++; });
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 for (const route of ROUTES) {
   const rows = [];
-  const filled = [];
+  const requests = [];
   for (let i = 0; i < RUNS; i++) {
     await page.goto('about:blank');
+    calls = 0;
     const started = Date.now();
     await page.goto(`${BASE}/console/${route}`);
-    await page.waitForFunction(() => document.querySelectorAll('table.sagas tbody tr[data-id]').length === 50);
+    await page.waitForFunction(() => {
+      const shown = [...document.querySelectorAll('table.sagas tbody tr[data-id]')];
+      const open = shown.filter((tr) => !/completed|compensated|cancelled/.test(tr.querySelector('.status').textContent));
+      return shown.length === 50 && open.every((tr) => tr.querySelector('td.participant').textContent !== '—');
+    });
     const r = Date.now() - started;
-    await page.waitForFunction(() => ![...document.querySelectorAll('td.participant')].some((td) => td.textContent === '…'));
-    const f = Date.now() - started;
-    if (i > 0) { rows.push(r); filled.push(f); }
+    if (i > 0) { rows.push(r); requests.push(calls); }
   }
-  console.log(`${route}: rows ${rows.join(', ')} ms (median ${median(rows)}); filled ${filled.join(', ')} ms (median ${median(filled)})`);
+  console.log(`${route}: rows ${rows.join(', ')} ms (median ${median(rows)}); API requests per load ${[...new Set(requests)].join(', ')}`);
 }
 await browser.close();

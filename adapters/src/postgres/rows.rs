@@ -28,7 +28,8 @@ pub(super) fn db(e: sqlx::Error) -> StoreError {
 /// The columns of [`SagaRow`], in its order.
 pub(super) const SAGA_COLUMNS: &str =
     "id, saga_type, business_key, status, current_step, attempt, \
-     step_since, version, input, last_error, wake_at, created_at, updated_at";
+     step_since, participant, max_attempts, version, input, last_error, wake_at, \
+     created_at, updated_at, traceparent";
 
 /// A row of `sagas` (the read model).
 #[derive(sqlx::FromRow)]
@@ -40,12 +41,15 @@ pub(super) struct SagaRow {
     current_step: Option<String>,
     attempt: Option<i32>,
     step_since: Option<DateTime<Utc>>,
+    participant: Option<String>,
+    max_attempts: Option<i32>,
     version: i64,
     input: serde_json::Value,
     last_error: Option<String>,
     wake_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
 impl From<SagaRow> for SagaRecord {
@@ -58,12 +62,15 @@ impl From<SagaRow> for SagaRecord {
             current_step: r.current_step,
             attempt: r.attempt,
             step_since: r.step_since,
+            participant: r.participant,
+            max_attempts: r.max_attempts,
             version: r.version,
             input: r.input,
             last_error: r.last_error,
             wake_at: r.wake_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            traceparent: r.traceparent,
         }
     }
 }

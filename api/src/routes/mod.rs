@@ -173,15 +173,18 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Any path or method the API does not have: 405 with `Allow` when the path
-/// is served with other methods, else 404.
+/// is served with other methods (the console's pages included), else 404.
 pub(crate) async fn not_found(
     request: actix_web::HttpRequest,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     let path = request.path();
+    let console = crate::console::PATHS.iter().map(|p| ("get", *p));
     let mut allowed: Vec<&'static str> = ROUTES
         .iter()
+        .copied()
+        .chain(console)
         .filter(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path))
-        .map(|(method, _)| match *method {
+        .map(|(method, _)| match method {
             "get" => "GET",
             "post" => "POST",
             "put" => "PUT",

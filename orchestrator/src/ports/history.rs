@@ -76,12 +76,17 @@ pub struct SagaRecord {
     pub current_step: Option<String>,
     pub attempt: Option<i32>,
     pub step_since: Option<DateTime<Utc>>,
+    /// Who must answer the current step, and its attempt budget.
+    pub participant: Option<String>,
+    pub max_attempts: Option<i32>,
     pub version: i64,
     pub input: serde_json::Value,
     pub last_error: Option<String>,
     pub wake_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The saga's W3C trace context, from its start.
+    pub traceparent: Option<String>,
 }
 
 impl SagaRecord {
@@ -96,12 +101,15 @@ impl SagaRecord {
             current_step: None,
             attempt: None,
             step_since: None,
+            participant: None,
+            max_attempts: None,
             version: 0,
             input: new.input.clone(),
             last_error: None,
             wake_at: None,
             created_at: step.at,
             updated_at: step.at,
+            traceparent: new.traceparent.clone(),
         };
         record.apply(step);
         record
@@ -114,6 +122,8 @@ impl SagaRecord {
         self.current_step = view.step.clone();
         self.attempt = view.attempt.map(|a| a as i32);
         self.step_since = view.step_since;
+        self.participant = view.participant.clone();
+        self.max_attempts = view.max_attempts.map(|a| a as i32);
         self.version = (step.expected_version + step.events.len() as u64) as i64;
         self.last_error = view.last_error.clone();
         self.wake_at = view.wake_at;

@@ -92,6 +92,8 @@ impl Saga for DefinedSaga {
             step: pending.map(|p| p.step.clone()),
             attempt: pending.map(|p| p.attempt),
             step_since: pending.map(|p| p.since),
+            participant: pending.map(|p| self.participant(&p.step)),
+            max_attempts: pending.map(|p| self.max_attempts(&p.step, p.role)),
             wake_at: wake.map(|t| self.saga_deadline().map_or(t, |d| t.min(d))),
             last_error: self.last_error.clone(),
         }
@@ -111,10 +113,7 @@ impl Saga for DefinedSaga {
             .filter(|_| !self.status.is_terminal())
             .map(|p| Waiting {
                 step: p.step.clone(),
-                participant: self
-                    .action(&p.step)
-                    .map(|(a, _)| a.participant.clone())
-                    .unwrap_or_default(),
+                participant: self.participant(&p.step),
                 attempt: p.attempt,
                 max_attempts: self.max_attempts(&p.step, p.role),
                 since: p.since,
@@ -160,6 +159,13 @@ impl Saga for DefinedSaga {
 }
 
 impl DefinedSaga {
+    /// The participant that answers `step` (empty when the definition is not loaded).
+    pub(crate) fn participant(&self, step: &str) -> String {
+        self.action(step)
+            .map(|(a, _)| a.participant.clone())
+            .unwrap_or_default()
+    }
+
     /// The attempt budget of `step`: the definition's, else the settings'.
     pub(crate) fn max_attempts(&self, step: &str, role: Role) -> u32 {
         let policy = self.policy();

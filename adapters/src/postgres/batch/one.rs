@@ -34,7 +34,8 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH step AS (
             UPDATE sagas SET status = $4, current_step = $5, attempt = $6, version = $7,
-                   last_error = $8, wake_at = $9, updated_at = $10, step_since = $11
+                   last_error = $8, wake_at = $9, updated_at = $10, step_since = $11,
+                   participant = $28, max_attempts = $29
             WHERE id = $1 AND saga_type = $2 AND version = $3
               AND ($12::text IS NULL OR NOT EXISTS (SELECT 1 FROM inbox WHERE message_id = $12))
             RETURNING id
@@ -54,8 +55,8 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
         "WITH step AS (
             INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt,
                                version, last_error, wake_at, created_at, updated_at, input,
-                               step_since, traceparent)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $28)
+                               step_since, traceparent, participant, max_attempts)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $28, $29, $30)
             ON CONFLICT (saga_type, business_key) DO NOTHING
             RETURNING id
         ),
@@ -82,6 +83,10 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
         Some(new) => query.bind(new.traceparent.as_deref()),
         None => query,
     };
+    // Last, after the trace context of a new saga: who must answer, and the budget.
+    let query = query
+        .bind(step.view.participant.as_deref())
+        .bind(step.view.max_attempts.map(|a| a as i32));
     let written: i64 = query.fetch_one(pool).await.map_err(db)?;
     if written == 1 {
         return Ok(CommitOutcome::Committed);

@@ -54,6 +54,8 @@ struct SagaRows<'a> {
     steps: Vec<Option<&'a str>>,
     attempts: Vec<Option<i32>>,
     since: Vec<Option<DateTime<Utc>>>,
+    participants: Vec<Option<&'a str>>,
+    budgets: Vec<Option<i32>>,
     versions: Vec<i64>,
     errors: Vec<Option<&'a str>>,
     wakes: Vec<Option<DateTime<Utc>>>,
@@ -73,6 +75,14 @@ impl<'a> SagaRows<'a> {
                 .map(|s| s.view.attempt.map(|a| a as i32))
                 .collect(),
             since: steps.iter().map(|s| s.view.step_since).collect(),
+            participants: steps
+                .iter()
+                .map(|s| s.view.participant.as_deref())
+                .collect(),
+            budgets: steps
+                .iter()
+                .map(|s| s.view.max_attempts.map(|a| a as i32))
+                .collect(),
             versions: steps
                 .iter()
                 .map(|s| (s.expected_version + s.events.len() as u64) as i64)
@@ -129,12 +139,12 @@ pub(super) async fn insert_sagas(
     let created: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt, version, \
                             last_error, wake_at, created_at, updated_at, input, step_since, \
-                            traceparent) \
-         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp, ss, tp \
+                            traceparent, participant, max_attempts) \
+         SELECT i, ty, k, st, sp, a, v, e, w, t, t, inp, ss, tp, p, ma \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], \
                      $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[], \
-                     $12::timestamptz[], $13::text[]) \
-              AS x(i, ty, k, st, sp, a, v, e, w, t, inp, ss, tp) \
+                     $12::timestamptz[], $13::text[], $14::text[], $15::int[]) \
+              AS x(i, ty, k, st, sp, a, v, e, w, t, inp, ss, tp, p, ma) \
          ON CONFLICT (saga_type, business_key) DO NOTHING RETURNING id",
     )
     .bind(&r.ids)
@@ -150,6 +160,8 @@ pub(super) async fn insert_sagas(
     .bind(&inputs)
     .bind(&r.since)
     .bind(&traces)
+    .bind(&r.participants)
+    .bind(&r.budgets)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
@@ -172,11 +184,12 @@ pub(super) async fn update_sagas(
     let r = SagaRows::collect(existing.into_iter());
     let updated: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE sagas s SET status = x.st, current_step = x.sp, attempt = x.a, version = x.v, \
-                last_error = x.e, wake_at = x.w, updated_at = x.t, step_since = x.ss \
+                last_error = x.e, wake_at = x.w, updated_at = x.t, step_since = x.ss, \
+                participant = x.p, max_attempts = x.ma \
          FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], \
                      $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-                     $11::timestamptz[]) \
-              AS x(i, ty, ev, st, sp, a, v, e, w, t, ss) \
+                     $11::timestamptz[], $12::text[], $13::int[]) \
+              AS x(i, ty, ev, st, sp, a, v, e, w, t, ss, p, ma) \
          WHERE s.id = ANY($1) AND s.id = x.i AND s.saga_type = x.ty AND s.version = x.ev \
          RETURNING s.id",
     )
@@ -191,6 +204,8 @@ pub(super) async fn update_sagas(
     .bind(&r.wakes)
     .bind(&r.times)
     .bind(&r.since)
+    .bind(&r.participants)
+    .bind(&r.budgets)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;

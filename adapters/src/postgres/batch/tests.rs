@@ -36,6 +36,8 @@ fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> 
             step: None,
             attempt: None,
             step_since: None,
+            participant: None,
+            max_attempts: None,
             wake_at: None,
             last_error: None,
         },

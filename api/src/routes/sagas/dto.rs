@@ -5,7 +5,7 @@ use actix_web::http::header;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{CommandRecord, EventRecord, InboxRecord, SagaRecord};
 use sagaplane_orchestrator::Snapshot;
-use sagaplane_sagas::{SagaId, WaitingOn};
+use sagaplane_sagas::{SagaId, Status, WaitingOn};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -21,8 +21,15 @@ pub(crate) struct SagaDto {
     business_key: String,
     /// `running`, `compensating`, `completed`, `compensated`, `suspended` or `cancelled`.
     status: String,
+    /// The step in hand (one of them when a parallel group has several: an
+    /// undo first, then one waiting for an operator); absent once terminal.
     current_step: Option<String>,
+    /// The current step's attempt, from 1.
     attempt: Option<i32>,
+    /// The current step's attempt budget.
+    max_attempts: Option<i32>,
+    /// The participant service that must answer the current step.
+    participant: Option<String>,
     /// When the current attempt of the current step began.
     step_since: Option<DateTime<Utc>>,
     /// Bumped by every event; also the `ETag`, for `If-Match` on actions.
@@ -34,6 +41,9 @@ pub(crate) struct SagaDto {
     next_wake_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The W3C trace id of the saga itself (from its start request); every
+    /// command it sends carries it.
+    trace_id: Option<String>,
     /// What the saga waits for (single-saga reads only; absent once terminal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) waiting_for: Option<WaitingDto>,
@@ -76,6 +86,8 @@ impl SagaDto {
             status: r.status,
             current_step: r.current_step,
             attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            participant: r.participant,
             step_since: r.step_since,
             version: r.version,
             input: r.input,
@@ -83,9 +95,33 @@ impl SagaDto {
             next_wake_at: r.wake_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            trace_id: r.traceparent.as_deref().and_then(trace_id),
             waiting_for: None,
             allowed_actions: None,
             progress: None,
+        }
+    }
+
+    pub(crate) fn saga_id(&self) -> SagaId {
+        SagaId::from_uuid(self.id)
+    }
+
+    /// An unfinished saga with a step in hand but no participant: its row
+    /// was written before the read model kept who must answer and the
+    /// budget, and gets them only at the saga's next step.
+    pub(crate) fn lacks_waiting(&self) -> bool {
+        self.current_step.is_some()
+            && self.participant.is_none()
+            && Status::parse(&self.status).is_some_and(|s| !s.is_terminal())
+    }
+
+    /// Fills in who must answer and the budget from the saga's fold, where
+    /// its row lacks them.
+    pub(crate) fn complete_from(&mut self, s: &Snapshot) {
+        if let Some(w) = &s.explanation.waiting {
+            self.participant
+                .get_or_insert_with(|| w.participant.clone());
+            self.max_attempts.get_or_insert(w.max_attempts as i32);
         }
     }
 }
@@ -149,14 +185,15 @@ pub(crate) struct ReplyDto {
     pub(crate) received_at: DateTime<Utc>,
 }
 
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    traceparent.split('-').nth(1).map(str::to_owned)
+}
+
 impl SentCommandDto {
     pub(crate) fn new(c: CommandRecord, transport: &str) -> Self {
         Self {
-            trace_id: c
-                .traceparent
-                .as_deref()
-                .and_then(|t| t.split('-').nth(1))
-                .map(str::to_owned),
+            trace_id: c.traceparent.as_deref().and_then(trace_id),
             message_id: c.message_id,
             step: c.step,
             attempt: c.attempt,

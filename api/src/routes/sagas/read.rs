@@ -110,6 +110,7 @@ pub(crate) async fn detailed(state: &AppState, record: SagaRecord) -> Result<Sag
     let Some(snapshot) = state.orchestrator.inspect(id).await? else {
         return Err(no_saga(&id.to_string()));
     };
+    saga.complete_from(&snapshot);
     let mut waiting = waiting_dto(&snapshot);
     if let Some(w) = &mut waiting {
         if let Some(c) = state.queries.command_for(id, &w.step, w.attempt).await? {

@@ -111,10 +111,15 @@ pub(crate) async fn search(
     let next_cursor = (records.len() as i64 == limit)
         .then(|| records.last().map(|r| cursor(r.created_at, r.id)))
         .flatten();
-    Ok(HttpResponse::Ok().json(SagaPage {
-        items: records.into_iter().map(SagaDto::from_record).collect(),
-        next_cursor,
-    }))
+    let mut items: Vec<SagaDto> = records.into_iter().map(SagaDto::from_record).collect();
+    // Only rows from before the read model kept these need a fold; one that
+    // cannot be folded is shown without them rather than failing the page.
+    for saga in items.iter_mut().filter(|s| s.lacks_waiting()) {
+        if let Ok(Some(snapshot)) = state.orchestrator.inspect(saga.saga_id()).await {
+            saga.complete_from(&snapshot);
+        }
+    }
+    Ok(HttpResponse::Ok().json(SagaPage { items, next_cursor }))
 }
 
 /// `90s`, `15m`, `2h`, `1d` (a bare number is seconds).
