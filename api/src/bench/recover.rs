@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use super::args::BenchArgs;
+use super::load::{drive, park};
 use super::report::RecoveryReport;
 use super::server::{Server, Target};
-use super::{drive, park, BenchArgs};
 use sagaplane_orchestrator::leases::PARTITIONS;
 
 /// Recovery taking longer than this is reported as not recovered.
