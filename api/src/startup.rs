@@ -100,6 +100,19 @@ impl Application {
                 .spawn();
         }
 
+        {
+            // Counting the finished sagas reads them all (a third of a second
+            // at a million): done now, in the background, the first operator
+            // to ask for the counts does not wait for it.
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    sagaplane_orchestrator::ports::OperatorQueries::stats(store.as_ref()).await
+                {
+                    tracing::warn!(error.message = %e, "the saga counts could not be read");
+                }
+            });
+        }
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
