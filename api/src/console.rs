@@ -1,6 +1,6 @@
 //! The operator console: a few static files (HTML, one stylesheet, small ES
 //! modules) compiled into the binary and served under `/console/`, and the
-//! landing page at `/` that links to it and to the API's docs. The console
+//! landing page at `/` that links to it, to the API's docs and to the metrics. The console
 //! runs in the browser and uses only the public HTTP API, with the token the
 //! operator types in (kept in the tab's `sessionStorage`, never in a URL).
 //!
@@ -84,6 +84,7 @@ static TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(landing))
         .route("/console", web::get().to(to_console))
+        .route("/docs", web::get().to(to_docs))
         .route("/console/", web::get().to(index))
         .route("/console/{file}", web::get().to(file));
 }
@@ -107,6 +108,12 @@ async fn landing() -> HttpResponse {
 async fn to_console() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/console/"))
+        .finish()
+}
+
+async fn to_docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
         .finish()
 }
 
