@@ -25,6 +25,7 @@ mod openapi;
 mod operators;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod private_postgres;
 mod relay;
 mod replies;
 mod restart;
