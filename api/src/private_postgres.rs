@@ -554,5 +554,10 @@ mod tests {
         ] {
             assert!(message.contains(needed), "{needed}: {message}");
         }
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&format!("Error: {message}\n")),
+            "README.md quotes the message as it is"
+        );
     }
 }
