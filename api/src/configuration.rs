@@ -684,6 +684,38 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_unset_by_default_and_the_private_server_configurable() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(s.database.url, None);
+            assert_eq!(s.database.private, PrivateMode::Auto);
+            assert_eq!(s.database.private_dir, None);
+            jail.create_file(
+                "private.toml",
+                "[database]\nprivate = \"always\"\nprivate_dir = \"/srv/sagaplane\"\n\
+                 postgres_bin = \"/opt/pg/bin\"\n",
+            )?;
+            let s = Settings::load(Some(Path::new("private.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.database.private, PrivateMode::Always);
+            assert_eq!(
+                s.database.private_dir.as_deref(),
+                Some(Path::new("/srv/sagaplane"))
+            );
+            assert_eq!(
+                s.database.postgres_bin.as_deref(),
+                Some(Path::new("/opt/pg/bin"))
+            );
+            jail.set_env("SAGAPLANE_DATABASE__PRIVATE", "never");
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(s.database.private, PrivateMode::Never);
+            jail.set_env("SAGAPLANE_DATABASE__PRIVATE", "sometimes");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("sometimes"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_saga_type_and_a_step_can_have_their_own_timeouts() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
