@@ -36,15 +36,20 @@ pub const SEARCHED: &str = "`pg_config --bindir`, /usr/lib/postgresql/*/bin, /us
      /opt/homebrew/opt/postgresql@*/bin, /usr/local/opt/postgresql@*/bin, \
      /Applications/Postgres.app/Contents/Versions/latest/bin and the PATH";
 
-/// What a first run without any PostgreSQL programs must do, said in full.
-pub fn not_installed() -> String {
+/// Why a private server is wanted, as said in the log and in errors.
+const NOTHING_ANSWERS: &str = "no PostgreSQL server answers at 127.0.0.1:5432";
+const ALWAYS: &str = "database.private = \"always\"";
+
+/// What a first run without any PostgreSQL programs must do, said in full;
+/// `why` a private server was wanted.
+pub fn not_installed(why: &str) -> String {
     format!(
-        "no PostgreSQL server answers at 127.0.0.1:5432 and no PostgreSQL server programs \
-         (initdb and postgres) were found (searched {SEARCHED}). Install PostgreSQL's server \
-         (Debian, Ubuntu: `apt install postgresql`; Fedora, RHEL: `dnf install postgresql-server`; \
-         macOS: `brew install postgresql@17`) and start sagaplane again, or set database.postgres_bin \
-         to the folder holding initdb and postgres, or set database.url (DATABASE_URL) to a \
-         PostgreSQL server of yours"
+        "{why} and no PostgreSQL server programs (initdb and postgres) were found \
+         (searched {SEARCHED}). Install PostgreSQL's server (Debian, Ubuntu: \
+         `apt install postgresql`; Fedora, RHEL: `dnf install postgresql-server`; macOS: \
+         `brew install postgresql@17`) and start sagaplane again, or set \
+         database.postgres_bin to the folder holding initdb and postgres, or set database.url \
+         (DATABASE_URL) to a PostgreSQL server of yours"
     )
 }
 
@@ -63,23 +68,23 @@ pub async fn open(
         (None, PrivateMode::Never) => Ok((DEFAULT_URL.into(), None)),
         (None, PrivateMode::Auto) if default_answers().await => Ok((DEFAULT_URL.into(), None)),
         (None, mode) => {
+            let why = match mode {
+                PrivateMode::Always => ALWAYS,
+                _ => NOTHING_ANSWERS,
+            };
             let bin = match &settings.postgres_bin {
                 Some(bin) if has_server(bin) => bin.clone(),
                 Some(bin) => bail!(
                     "database.postgres_bin ({}) holds no initdb and postgres",
                     bin.display()
                 ),
-                None => find_bin().ok_or_else(|| anyhow!(not_installed()))?,
+                None => find_bin().ok_or_else(|| anyhow!(not_installed(why)))?,
             };
             let dir = match &settings.private_dir {
                 Some(dir) => dir.clone(),
                 None => default_dir()?,
             };
             let server = PrivatePostgres::start(&dir, &bin).await?;
-            let why = match mode {
-                PrivateMode::Always => "database.private = \"always\"",
-                _ => "no database.url is set and nothing answers at 127.0.0.1:5432",
-            };
             tracing::info!(
                 data_dir = %dir.display(),
                 postgres = %bin.display(),
@@ -545,7 +550,7 @@ mod tests {
 
     #[test]
     fn with_nothing_installed_the_error_says_what_to_install_or_set() {
-        let message = not_installed();
+        let message = not_installed(NOTHING_ANSWERS);
         for needed in [
             "apt install postgresql",
             "database.postgres_bin",
