@@ -188,7 +188,7 @@ async fn another_method_on_a_console_page_is_405_naming_get() {
 }
 
 #[actix_web::test]
-async fn the_root_page_links_to_the_console_and_the_docs() {
+async fn the_root_page_links_to_the_console_the_docs_and_the_metrics() {
     let app = secured_app().await;
     let root = get(&app, "/", None).await;
     assert_eq!(root.status(), StatusCode::OK);
@@ -196,6 +196,27 @@ async fn the_root_page_links_to_the_console_and_the_docs() {
     let html = root.text().await.unwrap();
     assert!(html.contains(r#"<a href="/console/">"#), "{html}");
     assert!(html.contains(r#"<a href="/docs/">"#), "{html}");
+    assert!(html.contains(r#"<a href="/metrics">"#), "{html}");
+}
+
+#[actix_web::test]
+async fn docs_without_its_slash_leads_to_the_docs_page() {
+    let app = secured_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = client
+        .get(format!("{}/docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers()["location"], "/docs/");
+    // Followed, it is the docs page, open without a token like /docs/.
+    let page = get(&app, "/docs", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("swagger"));
 }
 
 #[actix_web::test]

@@ -291,7 +291,7 @@ async fn routing_to_a_transport_that_is_not_configured_stops_the_start() {
         listen: "127.0.0.1:0".into(),
         ..sagaplane_api::Settings::default()
     };
-    settings.database.url = crate::helpers::fresh_database_url();
+    settings.database.url = Some(crate::helpers::fresh_database_url());
     settings
         .routing
         .insert("payment".into(), "eventbridge".into());

@@ -72,7 +72,7 @@ pub fn test_settings(database_url: &str, configure: impl FnOnce(&mut Settings)) 
         listen: "127.0.0.1:0".into(),
         ..Settings::default()
     };
-    settings.database.url = database_url.to_owned();
+    settings.database.url = Some(database_url.to_owned());
     settings.database.max_connections = 8;
     settings.http.workers = 1;
     configure(&mut settings);
@@ -176,12 +176,17 @@ impl TestApp {
         orchestrator: Orchestrator,
         participants: SimulatedParticipants,
     ) -> TestApp {
-        let pool = PgPool::connect(&settings.database.url)
+        let url = settings
+            .database
+            .url
+            .clone()
+            .expect("tests name their database");
+        let pool = PgPool::connect(&url)
             .await
             .expect("the test database accepts connections");
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
-            database_url: settings.database.url.clone(),
+            database_url: url,
             client: reqwest::Client::new(),
             pool,
             orchestrator,

@@ -26,6 +26,7 @@ mod operators;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod prefer;
+mod private_postgres;
 mod relay;
 mod replies;
 mod restart;

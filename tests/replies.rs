@@ -131,7 +131,7 @@ async fn a_reply_for_an_unknown_saga_is_dead_lettered_with_its_bytes() {
 async fn a_step_decided_on_stale_state_is_decided_again_never_written_over() {
     let a = spawn_app().await;
     // A second orchestrator on the same database, as a second process would be.
-    let b = spawn_app_with(|s| s.database.url = a.database_url.clone()).await;
+    let b = spawn_app_with(|s| s.database.url = Some(a.database_url.clone())).await;
     let id = a
         .start_order("s-1", order("o", "HANG-c", "SKU-1", 100))
         .await;

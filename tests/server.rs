@@ -69,6 +69,12 @@ impl Server {
     /// On `port`, e.g. the port of a server that was killed, so that its
     /// clients reconnect to the new one.
     pub async fn start_on(port: u16, database_url: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_with(port, Some(database_url), env).await
+    }
+
+    /// On `port`, with `DATABASE_URL` set to `database_url` or, for `None`,
+    /// removed (the settings in `env` then say where the database is).
+    pub async fn start_with(port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Server {
         let output = || {
             if std::env::var_os("TEST_LOG").is_some() {
                 Stdio::inherit()
@@ -76,9 +82,13 @@ impl Server {
                 Stdio::null()
             }
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_sagaplane"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sagaplane"));
+        match database_url {
+            Some(url) => command.env("DATABASE_URL", url),
+            None => command.env_remove("DATABASE_URL"),
+        };
+        let child = command
             .arg("serve")
-            .env("DATABASE_URL", database_url)
             .env("SAGAPLANE_LISTEN", format!("127.0.0.1:{port}"))
             .envs(env.iter().copied())
             .stdout(output())
@@ -111,6 +121,26 @@ impl Server {
     /// How the process ended, if it has (it is reaped then).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().expect("the child can be waited for")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, as a service manager stops it: waits (up to 30 s) for the
+    /// process to end and returns how it ended.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a PID");
+        // SAFETY: kill has no memory preconditions; the PID is our child's,
+        // not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..600 {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not stop within 30 s of SIGTERM");
     }
 
     /// SIGKILL: no shutdown code runs.

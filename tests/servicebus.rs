@@ -723,7 +723,7 @@ async fn a_receiver_without_a_namespace_or_a_bad_endpoint_stops_the_start() {
             listen: "127.0.0.1:0".into(),
             ..sagaplane_api::Settings::default()
         };
-        s.database.url = crate::helpers::fresh_database_url();
+        s.database.url = Some(crate::helpers::fresh_database_url());
         s
     };
     let refused = |s| async move {
@@ -875,7 +875,7 @@ async fn a_routing_key_that_names_nothing_stops_the_start() {
             listen: "127.0.0.1:0".into(),
             ..sagaplane_api::Settings::default()
         };
-        settings.database.url = crate::helpers::fresh_database_url();
+        settings.database.url = Some(crate::helpers::fresh_database_url());
         configure(&mut settings);
         let message = sagaplane_api::Application::build(settings)
             .await
@@ -894,7 +894,7 @@ async fn with_the_simulator_off_every_command_must_be_routed() {
         listen: "127.0.0.1:0".into(),
         ..sagaplane_api::Settings::default()
     };
-    settings.database.url = crate::helpers::fresh_database_url();
+    settings.database.url = Some(crate::helpers::fresh_database_url());
     settings.simulator.enabled = false;
     settings
         .routing

@@ -24,7 +24,7 @@ async fn a_rule_that_cannot_be_used_stops_the_start() {
         listen: "127.0.0.1:0".into(),
         ..sagaplane_api::Settings::default()
     };
-    settings.database.url = fresh_database_url();
+    settings.database.url = Some(fresh_database_url());
     settings.simulator.rules = vec![
         refuse_dollars(),
         SimulatorRule {

@@ -50,32 +50,6 @@ struct Postgres {
     folder: TempDir,
 }
 
-/// The folder holding `initdb` and `pg_ctl`: `pg_config --bindir`, or the
-/// newest `/usr/lib/postgresql/*/bin`, or one on the `PATH`.
-fn postgres_bin() -> Option<PathBuf> {
-    let from_pg_config = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .collect();
-    debian.sort();
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_pg_config
-        .into_iter()
-        .chain(debian.into_iter().rev().map(|(_, bin)| bin))
-        .chain(on_path)
-        .find(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-}
-
 /// The output of `id <args>`, a number.
 fn id(args: &[&str]) -> u32 {
     let out = Command::new("id").args(args).output().expect("`id` runs");
@@ -263,7 +237,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_under_kills_and_a_database_restart_lose_nothing() {
-    let Some(bin) = postgres_bin() else {
+    let Some(bin) = sagaplane_api::private_postgres::find_bin() else {
         assert!(
             std::env::var_os("SAGAPLANE_REQUIRE_INITDB").is_none(),
             "initdb is required here (SAGAPLANE_REQUIRE_INITDB) but was not found"

@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         listen: "127.0.0.1:0".into(),
         ..Settings::default()
     };
-    settings.database.url = format!("{server}/{DATABASE}");
+    settings.database.url = Some(format!("{server}/{DATABASE}"));
     settings.transports.servicebus = Some(connection.clone());
     settings
         .routing

@@ -387,13 +387,39 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// Created and migrated at start-up if missing.
-    pub url: String,
+    /// Created and migrated at start-up if missing. Absent: [`DEFAULT_URL`]
+    /// if a server answers there, else a private server (see `private`).
+    pub url: Option<String>,
+    /// Whether `serve` runs a private PostgreSQL server of its own.
+    pub private: PrivateMode,
+    /// The private server's data; absent: `sagaplane` in the user's data
+    /// directory (`$XDG_DATA_HOME`, `~/.local/share`), `/var/lib/sagaplane`
+    /// for root.
+    pub private_dir: Option<PathBuf>,
+    /// The folder holding PostgreSQL's `initdb` and `postgres`; absent:
+    /// searched for (`pg_config --bindir`, the usual install folders, `PATH`).
+    pub postgres_bin: Option<PathBuf>,
     pub max_connections: u32,
     /// Group commit: batches of saga steps written at the same time.
     pub commit_concurrency: usize,
     /// Group commit: saga steps in one transaction at most.
     pub commit_max_batch: usize,
+}
+
+/// The address used when `database.url` is not set.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/sagaplane";
+
+/// `database.private`: when `serve` runs a private PostgreSQL server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivateMode {
+    /// When `database.url` is not set and nothing answers at [`DEFAULT_URL`].
+    #[default]
+    Auto,
+    /// Always (then `database.url` must not be set).
+    Always,
+    /// Never: without `database.url`, [`DEFAULT_URL`].
+    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -519,7 +545,10 @@ impl Default for Settings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: "postgres://postgres@127.0.0.1:5432/sagaplane".into(),
+            url: None,
+            private: PrivateMode::Auto,
+            private_dir: None,
+            postgres_bin: None,
             max_connections: 16,
             commit_concurrency: GroupCommit::default().concurrency,
             commit_max_batch: GroupCommit::default().max_batch,
@@ -674,7 +703,7 @@ mod tests {
             let s = Settings::load(Some(Path::new("sagaplane.toml"))).map_err(|e| *e)?;
             assert_eq!(s.listen, "127.0.0.1:9000");
             assert_eq!(s.simulator.latency_ms, 5);
-            assert_eq!(s.database.url, "postgres://db/x");
+            assert_eq!(s.database.url.as_deref(), Some("postgres://db/x"));
             assert_eq!(s.saga.step_timeout_ms, 1500);
             assert_eq!(s.http, HttpSettings::default());
             // The CLI's variables and other tools' are not settings.
@@ -700,6 +729,38 @@ mod tests {
             // A batch of none would never delete anything: at least one.
             assert_eq!(r.batch, 1);
             assert_eq!(r.interval, Duration::from_millis(1_000));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_database_is_unset_by_default_and_the_private_server_configurable() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(s.database.url, None);
+            assert_eq!(s.database.private, PrivateMode::Auto);
+            assert_eq!(s.database.private_dir, None);
+            jail.create_file(
+                "private.toml",
+                "[database]\nprivate = \"always\"\nprivate_dir = \"/srv/sagaplane\"\n\
+                 postgres_bin = \"/opt/pg/bin\"\n",
+            )?;
+            let s = Settings::load(Some(Path::new("private.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.database.private, PrivateMode::Always);
+            assert_eq!(
+                s.database.private_dir.as_deref(),
+                Some(Path::new("/srv/sagaplane"))
+            );
+            assert_eq!(
+                s.database.postgres_bin.as_deref(),
+                Some(Path::new("/opt/pg/bin"))
+            );
+            jail.set_env("SAGAPLANE_DATABASE__PRIVATE", "never");
+            let s = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(s.database.private, PrivateMode::Never);
+            jail.set_env("SAGAPLANE_DATABASE__PRIVATE", "sometimes");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("sometimes"), "{err}");
             Ok(())
         });
     }

@@ -1,6 +1,6 @@
 //! The operator console: a few static files (HTML, one stylesheet, small ES
 //! modules) compiled into the binary and served under `/console/`, and the
-//! landing page at `/` that links to it and to the API's docs. The console
+//! landing page at `/` that links to it, to the API's docs and to the metrics. The console
 //! runs in the browser and uses only the public HTTP API, with the token the
 //! operator types in (kept in the tab's `sessionStorage`, never in a URL).
 //!
@@ -91,7 +91,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(root, web::get().to(landing))
         .route(bare, web::get().to(to_console))
         .route(console, web::get().to(index))
-        .route(files, web::get().to(file));
+        .route(files, web::get().to(file))
+        .route("/docs", web::get().to(to_docs));
 }
 
 fn secured(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -113,6 +114,12 @@ async fn landing() -> HttpResponse {
 async fn to_console() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/console/"))
+        .finish()
+}
+
+async fn to_docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
         .finish()
 }
 

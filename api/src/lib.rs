@@ -9,6 +9,8 @@
 //! - [`configuration`]: the typed [`Settings`], from defaults, an optional TOML
 //!   file and `SAGAPLANE_…` environment variables; [`telemetry`]: the tracing
 //!   subscriber.
+//! - [`private_postgres`]: the PostgreSQL server `serve` runs for itself when
+//!   no database is configured and none answers at the default address.
 //! - `problem`: RFC 9457 error bodies, and how the orchestrator's errors read
 //!   over HTTP; `exposition`: the `/metrics` registry and its gauges.
 //! - `state`: `AppState`, what every request handler can reach; [`auth`]:
@@ -35,6 +37,8 @@ pub mod definitions;
 mod exposition;
 mod json;
 mod prefer;
+#[cfg(unix)]
+pub mod private_postgres;
 mod problem;
 mod procfs;
 mod routes;

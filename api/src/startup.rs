@@ -33,6 +33,10 @@ pub struct Application {
     server: Server,
     orchestrator: Orchestrator,
     participants: SimulatedParticipants,
+    /// The private PostgreSQL server, if `serve` runs one; stopped after the
+    /// HTTP server and the orchestrator.
+    #[cfg(unix)]
+    database: Option<crate::private_postgres::PrivatePostgres>,
 }
 
 impl Application {
@@ -55,7 +59,14 @@ impl Application {
             on_batch: Some(Arc::new(move |n| batch_sizes.observe(n as f64))),
             ..settings.group_commit()
         };
-        let store = PgEventStore::connect(&db.url, db.max_connections, group_commit)
+        #[cfg(unix)]
+        let (url, database) = crate::private_postgres::open(db).await?;
+        #[cfg(not(unix))]
+        let url = db
+            .url
+            .clone()
+            .unwrap_or_else(|| crate::configuration::DEFAULT_URL.into());
+        let store = PgEventStore::connect(&url, db.max_connections, group_commit)
             .await
             .context("Failed to open the database")?;
         let store = Arc::new(store);
@@ -191,6 +202,8 @@ impl Application {
             server,
             orchestrator,
             participants,
+            #[cfg(unix)]
+            database,
         })
     }
 
@@ -207,7 +220,16 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        #[cfg(unix)]
+        {
+            drop(self.orchestrator);
+            drop(self.participants);
+            if let Some(mut database) = self.database {
+                database.stop();
+            }
+        }
+        result
     }
 }
 
