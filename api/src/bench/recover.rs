@@ -80,7 +80,9 @@ pub(super) async fn recover(
         if timers_ms.is_none() && overdue(&pool).await? == 0 {
             timers_ms = Some(ms(restarted));
         }
-        if outbox_ms.is_none() && count(&pool, UNSENT).await? == 0 {
+        // Firing a timer may commit a command: the outbox is whole once the
+        // timers have fired and nothing is left unsent.
+        if outbox_ms.is_none() && timers_ms.is_some() && count(&pool, UNSENT).await? == 0 {
             outbox_ms = Some(ms(restarted));
         }
         if leases_ms.is_some() && timers_ms.is_some() && outbox_ms.is_some() {

@@ -75,7 +75,7 @@ pub(super) struct RecoveryReport {
     pub(super) leases_ms: Option<f64>,
     /// Until every timer due at the restart had fired.
     pub(super) timers_ms: Option<f64>,
-    /// Until no command was left unsent.
+    /// Until, the due timers fired, no command was left unsent.
     pub(super) outbox_ms: Option<f64>,
     /// The longest of the three; none if one of them did not finish in 300 s.
     pub(super) recovered_ms: Option<f64>,
