@@ -17,9 +17,9 @@ pub(crate) struct StatsDto {
     /// The running or compensating saga that started first.
     oldest_unsettled: Option<OldestDto>,
     /// When the terminal sagas (completed, compensated, cancelled) were
-    /// counted. On a large store that count is kept for a while (a hundred
-    /// times as long as it took; at one million sagas, about 15 s); the
-    /// running, compensating and suspended ones are counted on every call.
+    /// counted. From 100,000 of them on, that count is kept for a while (a
+    /// hundred times as long as it took; at one million sagas, about 30 s);
+    /// the running, compensating and suspended ones are counted on every call.
     terminal_counted_at: Option<DateTime<Utc>>,
 }
 
