@@ -17,6 +17,7 @@ async fn finished_sagas_are_deleted_with_their_rows_once_old_enough() {
     })
     .await;
     let app = &app;
+    let began = std::time::Instant::now();
     let mut finished = Vec::new();
     for (key, amount) in [
         ("r-1", 500),
@@ -39,8 +40,12 @@ async fn finished_sagas_are_deleted_with_their_rows_once_old_enough() {
     let rows = |table: &'static str| async move {
         app.count(&format!("SELECT count(*) FROM {table}")).await
     };
-    // Finished just now: nothing is old enough yet.
-    assert_eq!(rows("sagas").await, 5);
+    // Finished just now: nothing is old enough yet (unless the machine was
+    // so slow that two seconds have passed since the first one finished).
+    let sagas = rows("sagas").await;
+    if began.elapsed() < Duration::from_millis(1_500) {
+        assert_eq!(sagas, 5);
+    }
     let dead_letters = rows("dead_letters").await;
 
     let gone = app
