@@ -41,15 +41,19 @@ impl RetentionService {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let partitions = self.ownership.mask();
+        // An age reaching back before the calendar's start deletes nothing.
+        let ended_before = chrono::Duration::from_std(self.retention.finished_for)
+            .ok()
+            .and_then(|age| self.clock.now().checked_sub_signed(age));
+        let Some(ended_before) = ended_before else {
+            return;
+        };
         if self.busy || partitions == 0 {
             return;
         }
         self.busy = true;
         let store = self.store.clone();
         let metrics = self.metrics.clone();
-        let finished_for = chrono::Duration::from_std(self.retention.finished_for)
-            .unwrap_or(chrono::Duration::MAX);
-        let ended_before = self.clock.now() - finished_for;
         let batch = i64::from(self.retention.batch.max(1));
         let fut = async move {
             let deleted = store

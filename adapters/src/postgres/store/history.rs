@@ -54,8 +54,11 @@ pub(super) async fn record_ignored(
     detail: &str,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
+        // Only while the saga exists: retention may just have deleted it
+        // (with its inbox rows), and a row for it now would never go.
         "INSERT INTO inbox (message_id, saga_id, outcome, detail, received_at) \
-         VALUES ($1, $2, 'ignored', $3, now()) ON CONFLICT DO NOTHING",
+         SELECT $1, $2, 'ignored', $3, now() WHERE EXISTS (SELECT 1 FROM sagas WHERE id = $2) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(message_id)
     .bind(saga.as_uuid())
