@@ -1,7 +1,7 @@
 //! The finished sagas, counted by type and status for `GET /v1/stats`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::StoreError;
@@ -13,7 +13,7 @@ type Counts = Vec<(String, String, i64)>;
 
 /// Terminal sagas by type and status. Counting them reads every one, and
 /// they only grow in number (until retention removes them), so a count is
-/// kept for a hundred times as long as it took, and counted again in the
+/// kept for a hundred times as long as it took (a minute at most), and counted again in the
 /// background meanwhile answering with the one kept. A count of fewer than
 /// 100,000 sagas is not kept: a smaller store is counted on every call,
 /// exactly. (How long a count took depends on the machine's load, so it does
@@ -32,6 +32,9 @@ struct Kept {
 impl TerminalCounts {
     const KEPT_FOR_TIMES_TAKEN: u32 = 100;
     const WORTH_KEEPING: i64 = 100_000;
+    /// A count that was slow for another reason (a lock, a cold cache) is
+    /// not kept for hours.
+    const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 
     pub(crate) async fn read(&self, pool: &PgPool) -> Result<(Counts, DateTime<Utc>), StoreError> {
         let kept = {
@@ -85,7 +88,8 @@ impl TerminalCounts {
             (counted >= Self::WORTH_KEEPING).then(|| Kept {
                 counts: counts.clone(),
                 at,
-                fresh_until: Instant::now() + took * Self::KEPT_FOR_TIMES_TAKEN,
+                fresh_until: Instant::now()
+                    + (took * Self::KEPT_FOR_TIMES_TAKEN).min(Self::KEPT_AT_MOST),
                 recounting: false,
             });
         Ok((counts, at))
