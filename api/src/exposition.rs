@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
@@ -22,6 +23,7 @@ pub(crate) struct Exposition {
     dead_letters_stored: Gauge,
     resident_memory: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
+    cpu_scrape: Mutex<()>,
 }
 
 impl Exposition {
@@ -66,6 +68,7 @@ impl Exposition {
             dead_letters_stored,
             resident_memory,
             cpu_seconds,
+            cpu_scrape: Mutex::new(()),
         }
     }
 
@@ -85,7 +88,9 @@ impl Exposition {
         self.resident_memory
             .set(Process::Own.resident_bytes().map_or(0, |b| b as i64));
         if let Some(seconds) = Process::Own.cpu_seconds() {
-            // A counter only goes up: it takes the difference since the last scrape.
+            // A counter only goes up: it takes the difference since the last
+            // scrape, one scrape at a time (two at once would both add it).
+            let _one = self.cpu_scrape.lock().unwrap_or_else(|e| e.into_inner());
             self.cpu_seconds
                 .inc_by((seconds - self.cpu_seconds.get()).max(0.0));
         }
