@@ -5,9 +5,11 @@ use actix_web::http::header::HeaderMap;
 
 /// The `wait` preference, in seconds: the first one given, in any of the
 /// request's `Prefer` headers. A preference that is not understood (another
-/// name, a value that is not a whole number) is ignored, as RFC 7240 asks.
+/// name; a `wait` that is not a whole number) is ignored, as RFC 7240 asks.
 pub(crate) fn wait_seconds(headers: &HeaderMap) -> Option<u64> {
-    headers
+    // Only the first `wait` counts (RFC 7240 §2): a later one is not a
+    // fallback for a first one that is not understood.
+    let value = headers
         .get_all("prefer")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -15,20 +17,19 @@ pub(crate) fn wait_seconds(headers: &HeaderMap) -> Option<u64> {
             // Parameters after `;` belong to the preference and change nothing here.
             let head = preference.split(';').next().unwrap_or_default();
             let (name, value) = head.split_once('=')?;
-            if !name.trim().eq_ignore_ascii_case("wait") {
-                return None;
-            }
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            // A wait too long to count is a long wait; the caller caps it.
-            Some(value.parse().unwrap_or(u64::MAX))
-        })
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim())
+        })?;
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A wait too long to count is a long wait; the caller caps it.
+    Some(value.parse().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -67,5 +68,8 @@ mod tests {
         assert_eq!(wait(&["wait=1.5"]), None);
         assert_eq!(wait(&["waiting=4"]), None);
         assert_eq!(wait(&["handling=lenient; wait=4"]), None);
+        // Only the first wait counts.
+        assert_eq!(wait(&["wait=soon, wait=5"]), None);
+        assert_eq!(wait(&["wait=2", "wait=5"]), Some(2));
     }
 }
