@@ -147,12 +147,12 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
     let outcomes = drive(client, base, &run_id, "run", args.sagas, args, bar.as_ref()).await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = Cpu::read(&stats_pool, target.cpu_seconds().await).await;
+    let deleted_after = target.metric(RETENTION_DELETED).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     tokio::time::sleep(STATISTICS_DELAY).await;
     let after = Counters::read(&stats_pool).await?;
-    let deleted_after = target.metric(RETENTION_DELETED).await;
     let mut latencies: Vec<f64> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok().copied())

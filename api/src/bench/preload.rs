@@ -25,6 +25,30 @@ pub(super) async fn preload(
     bar: Option<&ProgressBar>,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
+    // The template's last command is marked sent just after its reply may
+    // have finished the saga: copies of a row not yet marked would all be
+    // published again.
+    loop {
+        let (status, unsent): (String, i64) = sqlx::query_as(
+            "SELECT s.status, (SELECT count(*) FROM outbox o \
+                               WHERE o.saga_id = s.id AND o.sent_at IS NULL) \
+             FROM sagas s WHERE s.id = $1",
+        )
+        .bind(template)
+        .fetch_one(pool)
+        .await
+        .context("Failed to read the template saga")?;
+        if status != "completed" {
+            anyhow::bail!("the template saga ended {status}, not completed");
+        }
+        if unsent == 0 {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            anyhow::bail!("the template saga's commands were not all marked sent within 10 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let statement = copies_statement(pool).await?;
     let run = Uuid::new_v4().simple().to_string();
     let step = SPREAD_SECONDS / n.max(1) as f64;
