@@ -152,7 +152,22 @@ async fn a_second_serve_on_the_same_data_folder_is_refused() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains("database.private_dir"), "{stderr}");
-    // The first one goes on undisturbed.
+    // The first one goes on undisturbed: it is (or, just started, becomes)
+    // ready, its private server untouched.
+    let mut ready = false;
+    for _ in 0..300 {
+        let answer = first
+            .client
+            .get(format!("{}/readyz", first.base))
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the first sagaplane did not become ready");
     assert_eq!(first.get("/readyz").await["status"], "ready");
     assert!(first.terminate().await.success());
 }
