@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sagaplane_adapters::SimulatedParticipants;
+use sagaplane_adapters::{SimulatedParticipants, SimulatorRule};
 use sagaplane_api::{telemetry, Application, Settings};
 use sagaplane_orchestrator::codec::{self, CloudEvent};
 use sagaplane_orchestrator::Orchestrator;
@@ -391,4 +391,18 @@ pub fn reservation_reply_event(saga_id: &str, reply_id: &str) -> CloudEvent {
         result: None,
     };
     codec::reply_event(&command, reply_id.into(), "inventory", &reply)
+}
+
+/// A simulator rule under which inventory never answers orders for `AWS-`
+/// SKUs, as if its commands went to AWS: its replies come in through the
+/// EventBridge ingress.
+pub fn inventory_answers_through_eventbridge() -> SimulatorRule {
+    SimulatorRule {
+        participant: "inventory".into(),
+        command: Some("order.inventory.reserve.v1".into()),
+        field: Some("items[*].sku".into()),
+        starts_with: Some("AWS-".into()),
+        answer: "never".into(),
+        ..SimulatorRule::default()
+    }
 }

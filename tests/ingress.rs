@@ -2,7 +2,6 @@
 //! delivers them — authenticated by an API key, applied once, poison kept.
 
 use reqwest::StatusCode;
-use sagaplane_adapters::SimulatorRule;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, order, reservation_reply_event, spawn_app_with, TestApp};
@@ -13,14 +12,9 @@ async fn app() -> TestApp {
     spawn_app_with(|s| {
         s.ingress.eventbridge.api_key = KEY.into();
         // Inventory's commands go nowhere, as if to AWS: its reply comes in here.
-        s.simulator.rules.push(SimulatorRule {
-            participant: "inventory".into(),
-            command: Some("order.inventory.reserve.v1".into()),
-            field: Some("items[*].sku".into()),
-            starts_with: Some("AWS-".into()),
-            answer: "never".into(),
-            ..SimulatorRule::default()
-        });
+        s.simulator
+            .rules
+            .push(crate::helpers::inventory_answers_through_eventbridge());
     })
     .await
 }

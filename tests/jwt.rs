@@ -13,7 +13,6 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use sagaplane_adapters::SimulatorRule;
 use sagaplane_api::auth::{Role, TokenSettings};
 use sagaplane_api::configuration::JwtSettings;
 use serde_json::{json, Value};
@@ -237,14 +236,9 @@ async fn app(idp: &Idp, configure: impl FnOnce(&mut JwtSettings)) -> TestApp {
             },
         ];
         s.ingress.eventbridge.api_key = API_KEY.into();
-        s.simulator.rules.push(SimulatorRule {
-            participant: "inventory".into(),
-            command: Some("order.inventory.reserve.v1".into()),
-            field: Some("items[*].sku".into()),
-            starts_with: Some("AWS-".into()),
-            answer: "never".into(),
-            ..SimulatorRule::default()
-        });
+        s.simulator
+            .rules
+            .push(crate::helpers::inventory_answers_through_eventbridge());
     })
     .await
 }
