@@ -71,6 +71,18 @@ async fn gone_within(pid: u32, limit: Duration) -> bool {
     false
 }
 
+/// Starts an order on `server` and waits until it completed; its id.
+async fn completed_order(server: &Server, key: &str, order_id: &str) -> String {
+    let id = server
+        .start_order(key, order(order_id, "c", "SKU-1", 100))
+        .await;
+    assert_eq!(
+        server.get(&format!("/v1/sagas/{id}?wait=10")).await["status"],
+        "completed"
+    );
+    id
+}
+
 fn data_folder(folder: &TempDir) -> PathBuf {
     folder.0.join("sagaplane")
 }
@@ -85,13 +97,7 @@ async fn the_private_server_keeps_the_sagas_across_restarts_and_ends_with_sagapl
     let port = restart_port();
 
     let first = start(port, &data).await;
-    let id = first
-        .start_order("p-1", order("o-1", "c", "SKU-1", 100))
-        .await;
-    assert_eq!(
-        first.get(&format!("/v1/sagas/{id}?wait=10")).await["status"],
-        "completed"
-    );
+    let id = completed_order(&first, "p-1", "o-1").await;
     let before = first.snapshot(&id).await;
     let postgres = postmaster(&data).expect("the private server runs");
     assert!(alive(postgres));
@@ -114,13 +120,7 @@ async fn the_private_server_keeps_the_sagas_across_restarts_and_ends_with_sagapl
 
     let third = start(port, &data).await;
     assert_eq!(third.snapshot(&id).await, before, "kept across a kill");
-    let again = third
-        .start_order("p-2", order("o-2", "c", "SKU-1", 100))
-        .await;
-    assert_eq!(
-        third.get(&format!("/v1/sagas/{again}?wait=10")).await["status"],
-        "completed"
-    );
+    completed_order(&third, "p-2", "o-2").await;
     let postgres = postmaster(&data).expect("the private server runs again");
     assert!(third.terminate().await.success());
     assert!(!alive(postgres));
@@ -224,13 +224,7 @@ async fn a_server_left_running_or_a_stale_pid_file_does_not_stop_the_next_start(
     let data = data_folder(&folder);
     let port = restart_port();
     let first = start(port, &data).await;
-    let id = first
-        .start_order("l-1", order("o-1", "c", "SKU-1", 100))
-        .await;
-    assert_eq!(
-        first.get(&format!("/v1/sagas/{id}?wait=10")).await["status"],
-        "completed"
-    );
+    let id = completed_order(&first, "l-1", "o-1").await;
     assert!(first.terminate().await.success());
 
     // The leftover: the same server, started by hand on the folder.
