@@ -6,6 +6,14 @@
 /// architecture Linux runs on today.
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// Fields of `stat`, numbered as proc(5) does: user and system time of the
+/// process, and of its children it reaped.
+const UTIME: usize = 14;
+const STIME: usize = 15;
+const CUTIME: usize = 16;
+const CSTIME: usize = 17;
+const PPID: usize = 4;
+
 /// Which process: this one, or another by id.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Process {
@@ -51,21 +59,27 @@ impl Process {
 
     /// CPU seconds (user + system) of all the process's threads.
     pub(crate) fn cpu_seconds(self) -> Option<f64> {
-        let stat = self.stat()?;
-        let ticks = field(&stat, 14)? + field(&stat, 15)?;
-        Some(ticks / TICKS_PER_SECOND)
+        self.seconds(&[UTIME, STIME])
     }
 
     /// CPU seconds of the process and of its children that have ended
     /// (`cutime` + `cstime`, counted once the process reaped them).
     fn cpu_seconds_with_reaped(self) -> Option<f64> {
+        self.seconds(&[UTIME, STIME, CUTIME, CSTIME])
+    }
+
+    /// The sum of these `stat` fields (clock ticks), in seconds.
+    fn seconds(self, fields: &[usize]) -> Option<f64> {
         let stat = self.stat()?;
-        let ticks = field(&stat, 14)? + field(&stat, 15)? + field(&stat, 16)? + field(&stat, 17)?;
+        let ticks: f64 = fields
+            .iter()
+            .map(|&n| field(&stat, n))
+            .sum::<Option<f64>>()?;
         Some(ticks / TICKS_PER_SECOND)
     }
 
     fn parent(self) -> Option<u32> {
-        field(&self.stat()?, 4).map(|p| p as u32)
+        field(&self.stat()?, PPID).map(|p| p as u32)
     }
 }
 
