@@ -39,6 +39,31 @@ pub fn check_reply(channel: &str, raw: &[u8], headers: Value) {
     }
 }
 
+/// Splits an Event Grid delivery and checks each event as
+/// [`check_reply`] does: every part is a piece of `raw`, in order, and valid
+/// JSON; a delivery that cannot be split is kept as a dead letter whole.
+pub fn check_eventgrid_delivery(raw: &[u8]) {
+    let channel = codec::EVENTGRID_CHANNEL;
+    match codec::split_eventgrid_delivery(raw) {
+        Ok(delivery) => {
+            assert!(!delivery.events.is_empty(), "a delivery holds an event");
+            assert!(delivery.batch || delivery.events.len() == 1);
+            let mut from = 0;
+            for (i, part) in delivery.events.into_iter().enumerate() {
+                let start = part.as_ptr() as usize - raw.as_ptr() as usize;
+                assert!(
+                    start >= from && start + part.len() <= raw.len(),
+                    "a piece of the delivery, in order"
+                );
+                from = start + part.len();
+                serde_json::from_slice::<serde_json::Value>(part).expect("each part is JSON");
+                check_reply(channel, part, serde_json::json!({"batch_index": i}));
+            }
+        }
+        Err(e) => check_refused(channel, raw, serde_json::json!({}), &e),
+    }
+}
+
 fn check_accepted(inbound: &Inbound, raw: &[u8]) {
     assert_eq!(inbound.raw, raw, "the raw bytes are kept whole");
     assert!(!inbound.message_id.trim().is_empty());

@@ -216,6 +216,54 @@ pub const EVENTBRIDGE_CHANNEL: &str = "eventbridge";
 /// The channel of replies that come from Service Bus.
 pub const SERVICEBUS_CHANNEL: &str = "servicebus";
 
+/// The channel of replies that Event Grid pushes to the Event Grid ingress.
+pub const EVENTGRID_CHANNEL: &str = "eventgrid";
+
+/// The events of an Event Grid delivery, each as its own bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EventGridDelivery<'a> {
+    pub events: Vec<&'a [u8]>,
+    /// Whether they came as an array (even of one).
+    pub batch: bool,
+}
+
+/// The events of an Event Grid push delivery in the CloudEvents schema: one
+/// CloudEvent (`application/cloudevents+json`) or a batch, a JSON array of
+/// them (`application/cloudevents-batch+json`). Each comes back as its own
+/// bytes, cut from `raw`, so a reply that cannot be used is kept as a dead
+/// letter holding exactly what was sent for it. An error when `raw` is
+/// neither: nothing in it can be told apart.
+pub fn split_eventgrid_delivery(raw: &[u8]) -> Result<EventGridDelivery<'_>, DecodeError> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{') => {
+            serde_json::from_slice::<&serde_json::value::RawValue>(raw)
+                .map_err(|e| DecodeError::NotJson(e.to_string()))?;
+            Ok(EventGridDelivery {
+                events: vec![raw],
+                batch: false,
+            })
+        }
+        Some(b'[') => {
+            let events: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(raw).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+            if events.is_empty() {
+                return Err(DecodeError::NotCloudEvent(
+                    "the batch holds no event".into(),
+                ));
+            }
+            Ok(EventGridDelivery {
+                // Each element's text is a slice of `raw` (the parser borrows it).
+                events: events.into_iter().map(|e| e.get().as_bytes()).collect(),
+                batch: true,
+            })
+        }
+        _ => Err(DecodeError::NotCloudEvent(
+            "an Event Grid delivery is a CloudEvent or a JSON array of CloudEvents".into(),
+        )),
+    }
+}
+
 /// What a dead letter keeps of a received Service Bus message's broker properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceBusProperties<'a> {
@@ -530,5 +578,34 @@ mod tests {
         assert_eq!(letter.reason, "bad \\u{0} subject");
         assert_eq!(letter.headers, json!({"k\\u{0}": ["v\\u{0}"]}));
         assert_eq!(letter.raw, b"\x00\xff");
+    }
+
+    #[test]
+    fn an_event_grid_delivery_splits_into_the_bytes_of_each_event() {
+        let one = br#" {"id":"a"} "#;
+        let single = split_eventgrid_delivery(one).unwrap();
+        assert_eq!((single.events, single.batch), (vec![&one[..]], false));
+        let batch = br#"[ {"id":"a"}, 7 ,{"id":"b","data":[1,2]}]"#;
+        let parts = split_eventgrid_delivery(batch).unwrap();
+        assert!(parts.batch);
+        assert_eq!(
+            parts.events,
+            vec![&br#"{"id":"a"}"#[..], b"7", br#"{"id":"b","data":[1,2]}"#]
+        );
+        for refused in [
+            &b""[..],
+            b"  ",
+            b"[]",
+            b"\"x\"",
+            b"[{",
+            b"{\"id\":1} x",
+            b"null",
+        ] {
+            assert!(
+                split_eventgrid_delivery(refused).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 }
