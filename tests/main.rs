@@ -13,6 +13,8 @@ mod dead_letters;
 mod definitions;
 mod definitions_api;
 mod eventbridge;
+mod eventgrid;
+mod eventgrid_fake;
 mod groups;
 mod helpers;
 mod idempotency;

@@ -215,23 +215,63 @@ pub(crate) async fn admit(
     next.call(req).await
 }
 
-/// The way into an ingress: its own API key (`api_key`, sent in the header
-/// `key_header`) when the request carries that header, else a bearer token
-/// (static or JWT) with the `participant` role. `None` when neither can
-/// succeed, so the ingress is off: no key and access control off.
+/// Whether an ingress with the key `api_key` can admit anyone: it has a key,
+/// or bearer tokens are checked. Off, it answers 404.
+pub(crate) fn participant_ingress_on(req: &HttpRequest, api_key: &str) -> bool {
+    !api_key.is_empty() || bearer_tokens_checked(req)
+}
+
+fn bearer_tokens_checked(req: &HttpRequest) -> bool {
+    req.app_data::<web::Data<AccessTokens>>()
+        .is_some_and(|a| a.access_control())
+}
+
+/// Where an ingress's key may come: a header, and perhaps a query parameter.
+pub(crate) struct KeyPlaces<'a> {
+    pub header: &'a str,
+    pub query: Option<&'a str>,
+}
+
+impl KeyPlaces<'_> {
+    /// The key `req` presents, if any: its header first.
+    fn presented(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+        if let Some(value) = req.headers().get(self.header) {
+            return Some(value.as_bytes().to_vec());
+        }
+        let name = self.query?;
+        form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned().into_bytes())
+    }
+
+    fn describe(&self) -> String {
+        match self.query {
+            Some(query) => format!(
+                "in the `{}` header or the `{query}` query parameter",
+                self.header
+            ),
+            None => format!("in the `{}` header", self.header),
+        }
+    }
+}
+
+/// The way into an ingress: its own API key (`api_key`, presented in one of
+/// `places`) when the request presents one, else a bearer token (static or
+/// JWT) with the `participant` role. `None` when neither can succeed, so
+/// the ingress is off: no key and access control off.
 pub(crate) async fn admit_participant(
     req: &HttpRequest,
     api_key: &str,
-    key_header: &str,
+    places: KeyPlaces<'_>,
 ) -> Option<Result<Caller, ApiError>> {
-    let access = req.app_data::<web::Data<AccessTokens>>();
-    let bearer_on = access.is_some_and(|a| a.access_control());
-    if api_key.is_empty() && !bearer_on {
+    if !participant_ingress_on(req, api_key) {
         return None;
     }
+    let bearer_on = bearer_tokens_checked(req);
     let key_refused = || {
         ApiError::Unauthorized(format!(
-            "a valid API key is required in the `{key_header}` header{}",
+            "a valid API key is required {}{}",
+            places.describe(),
             if bearer_on {
                 ", or a bearer token with the `participant` role"
             } else {
@@ -239,12 +279,11 @@ pub(crate) async fn admit_participant(
             }
         ))
     };
-    if let Some(presented) = req.headers().get(key_header) {
-        let matches =
-            !api_key.is_empty() && bool::from(presented.as_bytes().ct_eq(api_key.as_bytes()));
+    if let Some(presented) = places.presented(req) {
+        let matches = !api_key.is_empty() && bool::from(presented.ct_eq(api_key.as_bytes()));
         return Some(if matches {
             Ok(Caller {
-                name: format!("api key ({key_header})"),
+                name: "api key".into(),
                 roles: Some(vec![Role::Participant]),
             })
         } else {

@@ -10,8 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use sagaplane_adapters::servicebus::serialize_redacted;
 use sagaplane_adapters::{
-    EventBridgeSettings, GroupCommit, ServiceBusReceiverSettings, ServiceBusSettings,
-    SimulatorSettings,
+    EventBridgeSettings, EventGridSettings, GroupCommit, ServiceBusReceiverSettings,
+    ServiceBusSettings, SimulatorSettings,
 };
 use sagaplane_orchestrator::{OrchestratorConfig, Retention};
 use sagaplane_sagas::{Policy, RetryPolicy};
@@ -38,7 +38,7 @@ pub struct Settings {
     /// Transports besides the in-process one.
     pub transports: TransportSettings,
     /// Command type or participant → transport (`in-process`, `eventbridge`,
-    /// `servicebus`); a command type's entry wins over its participant's;
+    /// `servicebus`, `eventgrid`); a command type's entry wins over its participant's;
     /// commands named neither way use `in-process`.
     pub routing: BTreeMap<String, String>,
     pub ingress: IngressSettings,
@@ -83,6 +83,8 @@ pub struct DefinitionSettings {
 pub struct IngressSettings {
     /// `POST /v1/ingress/eventbridge`, for EventBridge API destinations.
     pub eventbridge: EventBridgeIngressSettings,
+    /// `POST /v1/ingress/eventgrid`, for Event Grid subscriptions' webhooks.
+    pub eventgrid: EventGridIngressSettings,
     /// `[ingress.servicebus]`: receive replies from a Service Bus queue or
     /// subscription (through `[transports.servicebus]`'s namespace); absent: off.
     pub servicebus: Option<ServiceBusReceiverSettings>,
@@ -110,7 +112,39 @@ impl Default for EventBridgeIngressSettings {
     }
 }
 
-/// The EventBridge ingress key: a [`SecretString`] (redacted in `Debug`,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventGridIngressSettings {
+    /// The key a subscription's webhook URL carries (`?code=…`) or its
+    /// delivery properties send as a header; empty: only bearer tokens with
+    /// the `participant` role are taken, and with access control off the
+    /// ingress is off (404).
+    pub key: ApiKey,
+    /// The query parameter the key may come in.
+    pub query_parameter: String,
+    /// The header the key may come in.
+    pub header: String,
+    /// The origins whose validation handshake is allowed (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Largest delivery taken (Event Grid's batches reach 1 MB); a larger one
+    /// is kept as a dead letter, cut to this size, and answered 413. Each
+    /// reply in it is still held to 256 KiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for EventGridIngressSettings {
+    fn default() -> Self {
+        Self {
+            key: ApiKey::default(),
+            query_parameter: "code".into(),
+            header: "x-api-key".into(),
+            allowed_origins: vec!["eventgrid.azure.net".into()],
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// An ingress key: a [`SecretString`] (redacted in `Debug`,
 /// wiped on drop) that can say whether it is set without being exposed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(transparent)]
@@ -154,6 +188,9 @@ pub struct TransportSettings {
     pub eventbridge: Option<EventBridgeSettings>,
     /// `[transports.servicebus]`: commands to Azure participants.
     pub servicebus: Option<ServiceBusSettings>,
+    /// `[transports.eventgrid]`: commands to participants behind an Event
+    /// Grid topic.
+    pub eventgrid: Option<EventGridSettings>,
 }
 
 /// Several nodes on one database share the saga partitions through leases.
@@ -379,7 +416,8 @@ pub enum Role {
     Operator,
     /// Operator, and handle dead letters.
     Admin,
-    /// Deliver replies through an ingress (`POST /v1/ingress/eventbridge`)
+    /// Deliver replies through an ingress (`POST /v1/ingress/eventbridge`,
+    /// `POST /v1/ingress/eventgrid`)
     /// with a bearer token instead of the ingress's API key.
     Participant,
 }
@@ -914,12 +952,14 @@ mod tests {
         });
     }
 
-    const SECRETS: [&str; 5] = [
+    const SECRETS: [&str; 7] = [
         "token-from-the-file",
         "token-from-the-environment",
         "api-key-from-the-environment",
         "aws-secret-from-the-file",
         "servicebus-key-from-the-file",
+        "eventgrid-topic-key-from-the-file",
+        "eventgrid-ingress-key-from-the-environment",
     ];
 
     #[test]
@@ -931,11 +971,17 @@ mod tests {
                  [ingress.eventbridge]\napi_key = \"api-key-from-the-file\"\n\
                  [transports.eventbridge]\naccess_key_id = \"AKID\"\n\
                  secret_access_key = \"aws-secret-from-the-file\"\n\
-                 [transports.servicebus]\nnamespace = \"ns\"\nkey = \"servicebus-key-from-the-file\"\n",
+                 [transports.servicebus]\nnamespace = \"ns\"\nkey = \"servicebus-key-from-the-file\"\n\
+                 [transports.eventgrid]\nendpoint = \"https://t.example/api/events\"\n\
+                 key = \"eventgrid-topic-key-from-the-file\"\n",
             )?;
             jail.set_env(
                 "SAGAPLANE_INGRESS__EVENTBRIDGE__API_KEY",
                 "api-key-from-the-environment",
+            );
+            jail.set_env(
+                "SAGAPLANE_INGRESS__EVENTGRID__KEY",
+                "eventgrid-ingress-key-from-the-environment",
             );
             let mut s = Settings::load(Some(Path::new("secrets.toml"))).map_err(|e| *e)?;
             assert_eq!(s.auth.tokens[0].token.expose_secret(), SECRETS[0]);
@@ -944,6 +990,9 @@ mod tests {
             assert_eq!(eventbridge.secret_access_key.expose_secret(), SECRETS[3]);
             let servicebus = s.transports.servicebus.as_ref().unwrap();
             assert_eq!(servicebus.key.expose_secret(), SECRETS[4]);
+            let eventgrid = s.transports.eventgrid.as_ref().unwrap();
+            assert_eq!(eventgrid.key.expose_secret(), SECRETS[5]);
+            assert_eq!(s.ingress.eventgrid.key.expose_secret(), SECRETS[6]);
             s.auth.tokens.push(TokenSettings {
                 name: "svc".into(),
                 token: SECRETS[1].into(),
@@ -980,16 +1029,20 @@ mod tests {
         // empty there, or the EventBridge ingress would be on with a known key.
         let json = serde_json::to_value(Settings::default()).unwrap();
         assert_eq!(json["ingress"]["eventbridge"]["api_key"], "");
+        assert_eq!(json["ingress"]["eventgrid"]["key"], "");
         let transports = TransportSettings {
             eventbridge: Some(EventBridgeSettings::default()),
             servicebus: Some(ServiceBusSettings::default()),
+            eventgrid: Some(EventGridSettings::default()),
         };
         let json = serde_json::to_value(transports).unwrap();
         assert_eq!(json["eventbridge"]["secret_access_key"], "");
         assert_eq!(json["servicebus"]["key"], "");
+        assert_eq!(json["eventgrid"]["key"], "");
         figment::Jail::expect_with(|_| {
             let s = Settings::load(None).map_err(|e| *e)?;
             assert!(s.ingress.eventbridge.api_key.is_empty());
+            assert!(s.ingress.eventgrid.key.is_empty());
             assert!(s.auth.tokens.is_empty());
             Ok(())
         });

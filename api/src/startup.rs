@@ -11,8 +11,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sagaplane_adapters::{
-    route_of, EventBridgeTransport, GroupCommit, InProcessTransport, PgEventStore,
-    RoutingTransport, ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
+    route_of, EventBridgeTransport, EventGridTransport, GroupCommit, InProcessTransport,
+    PgEventStore, RoutingTransport, ServiceBusReceiver, ServiceBusTransport, SimulatedParticipants,
 };
 use sagaplane_orchestrator::{load_catalog, Metrics, Orchestrator, Transport};
 use sagaplane_sagas::Catalog;
@@ -269,6 +269,11 @@ async fn routing(
         let t = ServiceBusTransport::new(servicebus.clone())
             .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
         transports.insert("servicebus", Arc::new(t));
+    }
+    if let Some(eventgrid) = &settings.transports.eventgrid {
+        let t = EventGridTransport::new(eventgrid.clone())
+            .map_err(|e| anyhow::anyhow!("Invalid configuration: {e}"))?;
+        transports.insert("eventgrid", Arc::new(t));
     }
     let mut routing = RoutingTransport::new(in_process);
     for (key, name) in &settings.routing {

@@ -23,7 +23,7 @@ use crate::problem::ApiError;
 macro_rules! routes {
     ($($method:ident $path:literal [$($role:ident)?] => $handler:path),* $(,)?) => {
         pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, guarded(web::$method().to($handler), None $(.or(Some(Role::$role)))?)); )*
+            $( cfg.route($path, guarded(method::$method().to($handler), None $(.or(Some(Role::$role)))?)); )*
         }
 
         /// Every route the API serves, as `(method, path)`.
@@ -49,6 +49,17 @@ routes! {
     post "/v1/dead-letters/{id}/redrive" [Admin] => dead_letters::redrive,
     post "/v1/dead-letters/{id}/discard" [Admin] => dead_letters::discard,
     post "/v1/ingress/eventbridge" [] => ingress::eventbridge,
+    post "/v1/ingress/eventgrid" [] => ingress::eventgrid,
+    options "/v1/ingress/eventgrid" [] => ingress::eventgrid_validation,
+}
+
+/// The routes of each method the table uses.
+mod method {
+    pub(super) use actix_web::web::{get, post};
+
+    pub(super) fn options() -> actix_web::Route {
+        actix_web::web::method(actix_web::http::Method::OPTIONS)
+    }
 }
 
 /// `route`, admitting only tokens with `role` when it names one.
@@ -75,7 +86,7 @@ fn guarded(route: actix_web::Route, role: Option<Role>) -> actix_web::Route {
         sagas::read::events,
         actions::act,
         dead_letters::list, dead_letters::get, dead_letters::redrive, dead_letters::discard,
-        ingress::eventbridge,
+        ingress::eventbridge, ingress::eventgrid, ingress::eventgrid_validation,
     ),
     // Named only in a path parameter, which utoipa does not collect.
     components(schemas(actions::ActionName)),
@@ -141,7 +152,8 @@ pub(crate) fn openapi(catalog: &sagaplane_sagas::Catalog) -> serde_json::Value {
 }
 
 /// The security schemes: bearer tokens for people and services (and
-/// participants at the ingress), an API key for the EventBridge ingress.
+/// participants at the ingress), API keys for the EventBridge and Event Grid
+/// ingresses.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -169,6 +181,20 @@ impl utoipa::Modify for BearerAuth {
                 "The key of the EventBridge connection (ingress.eventbridge; the header name is configurable)",
             ))),
         );
+        components.add_security_scheme(
+            "eventgrid_key",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "code",
+                "The Event Grid ingress key in the subscription's webhook URL (ingress.eventgrid; the parameter's name is configurable)",
+            ))),
+        );
+        components.add_security_scheme(
+            "eventgrid_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The Event Grid ingress key as a delivery header (ingress.eventgrid; the header name is configurable)",
+            ))),
+        );
     }
 }
 
@@ -189,6 +215,7 @@ pub(crate) async fn not_found(
             "post" => "POST",
             "put" => "PUT",
             "delete" => "DELETE",
+            "options" => "OPTIONS",
             _ => "PATCH",
         })
         .collect();
