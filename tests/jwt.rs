@@ -647,6 +647,68 @@ async fn an_eventbridge_connection_with_oauth_client_credentials_delivers_replie
     assert_problem(r, StatusCode::FORBIDDEN).await;
 }
 
+/// Event Grid's webhook authentication with Microsoft Entra ID: each delivery
+/// carries an access token of the identity provider, here with the
+/// `participant` role, and no ingress key is configured at all.
+#[actix_web::test]
+async fn an_event_grid_subscription_with_an_access_token_delivers_replies() {
+    let idp = Idp::start(vec![jwk(&key_a(), "a")]).await;
+    let app = app(&idp, |_| {}).await;
+    let starter = sign(&key_a(), "a", &claims("checkout", &["saga-starters"]));
+    let r = start_saga(&app, &starter, "eg-1").await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deliver = |authorization: Option<String>| {
+        let mut request = app
+            .client
+            .post(format!("{}/v1/ingress/eventgrid", app.address))
+            .header("content-type", "application/cloudevents+json")
+            .json(&reservation_reply_event(&id, "r-eg-1"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    // The validation handshake asks for no token; deliveries do.
+    let r = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/ingress/eventgrid", app.address),
+        )
+        .header("WebHook-Request-Origin", "eventgrid.azure.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = deliver(None).await.unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    let r = deliver(Some(format!("Bearer {starter}"))).await.unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN).await;
+    let expired = sign(
+        &key_a(),
+        "a",
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": CLIENT_ID,
+                "groups": ["saga-participants"], "iat": now() - 7200, "exp": now() - 3600}),
+    );
+    let r = deliver(Some(format!("Bearer {expired}"))).await.unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(app.count("SELECT count(*) FROM inbox").await, 0);
+
+    let participant = sign(&key_a(), "a", &claims(CLIENT_ID, &["saga-participants"]));
+    let r = deliver(Some(format!("Bearer {participant}")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["events"][0]["outcome"], "applied");
+    assert_eq!(body["events"][0]["id"], "r-eg-1");
+    let taken = "SELECT count(*) FROM inbox WHERE message_id = 'r-eg-1'";
+    assert_eq!(app.count(taken).await, 1);
+}
+
 #[actix_web::test]
 async fn es256_is_accepted_when_configured_and_a_key_serves_only_its_own_algorithm() {
     let keys = vec![jwk(&key_a(), "a"), jwk_for(Algorithm::ES256, &key_e(), "e")];
