@@ -508,7 +508,14 @@ async fn in_headless_chromium() {
     // A second version of the order saga is loaded, so a saga can be migrated.
     let folder = TempDir::new();
     let v2 = order_v2(&folder);
-    let app = secured_app_with(|s| s.definitions.paths = vec![v2]).await;
+    let app = secured_app_with(|s| {
+        s.definitions.paths = vec![v2];
+        // The sagas waiting for a reply must not time out and move on while
+        // a page shows them: on a loaded machine the run passes 30 s, and a
+        // preview of a saga that moved meanwhile is refused as stale.
+        s.saga.step_timeout_ms = 600_000;
+    })
+    .await;
     let resume = start(&app, "stuck-1", "STUCK-1", 2_000_000).await;
     let stale = start(&app, "stuck-2", "STUCK-1", 2_000_000).await;
     let bulk = [
