@@ -61,16 +61,14 @@ pub(crate) async fn eventbridge(
         header: &settings.header,
         query: None,
     };
-    match crate::auth::admit_participant(&http, settings.api_key.expose_secret(), places).await {
-        None => {
-            return Err(ApiError::NotFound(
-                "the EventBridge ingress is not configured (ingress.eventbridge.api_key, \
-                 or bearer tokens with the `participant` role)"
-                    .into(),
-            ))
-        }
-        Some(caller) => drop(caller?),
-    }
+    let off = || {
+        ApiError::NotFound(
+            "the EventBridge ingress is not configured (ingress.eventbridge.api_key, \
+             or bearer tokens with the `participant` role)"
+                .into(),
+        )
+    };
+    admit(&http, settings.api_key.expose_secret(), places, off).await?;
     let raw = read_delivery(
         &state,
         &mut payload,
@@ -94,6 +92,20 @@ pub(crate) async fn eventbridge(
     Ok(HttpResponse::Ok().json(IngressResult {
         outcome: outcome.into(),
     }))
+}
+
+/// Lets in a caller with the ingress's key or a token with the `participant`
+/// role; `off` is the answer when the ingress can let in no one.
+async fn admit(
+    http: &HttpRequest,
+    key: &str,
+    places: KeyPlaces<'_>,
+    off: impl FnOnce() -> ApiError,
+) -> Result<(), ApiError> {
+    match crate::auth::admit_participant(http, key, places).await {
+        None => Err(off()),
+        Some(caller) => caller.map(drop),
+    }
 }
 
 /// Anything that kept the reply from being applied now: the channel retries.
@@ -219,10 +231,7 @@ pub(crate) async fn eventgrid(
         header: &settings.header,
         query: Some(&settings.query_parameter),
     };
-    match crate::auth::admit_participant(&http, settings.key.expose_secret(), places).await {
-        None => return Err(eventgrid_off()),
-        Some(caller) => drop(caller?),
-    }
+    admit(&http, settings.key.expose_secret(), places, eventgrid_off).await?;
     let event_type = http.headers().get("aeg-event-type");
     if event_type.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"SubscriptionValidation")) {
         return Err(ApiError::BadRequest(
