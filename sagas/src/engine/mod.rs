@@ -24,6 +24,7 @@ mod plan;
 mod state;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 pub use events::{DefinitionRef, Event, EventKind, FailureCause, Then};
 pub use state::{DefinedSaga, Pending, Started, Wait};
+pub use text::JsonText;
 
 use crate::definition::{render, Role, TypeVersions};
 use crate::{Command, Explanation, Input, Rejection, Saga, SagaId, View, Waiting, WaitingOn};
@@ -58,6 +60,10 @@ impl Saga for DefinedSaga {
         let Some(started) = &self.started else {
             return Vec::new();
         };
+        if self.began.is_empty() {
+            return Vec::new();
+        }
+        let (input, results) = self.scope();
         self.began
             .iter()
             .filter_map(|step| {
@@ -69,7 +75,7 @@ impl Saga for DefinedSaga {
                     participant: action.participant.clone(),
                     attempt: p.attempt,
                     idempotency_key: format!("{}:{}", self.id, action.name),
-                    data: render(&action.data, &started.input, &self.results),
+                    data: render(&action.data, &input, &results),
                 })
             })
             .collect()

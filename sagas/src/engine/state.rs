@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
+use super::text::{JsonText, Results};
 use crate::definition::{Action, Definition, Role, TypeVersions};
 use crate::{Policy, SagaId, Status};
 
@@ -27,7 +28,7 @@ pub struct DefinedSaga {
     /// sent, unless skipped.
     pub(super) reached: usize,
     /// What the forward steps' replies returned, by step name.
-    pub(super) results: BTreeMap<String, Value>,
+    pub(super) results: Results,
     /// Compensation steps that succeeded, in order.
     pub(super) undone: Vec<String>,
     /// Compensation steps still to run, in order; the first is in hand once
@@ -45,7 +46,7 @@ pub struct DefinedSaga {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Started {
     pub definition: Arc<Definition>,
-    pub input: Value,
+    pub input: JsonText,
     pub policy: Policy,
     /// Its overall deadline counts from here.
     pub at: DateTime<Utc>,
@@ -85,7 +86,7 @@ impl DefinedSaga {
             done: Vec::new(),
             skipped: Vec::new(),
             reached: 0,
-            results: BTreeMap::new(),
+            results: Results::default(),
             undone: Vec::new(),
             plan: Vec::new(),
             pending: Vec::new(),
@@ -107,8 +108,9 @@ impl DefinedSaga {
         self.started.as_ref().map(|s| &s.definition)
     }
 
-    pub fn input(&self) -> Option<&Value> {
-        self.started.as_ref().map(|s| &s.input)
+    /// The start input, parsed again from its text.
+    pub fn input(&self) -> Option<Value> {
+        self.started.as_ref().map(|s| s.input.value())
     }
 
     /// The step in hand that operators see and act on: a compensation step
@@ -153,9 +155,19 @@ impl DefinedSaga {
         &self.undone
     }
 
-    /// What a forward step's reply returned.
-    pub fn result(&self, step: &str) -> Option<&Value> {
-        self.results.get(step)
+    /// What a forward step's reply returned, parsed again from its text.
+    pub fn result(&self, step: &str) -> Option<Value> {
+        self.results.get(step).map(JsonText::value)
+    }
+
+    /// The start input and the results, parsed, for a template or a
+    /// condition to read.
+    pub(super) fn scope(&self) -> (Value, BTreeMap<String, Value>) {
+        let input = self
+            .started
+            .as_ref()
+            .map_or(Value::Null, |s| s.input.value());
+        (input, self.results.parsed())
     }
 
     /// A pivot step succeeded: there is no going back any more.
@@ -210,7 +222,7 @@ impl DefinedSaga {
                 };
                 self.started = Some(Started {
                     definition: def,
-                    input: input.clone(),
+                    input: JsonText::new(input),
                     policy: policy.clone(),
                     at,
                 });
@@ -270,7 +282,7 @@ impl DefinedSaga {
                 step, result, undo, ..
             } => {
                 if let Some(r) = result {
-                    self.results.insert(step.clone(), r.clone());
+                    self.results.insert(step, r);
                 }
                 // After the compensation step in hand, if there is one.
                 let busy = self
@@ -328,7 +340,7 @@ impl DefinedSaga {
         match def.find(step).map(|(_, role)| role) {
             Some(Role::Forward(i)) => {
                 if let Some(r) = result {
-                    self.results.insert(step.to_owned(), r.clone());
+                    self.results.insert(step, r);
                 }
                 self.pending.retain(|p| p.step != step);
                 if self.status == Status::Compensating {
@@ -392,16 +404,17 @@ impl DefinedSaga {
             return;
         };
         let def = started.definition.clone();
-        let input = started.input.clone();
+        // Parsed only if a step's `when` reads it.
+        let mut scope = None;
         let mut next = from;
         while next < def.steps.len() {
             let group = def.group_of(next);
             for i in group.clone() {
                 let step = &def.steps[i];
-                let runs = step
-                    .when
-                    .as_ref()
-                    .is_none_or(|c| c.holds(&input, &self.results));
+                let runs = step.when.as_ref().is_none_or(|c| {
+                    let (input, results) = scope.get_or_insert_with(|| self.scope());
+                    c.holds(input, results)
+                });
                 if runs {
                     self.begin(&step.action.name, 1, at, false);
                 } else {
