@@ -60,15 +60,15 @@ impl Saga for DefinedSaga {
         let Some(started) = &self.started else {
             return Vec::new();
         };
-        if self.began.is_empty() {
+        if !self.pending.iter().any(|p| p.began) {
             return Vec::new();
         }
         let (input, results) = self.scope();
-        self.began
+        self.pending
             .iter()
-            .filter_map(|step| {
-                let p = self.pending_of(step)?;
-                let (action, _) = started.definition.find(step)?;
+            .filter(|p| p.began)
+            .filter_map(|p| {
+                let (action, _) = started.definition.find(&p.step)?;
                 Some(Command {
                     step: action.name.clone(),
                     command_type: action.command_type.clone(),

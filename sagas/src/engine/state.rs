@@ -18,7 +18,7 @@ pub struct DefinedSaga {
     pub(super) kind: Arc<TypeVersions>,
     pub(super) started: Option<Started>,
     /// Set when the history names a definition this process has not loaded.
-    pub(super) missing: Option<DefinitionRef>,
+    pub(super) missing: Option<Box<DefinitionRef>>,
     pub(super) status: Status,
     /// Forward steps that succeeded (their indexes), in order.
     pub(super) done: Vec<usize>,
@@ -37,8 +37,6 @@ pub struct DefinedSaga {
     /// The steps in hand: one, or the members of a parallel group (while
     /// compensating, group members still in flight are awaited first).
     pub(super) pending: Vec<Pending>,
-    /// The steps whose attempt the last event began: their commands go out.
-    pub(super) began: Vec<String>,
     pub(super) last_error: Option<String>,
 }
 
@@ -63,6 +61,8 @@ pub struct Pending {
     pub wait: Wait,
     /// An attempt of this step timed out, so it may have been applied.
     pub uncertain: bool,
+    /// The last event began this attempt: its command goes out.
+    pub(super) began: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +90,6 @@ impl DefinedSaga {
             undone: Vec::new(),
             plan: Vec::new(),
             pending: Vec::new(),
-            began: Vec::new(),
             last_error: None,
         }
     }
@@ -207,9 +206,30 @@ impl DefinedSaga {
             .unwrap_or(policy.step_timeout_ms)
     }
 
-    pub(super) fn apply(mut self, event: &Event) -> Self {
+    pub(super) fn apply(self, event: &Event) -> Self {
+        let mut state = self.change(event);
+        state.shrink();
+        state
+    }
+
+    /// Gives back what the lists grew by beyond their length: a live saga's
+    /// state is kept for as long as its actor lives.
+    fn shrink(&mut self) {
+        self.done.shrink_to_fit();
+        self.skipped.shrink_to_fit();
+        self.undone.shrink_to_fit();
+        self.plan.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        if let Some(e) = &mut self.last_error {
+            e.shrink_to_fit();
+        }
+    }
+
+    fn change(mut self, event: &Event) -> Self {
         let at = event.at;
-        self.began.clear();
+        for p in &mut self.pending {
+            p.began = false;
+        }
         match &event.kind {
             EventKind::SagaStarted {
                 input,
@@ -217,7 +237,7 @@ impl DefinedSaga {
                 policy,
             } => {
                 let Some(def) = self.resolve(definition) else {
-                    self.missing = Some(definition.clone());
+                    self.missing = Some(Box::new(definition.clone()));
                     return self;
                 };
                 self.started = Some(Started {
@@ -304,7 +324,7 @@ impl DefinedSaga {
     /// names and take their places in the new definition.
     fn migrate(&mut self, to: &DefinitionRef) {
         let Some(target) = self.resolve(to) else {
-            self.missing = Some(to.clone());
+            self.missing = Some(Box::new(to.clone()));
             return;
         };
         let Some(started) = &mut self.started else {
@@ -456,7 +476,6 @@ impl DefinedSaga {
             self.reached = self.reached.max(i + 1);
         }
         self.pending.retain(|p| p.step != step);
-        self.began.push(step.to_owned());
         self.pending.push(Pending {
             step: step.to_owned(),
             role,
@@ -466,6 +485,7 @@ impl DefinedSaga {
                 deadline: at + timeout,
             },
             uncertain,
+            began: true,
         });
         // In definition order, so "the step in hand" operators see and act on
         // does not depend on which member was sent again last.
