@@ -11,9 +11,10 @@ use sagaplane_sagas::Saga;
 /// of known types, new types); `true` if anything was.
 pub(crate) type Reload = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 
-/// One saga type: its name and what its sagas share.
+/// One saga type: its name and what its sagas share. Every live saga's actor
+/// holds a copy.
 pub(crate) struct Kind<S: Saga> {
-    pub name: String,
+    pub name: Arc<str>,
     shared: Arc<RwLock<Arc<S::Kind>>>,
 }
 
@@ -29,7 +30,7 @@ impl<S: Saga> Clone for Kind<S> {
 impl<S: Saga> Kind<S> {
     pub fn new(name: String, shared: Arc<S::Kind>) -> Self {
         Self {
-            name,
+            name: name.into(),
             shared: Arc::new(RwLock::new(shared)),
         }
     }

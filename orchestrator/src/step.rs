@@ -111,7 +111,7 @@ pub(crate) async fn step<S: Saga>(
             outbox.extend(state.commands(event).into_iter().map(|c| OutboxMessage {
                 message_id: Uuid::now_v7(),
                 saga_id: id,
-                saga_type: kind.name.clone(),
+                saga_type: kind.name.to_string(),
                 step: c.step,
                 attempt: c.attempt,
                 participant: c.participant,
@@ -133,7 +133,7 @@ pub(crate) async fn step<S: Saga>(
         let status = view.status;
         let commit = Arc::new(StepCommit {
             saga_id: id,
-            saga_type: kind.name.clone(),
+            saga_type: kind.name.to_string(),
             expected_version: current.version,
             new_saga: parsed.new_saga.clone(),
             events: new_events,
@@ -369,7 +369,7 @@ async fn load<S: Saga>(
     let Some(history) = deps.store.load(id).await? else {
         return Ok(None);
     };
-    if history.saga_type != kind.name {
+    if *history.saga_type != *kind.name {
         return Err(ActorError::Corrupt(format!(
             "saga {id} is of type `{}`, not `{}`",
             history.saga_type, kind.name

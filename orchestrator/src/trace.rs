@@ -4,12 +4,13 @@ use std::fmt;
 
 use uuid::Uuid;
 
-/// `00-<trace id>-<parent id>-<flags>`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `00-<trace id>-<parent id>-<flags>`, validated. Kept as its lowercase hex
+/// digits, inline: every live saga's actor holds one.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TraceParent {
-    trace_id: String,
-    parent_id: String,
-    flags: String,
+    trace_id: [u8; 32],
+    parent_id: [u8; 16],
+    flags: [u8; 2],
 }
 
 impl TraceParent {
@@ -33,42 +34,66 @@ impl TraceParent {
             && !zero(parent_id)
             && hex(flags, 2);
         valid.then(|| Self {
-            trace_id: trace_id.to_owned(),
-            parent_id: parent_id.to_owned(),
-            flags: flags.to_owned(),
+            trace_id: digits(trace_id),
+            parent_id: digits(parent_id),
+            flags: digits(flags),
         })
     }
 
     /// A new trace, sampled.
     pub fn new_root() -> Self {
         Self {
-            trace_id: Uuid::new_v4().simple().to_string(),
+            trace_id: digits(&Uuid::new_v4().simple().to_string()),
             parent_id: new_span_id(),
-            flags: "01".into(),
+            flags: *b"01",
         }
     }
 
     /// The same trace, with a new span as the parent of what is sent next.
     pub fn child(&self) -> Self {
         Self {
-            trace_id: self.trace_id.clone(),
+            trace_id: self.trace_id,
             parent_id: new_span_id(),
-            flags: self.flags.clone(),
+            flags: self.flags,
         }
     }
 
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        text(&self.trace_id)
     }
 }
 
-fn new_span_id() -> String {
-    Uuid::new_v4().simple().to_string()[..16].to_owned()
+/// The first `N` digits of `hex`, which has at least that many.
+fn digits<const N: usize>(hex: &str) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&hex.as_bytes()[..N]);
+    out
+}
+
+/// Digits kept are ASCII hex digits.
+fn text(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).expect("hex digits are ASCII")
+}
+
+fn new_span_id() -> [u8; 16] {
+    digits(&Uuid::new_v4().simple().to_string())
 }
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+        write!(
+            f,
+            "00-{}-{}-{}",
+            text(&self.trace_id),
+            text(&self.parent_id),
+            text(&self.flags)
+        )
+    }
+}
+
+impl fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceParent({self})")
     }
 }
 

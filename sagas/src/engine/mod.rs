@@ -24,6 +24,7 @@ mod plan;
 mod state;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 pub use events::{DefinitionRef, Event, EventKind, FailureCause, Then};
 pub use state::{DefinedSaga, Pending, Started, Wait};
+pub use text::JsonText;
 
 use crate::definition::{render, Role, TypeVersions};
 use crate::{Command, Explanation, Input, Rejection, Saga, SagaId, View, Waiting, WaitingOn};
@@ -58,18 +60,22 @@ impl Saga for DefinedSaga {
         let Some(started) = &self.started else {
             return Vec::new();
         };
-        self.began
+        if !self.pending.iter().any(|p| p.began) {
+            return Vec::new();
+        }
+        let (input, results) = self.scope();
+        self.pending
             .iter()
-            .filter_map(|step| {
-                let p = self.pending_of(step)?;
-                let (action, _) = started.definition.find(step)?;
+            .filter(|p| p.began)
+            .filter_map(|p| {
+                let (action, _) = started.definition.find(&p.step)?;
                 Some(Command {
                     step: action.name.clone(),
                     command_type: action.command_type.clone(),
                     participant: action.participant.clone(),
                     attempt: p.attempt,
                     idempotency_key: format!("{}:{}", self.id, action.name),
-                    data: render(&action.data, &started.input, &self.results),
+                    data: render(&action.data, &input, &results),
                 })
             })
             .collect()

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::events::{DefinitionRef, Event, EventKind, FailureCause, Then};
+use super::text::{JsonText, Results};
 use crate::definition::{Action, Definition, Role, TypeVersions};
 use crate::{Policy, SagaId, Status};
 
@@ -17,7 +18,7 @@ pub struct DefinedSaga {
     pub(super) kind: Arc<TypeVersions>,
     pub(super) started: Option<Started>,
     /// Set when the history names a definition this process has not loaded.
-    pub(super) missing: Option<DefinitionRef>,
+    pub(super) missing: Option<Box<DefinitionRef>>,
     pub(super) status: Status,
     /// Forward steps that succeeded (their indexes), in order.
     pub(super) done: Vec<usize>,
@@ -27,7 +28,7 @@ pub struct DefinedSaga {
     /// sent, unless skipped.
     pub(super) reached: usize,
     /// What the forward steps' replies returned, by step name.
-    pub(super) results: BTreeMap<String, Value>,
+    pub(super) results: Results,
     /// Compensation steps that succeeded, in order.
     pub(super) undone: Vec<String>,
     /// Compensation steps still to run, in order; the first is in hand once
@@ -36,8 +37,6 @@ pub struct DefinedSaga {
     /// The steps in hand: one, or the members of a parallel group (while
     /// compensating, group members still in flight are awaited first).
     pub(super) pending: Vec<Pending>,
-    /// The steps whose attempt the last event began: their commands go out.
-    pub(super) began: Vec<String>,
     pub(super) last_error: Option<String>,
 }
 
@@ -45,7 +44,7 @@ pub struct DefinedSaga {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Started {
     pub definition: Arc<Definition>,
-    pub input: Value,
+    pub input: JsonText,
     pub policy: Policy,
     /// Its overall deadline counts from here.
     pub at: DateTime<Utc>,
@@ -62,6 +61,8 @@ pub struct Pending {
     pub wait: Wait,
     /// An attempt of this step timed out, so it may have been applied.
     pub uncertain: bool,
+    /// The last event began this attempt: its command goes out.
+    pub(super) began: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +86,10 @@ impl DefinedSaga {
             done: Vec::new(),
             skipped: Vec::new(),
             reached: 0,
-            results: BTreeMap::new(),
+            results: Results::default(),
             undone: Vec::new(),
             plan: Vec::new(),
             pending: Vec::new(),
-            began: Vec::new(),
             last_error: None,
         }
     }
@@ -107,8 +107,9 @@ impl DefinedSaga {
         self.started.as_ref().map(|s| &s.definition)
     }
 
-    pub fn input(&self) -> Option<&Value> {
-        self.started.as_ref().map(|s| &s.input)
+    /// The start input, parsed again from its text.
+    pub fn input(&self) -> Option<Value> {
+        self.started.as_ref().map(|s| s.input.value())
     }
 
     /// The step in hand that operators see and act on: a compensation step
@@ -153,9 +154,19 @@ impl DefinedSaga {
         &self.undone
     }
 
-    /// What a forward step's reply returned.
-    pub fn result(&self, step: &str) -> Option<&Value> {
-        self.results.get(step)
+    /// What a forward step's reply returned, parsed again from its text.
+    pub fn result(&self, step: &str) -> Option<Value> {
+        self.results.get(step).map(JsonText::value)
+    }
+
+    /// The start input and the results, parsed, for a template or a
+    /// condition to read.
+    pub(super) fn scope(&self) -> (Value, BTreeMap<String, Value>) {
+        let input = self
+            .started
+            .as_ref()
+            .map_or(Value::Null, |s| s.input.value());
+        (input, self.results.parsed())
     }
 
     /// A pivot step succeeded: there is no going back any more.
@@ -195,9 +206,30 @@ impl DefinedSaga {
             .unwrap_or(policy.step_timeout_ms)
     }
 
-    pub(super) fn apply(mut self, event: &Event) -> Self {
+    pub(super) fn apply(self, event: &Event) -> Self {
+        let mut state = self.change(event);
+        state.shrink();
+        state
+    }
+
+    /// Gives back what the lists grew by beyond their length: a live saga's
+    /// state is kept for as long as its actor lives.
+    fn shrink(&mut self) {
+        self.done.shrink_to_fit();
+        self.skipped.shrink_to_fit();
+        self.undone.shrink_to_fit();
+        self.plan.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        if let Some(e) = &mut self.last_error {
+            e.shrink_to_fit();
+        }
+    }
+
+    fn change(mut self, event: &Event) -> Self {
         let at = event.at;
-        self.began.clear();
+        for p in &mut self.pending {
+            p.began = false;
+        }
         match &event.kind {
             EventKind::SagaStarted {
                 input,
@@ -205,12 +237,12 @@ impl DefinedSaga {
                 policy,
             } => {
                 let Some(def) = self.resolve(definition) else {
-                    self.missing = Some(definition.clone());
+                    self.missing = Some(Box::new(definition.clone()));
                     return self;
                 };
                 self.started = Some(Started {
                     definition: def,
-                    input: input.clone(),
+                    input: JsonText::new(input),
                     policy: policy.clone(),
                     at,
                 });
@@ -270,7 +302,7 @@ impl DefinedSaga {
                 step, result, undo, ..
             } => {
                 if let Some(r) = result {
-                    self.results.insert(step.clone(), r.clone());
+                    self.results.insert(step, r);
                 }
                 // After the compensation step in hand, if there is one.
                 let busy = self
@@ -292,7 +324,7 @@ impl DefinedSaga {
     /// names and take their places in the new definition.
     fn migrate(&mut self, to: &DefinitionRef) {
         let Some(target) = self.resolve(to) else {
-            self.missing = Some(to.clone());
+            self.missing = Some(Box::new(to.clone()));
             return;
         };
         let Some(started) = &mut self.started else {
@@ -328,7 +360,7 @@ impl DefinedSaga {
         match def.find(step).map(|(_, role)| role) {
             Some(Role::Forward(i)) => {
                 if let Some(r) = result {
-                    self.results.insert(step.to_owned(), r.clone());
+                    self.results.insert(step, r);
                 }
                 self.pending.retain(|p| p.step != step);
                 if self.status == Status::Compensating {
@@ -392,16 +424,17 @@ impl DefinedSaga {
             return;
         };
         let def = started.definition.clone();
-        let input = started.input.clone();
+        // Parsed only if a step's `when` reads it.
+        let mut scope = None;
         let mut next = from;
         while next < def.steps.len() {
             let group = def.group_of(next);
             for i in group.clone() {
                 let step = &def.steps[i];
-                let runs = step
-                    .when
-                    .as_ref()
-                    .is_none_or(|c| c.holds(&input, &self.results));
+                let runs = step.when.as_ref().is_none_or(|c| {
+                    let (input, results) = scope.get_or_insert_with(|| self.scope());
+                    c.holds(input, results)
+                });
                 if runs {
                     self.begin(&step.action.name, 1, at, false);
                 } else {
@@ -443,7 +476,6 @@ impl DefinedSaga {
             self.reached = self.reached.max(i + 1);
         }
         self.pending.retain(|p| p.step != step);
-        self.began.push(step.to_owned());
         self.pending.push(Pending {
             step: step.to_owned(),
             role,
@@ -453,6 +485,7 @@ impl DefinedSaga {
                 deadline: at + timeout,
             },
             uncertain,
+            began: true,
         });
         // In definition order, so "the step in hand" operators see and act on
         // does not depend on which member was sent again last.

@@ -20,7 +20,7 @@ fn the_refund_carries_the_charge_id_the_charges_reply_returned() {
     h.ok_with(Step::ChargePayment, Some(json!({"charge_id": "ch-1"})));
     assert_eq!(
         h.state.result("charge-payment"),
-        Some(&json!({"charge_id": "ch-1"}))
+        Some(json!({"charge_id": "ch-1"}))
     );
     h.reply(Step::ConfirmOrder, 1, refused("no")).unwrap();
     let refund = h.last_command();
