@@ -504,3 +504,69 @@ async fn the_ingress_answers_the_handshake_and_takes_only_its_key_or_a_participa
         .contains("CloudEventSchemaV1_0"));
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 3);
 }
+
+#[actix_web::test]
+async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelivered_whole() {
+    let grid = grid();
+    let app = app_behind(&grid, KEY, 1_000).await;
+    // No payment service: three charges wait on the topic, answered by hand.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let key = format!("eg-503-{i}");
+        ids.push(
+            app.start_order(&key, order(&key, "c-1", "BOOK-1", 900))
+                .await,
+        );
+    }
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            grid.published(COMMANDS).len() == 3
+        })
+        .await
+    );
+    let replies: Vec<CloudEvent> = grid
+        .published(COMMANDS)
+        .into_iter()
+        .map(|c| payment_reply(&serde_json::from_value(c).unwrap()))
+        .collect();
+    let batch = serde_json::to_vec(&replies).unwrap();
+    // The database refuses to record the middle reply, as a full disk would.
+    let refused = &replies[1].id;
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.message_id = '{refused}' THEN RAISE EXCEPTION 'no space left'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_one BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let q = format!("?code={INGRESS_KEY}");
+    const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
+    let r = post(&app, &q, BATCH, batch.clone()).await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    // The others were applied; the refused one is not lost: nothing of it
+    // was kept as if handled.
+    assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
+    let inbox = "SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-%'";
+    assert_eq!(app.count(inbox).await, 2);
+
+    // Event Grid delivers the batch again once the database takes it.
+    sqlx::raw_sql("DROP TRIGGER refuse_one ON inbox")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let r = post(&app, &q, BATCH, batch).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let outcomes: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["duplicate", "applied", "duplicate"]);
+    for id in &ids {
+        assert_eq!(app.settled(id).await["status"], "completed");
+    }
+}
