@@ -278,5 +278,6 @@ function drawTimeline(page) {
               page.selected === e.seq ? 'Show the diagram as it is now' : 'Show the diagram at this point')) : null,
           h('h4', {}, 'Event data'), json(e.data))));
   });
-  fill(page.timeline, h('h2', {}, `Timeline (${page.events.length} events)`), h('ol', { class: 'events' }, items));
+  const n = page.events.length;
+  fill(page.timeline, h('h2', {}, `Timeline (${n} ${n === 1 ? 'event' : 'events'})`), h('ol', { class: 'events' }, items));
 }

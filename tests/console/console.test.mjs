@@ -376,6 +376,8 @@ const tests = {
     const p = await page(env('VIEWER_TOKEN'), { width: 390, height: 844 });
     await p.goto(`${BASE}/console/#/sagas/${env('VIEW_SAGA')}`);
     await p.locator('section.why').getByText('must answer', { exact: false }).waitFor();
+    // Waiting for its first reply, it has one event, and the heading says so.
+    await p.getByRole('heading', { name: 'Timeline (1 event)', exact: true }).waitFor();
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 400, `the page is ${width}px wide at a 390px window`);
     await shot(p, 'console-phone');
