@@ -243,14 +243,7 @@ async fn event_grid_down_then_back_loses_nothing_and_applies_nothing_twice() {
     wire(&grid, &app, &payment).await;
     grid.stop().await;
 
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let key = format!("eg-down-{i}");
-        ids.push(
-            app.start_order(&key, order(&key, "c-1", "BOOK-1", 700))
-                .await,
-        );
-    }
+    let ids = start_orders(&app, "eg-down", 3, 700).await;
     assert!(
         app.eventually(Duration::from_secs(10), || async {
             app.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND publish_attempts >= 2")
@@ -305,38 +298,62 @@ async fn dead_letters(app: &TestApp) -> Vec<(Vec<u8>, String, Value)> {
     .unwrap()
 }
 
+const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
+
+/// The outcome of each event, from the ingress's answer.
+fn outcomes(body: &Value) -> Vec<&str> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect()
+}
+
+/// Starts `n` orders of `amount` keyed `<prefix>-<i>`; their ids.
+async fn start_orders(app: &TestApp, prefix: &str, n: usize, amount: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let key = format!("{prefix}-{i}");
+        ids.push(
+            app.start_order(&key, order(&key, "c-1", "BOOK-1", amount))
+                .await,
+        );
+    }
+    ids
+}
+
+/// The `n` commands the topic took, once it has (no one is subscribed: they
+/// wait there to be answered by hand).
+async fn commands_on_the_topic(app: &TestApp, grid: &FakeEventGrid, n: usize) -> Vec<CloudEvent> {
+    assert!(
+        app.eventually(Duration::from_secs(10), || async {
+            grid.published(COMMANDS).len() == n
+        })
+        .await
+    );
+    grid.published(COMMANDS)
+        .into_iter()
+        .map(|c| serde_json::from_value(c).unwrap())
+        .collect()
+}
+
 #[actix_web::test]
 async fn poison_events_are_dead_lettered_with_their_own_bytes_and_the_rest_applied() {
     let grid = grid();
     let app = app_behind(&grid, KEY, 1_000).await;
-    // No payment service: the charge waits on the topic, answered by hand.
-    let id = app
-        .start_order("eg-poison", order("eg-poison", "c-1", "BOOK-1", 900))
-        .await;
-    assert!(
-        app.eventually(Duration::from_secs(10), || async {
-            !grid.published(COMMANDS).is_empty()
-        })
-        .await
-    );
-    let command: CloudEvent = serde_json::from_value(grid.published(COMMANDS)[0].clone()).unwrap();
+    let id = start_orders(&app, "eg-poison", 1, 900).await.remove(0);
+    let command = commands_on_the_topic(&app, &grid, 1).await.remove(0);
     let good = serde_json::to_string(&payment_reply(&command)).unwrap();
     let not_a_reply = r#"{"specversion":"1.0","id":"x-1","source":"s","type":"something.else"}"#;
     let garbage = r#"{"hello": [1, 2]}"#;
     let batch = format!("[{good}, {not_a_reply},\n {garbage}]");
     let q = format!("?code={INGRESS_KEY}");
-    const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
 
     let r = post(&app, &q, BATCH, batch.clone().into_bytes()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
-    let outcomes: Vec<&str> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["applied", "unusable", "unusable"]);
+    assert_eq!(outcomes(&body), ["applied", "unusable", "unusable"]);
     assert_eq!(body["events"][0]["id"], format!("reply-{}", command.id));
     assert!(body["events"][1]["reason"]
         .as_str()
@@ -509,25 +526,11 @@ async fn the_ingress_answers_the_handshake_and_takes_only_its_key_or_a_participa
 async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelivered_whole() {
     let grid = grid();
     let app = app_behind(&grid, KEY, 1_000).await;
-    // No payment service: three charges wait on the topic, answered by hand.
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let key = format!("eg-503-{i}");
-        ids.push(
-            app.start_order(&key, order(&key, "c-1", "BOOK-1", 900))
-                .await,
-        );
-    }
-    assert!(
-        app.eventually(Duration::from_secs(10), || async {
-            grid.published(COMMANDS).len() == 3
-        })
+    let ids = start_orders(&app, "eg-503", 3, 900).await;
+    let replies: Vec<CloudEvent> = commands_on_the_topic(&app, &grid, 3)
         .await
-    );
-    let replies: Vec<CloudEvent> = grid
-        .published(COMMANDS)
-        .into_iter()
-        .map(|c| payment_reply(&serde_json::from_value(c).unwrap()))
+        .iter()
+        .map(payment_reply)
         .collect();
     let batch = serde_json::to_vec(&replies).unwrap();
     // The database refuses to record the middle reply, as a full disk would.
@@ -542,7 +545,6 @@ async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelive
     .await
     .unwrap();
     let q = format!("?code={INGRESS_KEY}");
-    const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
     let r = post(&app, &q, BATCH, batch.clone()).await;
     assert_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
     // The others were applied; the refused one is not lost: nothing of it
@@ -559,13 +561,7 @@ async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelive
     let r = post(&app, &q, BATCH, batch).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
-    let outcomes: Vec<&str> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["duplicate", "applied", "duplicate"]);
+    assert_eq!(outcomes(&body), ["duplicate", "applied", "duplicate"]);
     for id in &ids {
         assert_eq!(app.settled(id).await["status"], "completed");
     }
