@@ -143,7 +143,7 @@ async fn inventory_on_aws_and_payment_on_azure_complete_or_compensate_an_order()
     // Every reply came over a cloud channel and was applied once.
     let channels: Vec<(String, i64)> = sqlx::query_as(
         "SELECT CASE WHEN message_id LIKE 'reply-to-%' THEN 'cloud' ELSE 'in-process' END, count(*) \
-         FROM inbox GROUP BY 1 ORDER BY 1",
+         FROM received_messages GROUP BY 1 ORDER BY 1",
     )
     .fetch_all(&app.pool)
     .await

@@ -196,7 +196,7 @@ async fn a_saga_whose_payment_sits_behind_event_grid_completes_and_compensates()
     );
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
     assert_eq!(
-        app.count("SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-%'")
+        app.count("SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-%'")
             .await,
         commands.len() as i64
     );
@@ -539,7 +539,7 @@ async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelive
         "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN IF NEW.message_id = '{refused}' THEN RAISE EXCEPTION 'no space left'; END IF; \
          RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_one BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+         CREATE TRIGGER refuse_one BEFORE INSERT ON saga_events FOR EACH ROW EXECUTE FUNCTION refuse_one();"
     ))
     .execute(&app.pool)
     .await
@@ -550,11 +550,11 @@ async fn a_batch_with_an_event_the_database_refuses_is_answered_503_and_redelive
     // The others were applied; the refused one is not lost: nothing of it
     // was kept as if handled.
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
-    let inbox = "SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-%'";
+    let inbox = "SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-%'";
     assert_eq!(app.count(inbox).await, 2);
 
     // Event Grid delivers the batch again once the database takes it.
-    sqlx::raw_sql("DROP TRIGGER refuse_one ON inbox")
+    sqlx::raw_sql("DROP TRIGGER refuse_one ON saga_events")
         .execute(&app.pool)
         .await
         .unwrap();

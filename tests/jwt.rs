@@ -457,7 +457,7 @@ async fn bad_tokens_are_refused_with_401_naming_why_and_nothing_is_stored() {
     }
     assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM inbox").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM received_messages").await, 0);
     // And the valid token is accepted.
     let r = start_saga(&app, &good, "good").await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -596,7 +596,7 @@ async fn an_eventbridge_connection_with_oauth_client_credentials_delivers_replie
     assert_problem(r, StatusCode::FORBIDDEN).await;
     let r = ingress(&app, None, &envelope(&id, "r-1")).await;
     assert_problem(r, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.count("SELECT count(*) FROM inbox").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM received_messages").await, 0);
 
     let r = ingress(
         &app,
@@ -695,7 +695,7 @@ async fn an_event_grid_subscription_with_an_access_token_delivers_replies() {
     );
     let r = deliver(Some(format!("Bearer {expired}"))).await.unwrap();
     assert_problem(r, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.count("SELECT count(*) FROM inbox").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM received_messages").await, 0);
 
     let participant = sign(&key_a(), "a", &claims(CLIENT_ID, &["saga-participants"]));
     let r = deliver(Some(format!("Bearer {participant}")))
@@ -705,7 +705,7 @@ async fn an_event_grid_subscription_with_an_access_token_delivers_replies() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["events"][0]["outcome"], "applied");
     assert_eq!(body["events"][0]["id"], "r-eg-1");
-    let taken = "SELECT count(*) FROM inbox WHERE message_id = 'r-eg-1'";
+    let taken = "SELECT count(*) FROM received_messages WHERE message_id = 'r-eg-1'";
     assert_eq!(app.count(taken).await, 1);
 }
 

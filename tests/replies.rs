@@ -72,10 +72,11 @@ async fn a_duplicate_reply_changes_nothing() {
     assert_eq!(again, Handled::Duplicate);
     assert_eq!(saga(&app, &id).await["version"], done["version"]);
     assert_eq!(app.events(&id).await, events);
-    let outcome: String = sqlx::query_scalar("SELECT outcome FROM inbox WHERE message_id = 'm-1'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM received_messages WHERE message_id = 'm-1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(outcome, "applied");
 }
 
@@ -92,7 +93,7 @@ async fn a_late_reply_is_recorded_but_not_applied() {
         .unwrap();
     assert!(matches!(late, Handled::Ignored(_)), "{late:?}");
     let (outcome, detail): (String, String) =
-        sqlx::query_as("SELECT outcome, detail FROM inbox WHERE message_id = 'm-late'")
+        sqlx::query_as("SELECT outcome, detail FROM received_messages WHERE message_id = 'm-late'")
             .fetch_one(&app.pool)
             .await
             .unwrap();

@@ -360,7 +360,7 @@ async fn a_saga_whose_payment_is_on_azure_completes_or_compensates_over_service_
     assert_eq!(payment.applied(), 2, "one charge each");
     // Both replies came in over Service Bus and were completed after commit.
     let inbox = app
-        .count("SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%'")
+        .count("SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%'")
         .await;
     assert_eq!(inbox, 2);
     assert!(fake.active(REPLIES).is_empty());
@@ -419,7 +419,7 @@ async fn a_broker_outage_delays_commands_and_loses_or_doubles_nothing() {
     );
     let applied_replies = app
         .count(
-            "SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%' AND outcome = 'applied'",
+            "SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%' AND outcome = 'applied'",
         )
         .await;
     assert_eq!(applied_replies, 12, "one charge reply applied per saga");
@@ -519,8 +519,8 @@ async fn a_reply_that_cannot_be_applied_now_is_abandoned_then_dead_lettered_by_t
         .await;
     let first_command = waiting_command(&app, &fake, &first).await;
     let second_command = waiting_command(&app, &fake, &second).await;
-    // Every inbox row is refused for now: no reply can be applied.
-    sqlx::query("ALTER TABLE inbox ADD CONSTRAINT refuse_for_now CHECK (false) NOT VALID")
+    // Every reply's event is refused for now: no reply can be applied.
+    sqlx::query("ALTER TABLE saga_events ADD CONSTRAINT refuse_for_now CHECK (message_id IS NULL) NOT VALID")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -556,7 +556,7 @@ async fn a_reply_that_cannot_be_applied_now_is_abandoned_then_dead_lettered_by_t
         })
         .await;
     assert!(abandoned);
-    sqlx::query("ALTER TABLE inbox DROP CONSTRAINT refuse_for_now")
+    sqlx::query("ALTER TABLE saga_events DROP CONSTRAINT refuse_for_now")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -707,11 +707,12 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
         .count();
     assert_eq!(charged, 1, "{events}");
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let inbox: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM inbox WHERE message_id LIKE 'reply-to-%'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let inbox: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(inbox, 1);
     assert_histories_whole(&pool).await;
 }

@@ -206,7 +206,7 @@ impl OperatorQueries for PgEventStore {
         .await
         .map_err(db)?;
         let inbox: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT message_id, outcome, detail, received_at FROM inbox \
+            "SELECT message_id, outcome, detail, received_at FROM received_messages \
              WHERE saga_id = $1 ORDER BY received_at, message_id",
         )
         .bind(saga.as_uuid())

@@ -95,6 +95,10 @@ async fn copies_statement(pool: &PgPool) -> anyhow::Result<String> {
     .await?;
     let event = columns(pool, "saga_events", |c| match c {
         "saga_id" => Some("c.id".into()),
+        // Unique: a copy's replies are messages of their own.
+        "message_id" => {
+            Some("CASE WHEN t.message_id IS NOT NULL THEN gen_random_uuid()::text END".into())
+        }
         "recorded_at" => Some(format!("t.recorded_at - {shift}")),
         _ => None,
     })

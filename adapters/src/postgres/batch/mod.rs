@@ -2,9 +2,14 @@
 //!
 //! Each kind of row is written for the whole batch with one set-based statement,
 //! and each statement says, through `RETURNING`, which steps it could apply: a
-//! message already in the inbox, a business key already taken, or a saga whose
-//! version moved on leaves only that step out. The inbox rows of steps left out
-//! are removed again before commit, so every step is all or nothing.
+//! business key already taken or a saga whose version moved on leaves only that
+//! step out, and a message received before (read first) is a duplicate. Steps
+//! left out write nothing, so every step is all or nothing.
+//!
+//! A reply's message id is written on the first event of its step, under a
+//! unique index. Should another node record the same message between the read
+//! and the insert, the insert fails the whole batch, and the committer writes
+//! its steps one by one, where that step alone is found a duplicate.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ mod one;
 mod statements;
 
 pub(super) use one::commit_one;
-use statements::{append_events, insert_inbox, insert_outbox, insert_sagas, update_sagas};
+use statements::{append_events, insert_outbox, insert_sagas, received_before, update_sagas};
 
 /// Commits `steps` together. `Err` means the whole transaction failed and
 /// nothing was written; the caller may then try the steps one by one.
@@ -29,7 +34,7 @@ pub(super) async fn commit_batch(
     let mut outcomes: Vec<Option<StepOutcome>> = steps.iter().map(|_| None).collect();
     let mut tx = pool.begin().await.map_err(db)?;
 
-    // 1. Inbox: a message seen before (or twice in this batch) is a duplicate.
+    // 1. Inbox: a message received before (or twice in this batch) is a duplicate.
     let mut seen = HashSet::new();
     let mut inbox: Vec<(usize, &str)> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -41,9 +46,9 @@ pub(super) async fn commit_batch(
             }
         }
     }
-    let recorded = insert_inbox(&mut tx, steps, &inbox).await?;
+    let before = received_before(&mut tx, &inbox).await?;
     for (i, id) in &inbox {
-        if !recorded.contains(*id) {
+        if before.contains(*id) {
             outcomes[*i] = Some(Ok(CommitOutcome::DuplicateInbox));
         }
     }
@@ -64,21 +69,7 @@ pub(super) async fn commit_batch(
         };
     }
 
-    // 4. Steps left out keep no inbox row.
-    let undo: Vec<&str> = inbox
-        .iter()
-        .filter(|(i, id)| recorded.contains(*id) && outcomes[*i].is_some())
-        .map(|(_, id)| *id)
-        .collect();
-    if !undo.is_empty() {
-        sqlx::query("DELETE FROM inbox WHERE message_id = ANY($1)")
-            .bind(&undo)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
-
-    // 5. Events and commands of the steps that stay.
+    // 4. Events (with the message ids) and commands of the steps that stay.
     let kept: Vec<&StepCommit> = steps
         .iter()
         .zip(&outcomes)

@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use crate::postgres::rows::{db, StepOutcome};
 
-/// Events and commands, appended only when `$step` (the saga row's CTE) wrote a row.
+/// Events and commands, appended only when `$step` (the saga row's CTE) wrote
+/// a row; `MESSAGE` is what the first event's `message_id` is.
 const APPEND: &str = "
 ev AS (
-    INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at)
-    SELECT step.id, x.q, x.ty, x.d, x.t
+    INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id)
+    SELECT step.id, x.q, x.ty, x.d, x.t, CASE WHEN x.q = $13[1] THEN MESSAGE END
     FROM step, UNNEST($13::bigint[], $14::text[], $15::jsonb[], $16::timestamptz[]) AS x(q, ty, d, t)
 ),
 ob AS (
@@ -30,6 +31,7 @@ ob AS (
 )
 SELECT count(*) FROM step";
 
+// $12 is the message the step consumed, kept on its first event.
 static UPDATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH step AS (
@@ -37,15 +39,12 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
                    last_error = $8, wake_at = $9, updated_at = $10, step_since = $11,
                    participant = $28, max_attempts = $29
             WHERE id = $1 AND saga_type = $2 AND version = $3
-              AND ($12::text IS NULL OR NOT EXISTS (SELECT 1 FROM inbox WHERE message_id = $12))
+              AND ($12::text IS NULL
+                   OR NOT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $12))
             RETURNING id
         ),
-        ib AS (
-            INSERT INTO inbox (message_id, saga_id, outcome, received_at)
-            SELECT $12, step.id, 'applied', $10 FROM step WHERE $12::text IS NOT NULL
-            ON CONFLICT DO NOTHING
-        ),
-        {APPEND}"
+        {}",
+        APPEND.replace("MESSAGE", "$12::text")
     )
 });
 
@@ -60,9 +59,13 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
             ON CONFLICT (saga_type, business_key) DO NOTHING
             RETURNING id
         ),
-        {APPEND}"
+        {}",
+        APPEND.replace("MESSAGE", "NULL")
     )
 });
+
+/// The unique index that keeps a message from being applied twice.
+const MESSAGE_INDEX: &str = "saga_events_message";
 
 /// Writes one step, with the outcome and rows it would have in a batch of its
 /// own, except that a step creating its saga has its `inbox` ignored: such a
@@ -87,7 +90,14 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     let query = query
         .bind(step.view.participant.as_deref())
         .bind(step.view.max_attempts.map(|a| a as i32));
-    let written: i64 = query.fetch_one(pool).await.map_err(db)?;
+    let written: i64 = match query.fetch_one(pool).await {
+        Ok(written) => written,
+        // Recorded by another node since the check in the statement itself.
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some(MESSAGE_INDEX) => {
+            return Ok(CommitOutcome::DuplicateInbox)
+        }
+        Err(e) => return Err(db(e)),
+    };
     if written == 1 {
         return Ok(CommitOutcome::Committed);
     }
@@ -97,7 +107,7 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     // Not written: the message was handled before, or the saga moved on.
     let seen = match step.inbox.as_deref() {
         Some(id) => sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE message_id = $1)",
+            "SELECT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $1)",
         )
         .bind(id)
         .fetch_one(pool)

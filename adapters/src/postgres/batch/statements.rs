@@ -12,37 +12,23 @@ use uuid::Uuid;
 
 use crate::postgres::rows::{db, StepOutcome};
 
-/// Returns the message ids actually inserted. Sorted, so that concurrent
-/// batches take the rows' locks in one order.
-pub(super) async fn insert_inbox(
+/// Returns which of the messages were received before: applied (kept on
+/// the event they caused) or ignored (kept in the inbox).
+pub(super) async fn received_before(
     tx: &mut Transaction<'_, Postgres>,
-    steps: &[Arc<StepCommit>],
     inbox: &[(usize, &str)],
 ) -> Result<HashSet<String>, StoreError> {
     if inbox.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut rows: Vec<(&str, Uuid, DateTime<Utc>)> = inbox
-        .iter()
-        .map(|(i, id)| (*id, steps[*i].saga_id.as_uuid(), steps[*i].at))
-        .collect();
-    rows.sort_by(|a, b| a.0.cmp(b.0));
-    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
-    let sagas: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO inbox (message_id, saga_id, outcome, received_at) \
-         SELECT m, s, 'applied', t FROM UNNEST($1::text[], $2::uuid[], $3::timestamptz[]) \
-                AS x(m, s, t) \
-         ON CONFLICT DO NOTHING RETURNING message_id",
-    )
-    .bind(&ids)
-    .bind(&sagas)
-    .bind(&times)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(inserted.into_iter().collect())
+    let ids: Vec<&str> = inbox.iter().map(|(_, id)| *id).collect();
+    let found: Vec<String> =
+        sqlx::query_scalar("SELECT message_id FROM received_messages WHERE message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+    Ok(found.into_iter().collect())
 }
 
 /// The read-model columns of the steps still undecided, split by whether they
@@ -221,6 +207,7 @@ pub(super) async fn append_events(
     let mut types = Vec::new();
     let mut data = Vec::new();
     let mut times = Vec::new();
+    let mut messages = Vec::new();
     for step in steps {
         for (n, event) in step.events.iter().enumerate() {
             sagas.push(step.saga_id.as_uuid());
@@ -228,20 +215,23 @@ pub(super) async fn append_events(
             types.push(event.event_type.as_str());
             data.push(&event.data);
             times.push(event.at);
+            messages.push(step.inbox.as_deref().filter(|_| n == 0));
         }
     }
     if sagas.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
-         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[])",
+        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id) \
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], \
+                              $5::timestamptz[], $6::text[])",
     )
     .bind(&sagas)
     .bind(&seqs)
     .bind(&types)
     .bind(&data)
     .bind(&times)
+    .bind(&messages)
     .execute(&mut **tx)
     .await
     .map_err(db)?;

@@ -10,10 +10,14 @@ use super::*;
 use crate::postgres::connect;
 
 async fn pool() -> PgPool {
+    pool_of(2).await
+}
+
+async fn pool_of(connections: u32) -> PgPool {
     let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    connect::pool(&url, 2).await.unwrap()
+    connect::pool(&url, connections).await.unwrap()
 }
 
 fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
@@ -88,7 +92,7 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM inbox WHERE message_id = 'm-stale'"
+            "SELECT count(*) FROM received_messages WHERE message_id = 'm-stale'"
         )
         .await,
         0
@@ -96,7 +100,7 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM inbox WHERE message_id = 'm-new'"
+            "SELECT count(*) FROM received_messages WHERE message_id = 'm-new'"
         )
         .await,
         1
@@ -158,7 +162,7 @@ fn kind(outcome: &StepOutcome) -> String {
 
 async fn rows(pool: &PgPool) -> Vec<i64> {
     let mut rows = Vec::new();
-    for table in ["sagas", "saga_events", "inbox", "outbox"] {
+    for table in ["sagas", "saga_events", "received_messages", "outbox"] {
         rows.push(count(pool, &format!("SELECT count(*) FROM {table}")).await);
     }
     rows
@@ -198,4 +202,42 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         assert_eq!(rows(&alone).await, rows(&batched).await, "case {n}");
     }
     assert_eq!(rows(&alone).await, [1, 5, 2, 1]);
+}
+
+/// Nodes applying one message to different sagas at the same moment, alone
+/// and in batches: whichever check each passes, the message is applied once
+/// and every other writer is told it is a duplicate.
+#[tokio::test]
+async fn a_message_raced_by_concurrent_writers_is_applied_once() {
+    let pool = pool_of(4).await;
+    for round in 0..10 {
+        let sagas = [(); 4].map(|_| SagaId::from_uuid(Uuid::now_v7()));
+        for (n, saga) in sagas.iter().enumerate() {
+            let key = format!("race-{round}-{n}");
+            let created = commit_one(&pool, &step(*saga, 0, Some(&key), None)).await;
+            assert!(matches!(created, Ok(CommitOutcome::Committed)));
+        }
+        let message = format!("m-race-{round}");
+        let steps = sagas.map(|s| step(s, 1, None, Some(&message)));
+        let pool = &pool;
+        let alone = |s: Arc<StepCommit>| async move { commit_one(pool, &s).await };
+        // As the committer does: a failed batch is written again step by step.
+        let batched = |s: Arc<StepCommit>| async move {
+            let other = SagaId::from_uuid(Uuid::now_v7());
+            let key = other.to_string();
+            let batch = [s.clone(), step(other, 0, Some(&key), None)];
+            match commit_batch(pool, &batch).await {
+                Ok(mut outcomes) => outcomes.swap_remove(0),
+                Err(_) => commit_one(pool, &s).await,
+            }
+        };
+        let [s0, s1, s2, s3] = steps;
+        let (a, b, c, d) = tokio::join!(alone(s0), alone(s1), batched(s2), batched(s3));
+        let outcomes: Vec<String> = [a, b, c, d].iter().map(kind).collect();
+        let applied = outcomes.iter().filter(|o| *o == "Committed").count();
+        let duplicates = outcomes.iter().filter(|o| *o == "DuplicateInbox").count();
+        assert_eq!((applied, duplicates), (1, 3), "round {round}: {outcomes:?}");
+        let sql = format!("SELECT count(*) FROM saga_events WHERE message_id = '{message}'");
+        assert_eq!(count(pool, &sql).await, 1, "round {round}");
+    }
 }

@@ -55,9 +55,11 @@ pub(super) async fn record_ignored(
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         // Only while the saga exists: retention may just have deleted it
-        // (with its inbox rows), and a row for it now would never go.
+        // (with its inbox rows), and a row for it now would never go. A
+        // message that was applied is on its event instead: a duplicate.
         "INSERT INTO inbox (message_id, saga_id, outcome, detail, received_at) \
          SELECT $1, $2, 'ignored', $3, now() WHERE EXISTS (SELECT 1 FROM sagas WHERE id = $2) \
+           AND NOT EXISTS (SELECT 1 FROM saga_events WHERE message_id = $1) \
          ON CONFLICT DO NOTHING",
     )
     .bind(message_id)
