@@ -252,6 +252,7 @@ async fn events_with_messages_show_each_steps_commands_and_the_reply_that_caused
     let app = secured_app().await;
     let id = start(&app, "msgs-1", "BOOK-1", 500).await;
     assert_eq!(settled(&app, &id).await["status"], "completed");
+    assert!(app.all_marked_sent().await);
     let events: Vec<Value> = get(
         &app,
         &format!("/v1/sagas/{id}/events?with_messages=true"),

@@ -276,6 +276,7 @@ async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
         .await
         .unwrap();
     assert_eq!(app.settled(&id).await["status"], "completed");
+    assert!(app.all_marked_sent().await);
     assert_eq!(
         app.count(
             "SELECT count(*) FROM outbox WHERE participant = 'inventory' AND sent_at IS NOT NULL"

@@ -330,6 +330,16 @@ impl TestApp {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
 
+    /// Whether every committed command is marked sent within 5 s: the relay
+    /// marks them together, a little after they went out.
+    pub async fn all_marked_sent(&self) -> bool {
+        let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
+        self.eventually(Duration::from_secs(5), || async {
+            self.count(unsent).await == 0
+        })
+        .await
+    }
+
     /// Polls `check` every 20 ms for up to `limit`; true once it holds.
     pub async fn eventually<F, Fut>(&self, limit: Duration, mut check: F) -> bool
     where

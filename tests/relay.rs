@@ -57,11 +57,7 @@ async fn an_outage_delays_commands_and_loses_none() {
             assert_eq!(app.participants.effects(&format!("{id}:{step}")), 1);
         }
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-            .await,
-        0
-    );
+    assert!(app.all_marked_sent().await);
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
 }
 

@@ -50,10 +50,10 @@ async fn happy_path_completes_with_one_event_per_step() {
             "{step}"
         );
     }
-    let unsent = app
-        .count("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        .await;
-    assert_eq!(unsent, 0, "every committed command was published");
+    assert!(
+        app.all_marked_sent().await,
+        "every committed command was published"
+    );
 }
 
 #[actix_web::test]

@@ -25,6 +25,11 @@ use crate::ports::{
 
 const BATCH: usize = 256;
 const SWEEP_LIMIT: i64 = 1_000;
+/// Delivered rows are marked sent at most this often (unless a whole batch
+/// waits): under light load each record then covers many commands, not one.
+/// A row published but not yet marked when the process dies is published
+/// again on recovery, as one published but not marked always was.
+const SETTLE_EVERY: Duration = Duration::from_millis(50);
 
 pub(crate) struct OutboxRelay {
     store: Arc<dyn OutboxStore>,
@@ -40,6 +45,9 @@ pub(crate) struct OutboxRelay {
     published: Vec<OutboxMessage>,
     failed: Vec<(Uuid, TransportError)>,
     settling: bool,
+    /// When the last record was started, and whether a later one is due.
+    last_settled: Option<tokio::time::Instant>,
+    settle_due: bool,
     /// Rows found unsent at start-up and not yet published; `None` until the
     /// start-up sweep has run.
     awaiting_recovery: Option<HashSet<Uuid>>,
@@ -79,6 +87,8 @@ impl OutboxRelay {
             published: Vec::new(),
             failed: Vec::new(),
             settling: false,
+            last_settled: None,
+            settle_due: false,
             awaiting_recovery: None,
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
@@ -123,12 +133,30 @@ impl OutboxRelay {
     }
 
     /// Records what became of the batches published since the last record,
-    /// all in one write; one record at a time, so that under load each covers
-    /// many batches.
+    /// all in one write; one record at a time, and sent marks at most every
+    /// [`SETTLE_EVERY`], so that each covers many batches.
     fn settle(&mut self, ctx: &mut Context<Self>) {
         if self.settling || self.published.is_empty() {
             return;
         }
+        // Sent marks wait to be coalesced; failures (a retry to schedule, a
+        // dead letter for an operator) and a full batch do not.
+        let urgent = !self.failed.is_empty() || self.published.len() >= BATCH;
+        if !urgent {
+            if self.settle_due {
+                return;
+            }
+            let since = self.last_settled.map(|t| t.elapsed());
+            if let Some(wait) = since.and_then(|s| SETTLE_EVERY.checked_sub(s)) {
+                self.settle_due = true;
+                ctx.run_later(wait, |act, ctx| {
+                    act.settle_due = false;
+                    act.settle(ctx);
+                });
+                return;
+            }
+        }
+        self.last_settled = Some(tokio::time::Instant::now());
         self.settling = true;
         let batch = std::mem::take(&mut self.published);
         let failed = std::mem::take(&mut self.failed);
