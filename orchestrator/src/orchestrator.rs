@@ -339,16 +339,30 @@ impl Orchestrator {
         timeout: Duration,
     ) -> Result<Option<SagaRecord>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut known = None;
         loop {
             let settled = self.notifier.subscribe(saga_id);
-            let record = self.store.get(saga_id).await?;
-            let Some(r) = &record else { return Ok(None) };
-            let done = Status::parse(&r.status).is_none_or(Status::is_settled);
+            let record = match known.take() {
+                Some(r) => r,
+                None => match self.store.get(saga_id).await? {
+                    Some(r) => r,
+                    None => return Ok(None),
+                },
+            };
+            let done = Status::parse(&record.status).is_none_or(Status::is_settled);
             let now = tokio::time::Instant::now();
             if done || now >= deadline {
-                return Ok(record);
+                return Ok(Some(record));
             }
-            let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), settled).await;
+            // Woken by the step that settled it, the row is the one read with
+            // that step applied: every column a step changes, it sets.
+            if let Ok(Ok(Some(step))) =
+                tokio::time::timeout((deadline - now).min(WAIT_POLL), settled).await
+            {
+                let mut record = record;
+                record.apply(&step);
+                known = Some(record);
+            }
         }
     }
 
@@ -418,7 +432,7 @@ impl Orchestrator {
         );
         if self.store.suspend(saga_id, &reason).await? {
             tracing::error!(saga_id = %saga_id, reason, "crash-looping saga suspended");
-            self.notifier.notify(saga_id);
+            self.notifier.notify(saga_id, None);
         }
         Err(ActorError::CrashLoop(reason))
     }

@@ -167,13 +167,13 @@ pub(crate) async fn step<S: Saga>(
                 } else {
                     Handled::Applied { version, status }
                 };
+                if status.is_settled() {
+                    deps.notifier.notify(id, Some(commit.clone()));
+                }
                 let outbox =
                     Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
                 if !outbox.is_empty() {
                     deps.relay.do_send(Publish(outbox));
-                }
-                if status.is_settled() {
-                    deps.notifier.notify(id);
                 }
                 let loaded = Loaded {
                     state,
