@@ -42,6 +42,10 @@ async fn a_start_that_prefers_to_wait_answers_with_the_outcome() {
         location,
         format!("/v1/sagas/{}", saga["id"].as_str().unwrap())
     );
+    // Woken by the last step, the answer is that step applied to the row it
+    // read first: exactly the row as stored.
+    let id = saga["id"].as_str().unwrap();
+    assert_eq!(app.saga(id).await, saga);
 
     // A declined payment: the answer is the compensated saga.
     let body = order_request("w-2", order("w-2", "c-1", "SKU-1", 5_000_000));
@@ -49,6 +53,7 @@ async fn a_start_that_prefers_to_wait_answers_with_the_outcome() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let saga: Value = response.json().await.unwrap();
     assert_eq!(saga["status"], "compensated");
+    assert_eq!(app.saga(saga["id"].as_str().unwrap()).await, saga);
 
     // The same start again is answered 200, also after waiting.
     let response = start_waiting(&app, &body, "wait=10").await;
