@@ -66,6 +66,7 @@ pub use input::{ActionReport, ActorError, Handled, Inbound, Ingested, StartError
 #[cfg(feature = "testing")]
 pub use memory::MemoryStore;
 pub use metrics::Metrics;
+pub use notifier::Watch;
 pub use orchestrator::Orchestrator;
 pub use ports::{
     DefinitionStore, EventStore, OperatorQueries, OutboxStore, PublishError, SagaStore, StoreError,

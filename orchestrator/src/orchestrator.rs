@@ -20,7 +20,7 @@ use crate::input::{
 use crate::kind::Reload;
 use crate::messages::{Crashed, Gone, Handle, Publish, Route, RouteError};
 use crate::metrics::Metrics;
-use crate::notifier::SettledNotifier;
+use crate::notifier::{SettledNotifier, Watch};
 use crate::ports::{DeadLetter, EventRecord, EventStore, SagaRecord, StoreError};
 use crate::relay::OutboxRelay;
 use crate::supervisor::{Kinds, Snapshot, Supervisor};
@@ -99,7 +99,50 @@ impl Orchestrator {
         version: Option<u32>,
         traceparent: Option<TraceParent>,
     ) -> Result<StartOutcome, StartError> {
+        let started = self
+            .start_watching(saga_type, business_key, input, version, traceparent, false)
+            .await;
+        started.map(|(outcome, _)| outcome)
+    }
+
+    /// As [`Orchestrator::start`]; with `watch`, a saga it creates comes with
+    /// a subscription to its settling, taken before its first step, for
+    /// [`Orchestrator::wait_settled_from`].
+    pub async fn start_watching(
+        &self,
+        saga_type: &str,
+        business_key: &str,
+        input: Value,
+        version: Option<u32>,
+        traceparent: Option<TraceParent>,
+        watch: bool,
+    ) -> Result<(StartOutcome, Option<Watch>), StartError> {
         let id = SagaId::from_uuid(Uuid::now_v7());
+        let watch = watch.then(|| self.notifier.subscribe(id));
+        let outcome = self
+            .start_as(id, saga_type, business_key, input, version, traceparent)
+            .await;
+        match outcome {
+            Ok(StartOutcome::Created(record)) => Ok((StartOutcome::Created(record), watch)),
+            other => {
+                if watch.is_some() {
+                    drop(watch);
+                    self.notifier.forget(id);
+                }
+                other.map(|outcome| (outcome, None))
+            }
+        }
+    }
+
+    async fn start_as(
+        &self,
+        id: SagaId,
+        saga_type: &str,
+        business_key: &str,
+        input: Value,
+        version: Option<u32>,
+        traceparent: Option<TraceParent>,
+    ) -> Result<StartOutcome, StartError> {
         let start = SagaInput::Start {
             business_key: business_key.to_owned(),
             input,
@@ -339,29 +382,54 @@ impl Orchestrator {
         timeout: Duration,
     ) -> Result<Option<SagaRecord>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut known = None;
+        self.wait_until(saga_id, deadline, None).await
+    }
+
+    /// As [`Orchestrator::wait_settled`], for a saga whose row is `record`
+    /// and to whose settling `watch` (if any) subscribed before that row was
+    /// written: the row need not be read first.
+    pub async fn wait_settled_from(
+        &self,
+        record: SagaRecord,
+        watch: Option<Watch>,
+        timeout: Duration,
+    ) -> Result<Option<SagaRecord>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let id = record.id;
+        self.wait_until(id, deadline, watch.map(|w| (record, w)))
+            .await
+    }
+
+    async fn wait_until(
+        &self,
+        saga_id: SagaId,
+        deadline: tokio::time::Instant,
+        mut known: Option<(SagaRecord, Watch)>,
+    ) -> Result<Option<SagaRecord>, StoreError> {
         loop {
-            let settled = self.notifier.subscribe(saga_id);
-            let record = match known.take() {
-                Some(r) => r,
-                None => match self.store.get(saga_id).await? {
-                    Some(r) => r,
-                    None => return Ok(None),
-                },
+            let (record, settled) = match known.take() {
+                Some(known) => known,
+                None => {
+                    let settled = self.notifier.subscribe(saga_id);
+                    match self.store.get(saga_id).await? {
+                        Some(record) => (record, settled),
+                        None => return Ok(None),
+                    }
+                }
             };
             let done = Status::parse(&record.status).is_none_or(Status::is_settled);
             let now = tokio::time::Instant::now();
             if done || now >= deadline {
                 return Ok(Some(record));
             }
-            // Woken by the step that settled it, the row is the one read with
-            // that step applied: every column a step changes, it sets.
+            // Woken by the step that settled it, the row is the one known
+            // with that step applied: every column a step changes, it sets.
             if let Ok(Ok(Some(step))) =
                 tokio::time::timeout((deadline - now).min(WAIT_POLL), settled).await
             {
                 let mut record = record;
                 record.apply(&step);
-                known = Some(record);
+                return Ok(Some(record));
             }
         }
     }

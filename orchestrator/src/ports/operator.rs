@@ -59,7 +59,8 @@ pub struct CommandRecord {
     pub command_type: String,
     /// When the step that decided it committed.
     pub created_at: DateTime<Utc>,
-    /// When its transport took it; `None` while unsent.
+    /// When it was recorded as taken by its transport (sent marks are
+    /// written together, up to 50 ms after); `None` until then.
     pub sent_at: Option<DateTime<Utc>>,
     /// Failed attempts to hand it to its transport.
     pub publish_attempts: u32,

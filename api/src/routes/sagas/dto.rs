@@ -72,7 +72,7 @@ pub(crate) struct WaitingDto {
     waiting_on: String,
     /// When the reply deadline passes or the retry is sent; none when waiting on an operator.
     fires_at: Option<DateTime<Utc>>,
-    /// The outbox id of this attempt's command, and when it was handed to its transport.
+    /// The outbox id of this attempt's command, and when it was recorded as sent.
     pub(crate) command_id: Option<Uuid>,
     pub(crate) command_sent_at: Option<DateTime<Utc>>,
 }
@@ -157,11 +157,12 @@ pub(crate) struct SentCommandDto {
     /// The service it went to.
     participant: String,
     command_type: String,
-    /// The transport that carries it: `in-process`, `eventbridge` or `servicebus`.
+    /// The transport that carries it: `in-process`, `eventbridge`, `servicebus` or `eventgrid`.
     transport: String,
     /// When the step that decided it committed.
     created_at: DateTime<Utc>,
-    /// When its transport took it; absent while unsent.
+    /// When it was recorded as taken by its transport (sent marks are written
+    /// together, up to 50 ms after); absent until then.
     sent_at: Option<DateTime<Utc>>,
     /// Failed attempts to hand it to its transport.
     publish_attempts: u32,

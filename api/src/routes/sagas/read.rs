@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use sagaplane_orchestrator::ports::{SagaRecord, SUSPENDED_BY_SUPERVISOR};
+use sagaplane_orchestrator::ports::{SagaRecord, StoreError, SUSPENDED_BY_SUPERVISOR};
 use sagaplane_sagas::{SagaId, Status};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -91,6 +91,16 @@ pub(crate) async fn settled(
     let settled = state
         .orchestrator
         .wait_settled(id, Duration::from_secs(seconds));
+    unless_gone(state, http, id, settled).await
+}
+
+/// `settled`'s outcome, or the saga as it is once the client goes away.
+pub(crate) async fn unless_gone(
+    state: &AppState,
+    http: &HttpRequest,
+    id: SagaId,
+    settled: impl std::future::Future<Output = Result<Option<SagaRecord>, StoreError>>,
+) -> Result<Option<SagaRecord>, ApiError> {
     Ok(tokio::select! {
         record = settled => record?,
         () = crate::connection::gone(http) => state.orchestrator.saga(id).await?,

@@ -1,6 +1,8 @@
 //! `POST /v1/sagas`: start a saga; `(saga_type, business_key)` is the
 //! idempotency key of the start.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sagaplane_orchestrator::{StartError, StartOutcome, TraceParent};
@@ -126,14 +128,16 @@ pub(crate) async fn start(
             format!("must be 1 to {MAX_BUSINESS_KEY_LEN} bytes, not blank"),
         )]));
     }
-    let outcome = state
+    let wait = prefer::wait_seconds(http.headers()).filter(|&s| s > 0);
+    let (outcome, watch) = state
         .orchestrator
-        .start(
+        .start_watching(
             &request.saga_type,
             &business_key,
             request.input,
             request.version,
             traceparent,
+            wait.is_some(),
         )
         .await
         .map_err(|e| match e {
@@ -149,7 +153,7 @@ pub(crate) async fn start(
         StartOutcome::Existing(record) => (HttpResponse::Ok(), record),
     };
     response.insert_header((header::LOCATION, format!("/v1/sagas/{}", record.id)));
-    let Some(wait) = prefer::wait_seconds(http.headers()).filter(|&s| s > 0) else {
+    let Some(wait) = wait else {
         return Ok(response
             .insert_header(etag(record.version))
             .json(SagaDto::from_record(record)));
@@ -157,11 +161,14 @@ pub(crate) async fn start(
     // `Prefer: wait=N`: answer once the saga has settled, or with its state
     // after N seconds (at most the longest long poll). It exists: it was
     // just started or found.
-    let seconds = wait.min(state.http.max_wait_seconds);
-    let record = match read::settled(&state, &http, record.id, seconds).await? {
-        Some(now) => now,
-        None => record,
-    };
+    let seconds = Duration::from_secs(wait.min(state.http.max_wait_seconds));
+    let id = record.id;
+    let settled = state
+        .orchestrator
+        .wait_settled_from(record.clone(), watch, seconds);
+    let record = read::unless_gone(&state, &http, id, settled)
+        .await?
+        .unwrap_or(record);
     Ok(response
         .insert_header(etag(record.version))
         .insert_header(("Preference-Applied", "wait"))
