@@ -124,13 +124,8 @@ impl Orchestrator {
             .await;
         match outcome {
             Ok(StartOutcome::Created(record)) => Ok((StartOutcome::Created(record), watch)),
-            other => {
-                if watch.is_some() {
-                    drop(watch);
-                    self.notifier.forget(id);
-                }
-                other.map(|outcome| (outcome, None))
-            }
+            // Dropped, the subscription to a saga not made is gone too.
+            other => other.map(|outcome| (outcome, None)),
         }
     }
 
@@ -404,32 +399,40 @@ impl Orchestrator {
         &self,
         saga_id: SagaId,
         deadline: tokio::time::Instant,
-        mut known: Option<(SagaRecord, Watch)>,
+        known: Option<(SagaRecord, Watch)>,
     ) -> Result<Option<SagaRecord>, StoreError> {
+        let (mut known, mut watch) = match known {
+            Some((record, watch)) => (Some(record), watch),
+            None => (None, self.notifier.subscribe(saga_id)),
+        };
         loop {
-            let (record, settled) = match known.take() {
-                Some(known) => known,
-                None => {
-                    let settled = self.notifier.subscribe(saga_id);
-                    match self.store.get(saga_id).await? {
-                        Some(record) => (record, settled),
-                        None => return Ok(None),
-                    }
-                }
+            // Read after subscribing, so a settling in between is not missed.
+            let record = match known.take() {
+                Some(record) => record,
+                None => match self.store.get(saga_id).await? {
+                    Some(record) => record,
+                    None => return Ok(None),
+                },
             };
             let done = Status::parse(&record.status).is_none_or(Status::is_settled);
             let now = tokio::time::Instant::now();
             if done || now >= deadline {
                 return Ok(Some(record));
             }
-            // Woken by the step that settled it, the row is the one known
-            // with that step applied: every column a step changes, it sets.
-            if let Ok(Ok(Some(step))) =
-                tokio::time::timeout((deadline - now).min(WAIT_POLL), settled).await
-            {
-                let mut record = record;
-                record.apply(&step);
-                return Ok(Some(record));
+            let poll = (deadline - now).min(WAIT_POLL);
+            match tokio::time::timeout(poll, watch.settled()).await {
+                // Woken by the step that settled it, the row is the one known
+                // with that step applied: every column a step changes, it
+                // sets. Not if the row read is newer (a suspension undone).
+                Ok(Some(Some(step))) if step.version() > record.version as u64 => {
+                    let mut record = record;
+                    record.apply(&step);
+                    return Ok(Some(record));
+                }
+                // Woken without a step, or by an older one: read again.
+                Ok(_) => watch = self.notifier.subscribe(saga_id),
+                // Another node may have moved it: read again.
+                Err(_) => {}
             }
         }
     }

@@ -167,13 +167,18 @@ pub(crate) async fn step<S: Saga>(
                 } else {
                     Handled::Applied { version, status }
                 };
-                if status.is_settled() {
-                    deps.notifier.notify(id, Some(commit.clone()));
-                }
-                let outbox =
-                    Arc::try_unwrap(commit).map_or_else(|c| c.outbox.clone(), |c| c.outbox);
+                // The committer keeps no copy of the step: its commands are
+                // taken out, not cloned, and the rest wakes the waiters.
+                let mut commit = commit;
+                let outbox = match Arc::get_mut(&mut commit) {
+                    Some(c) => std::mem::take(&mut c.outbox),
+                    None => commit.outbox.clone(),
+                };
                 if !outbox.is_empty() {
                     deps.relay.do_send(Publish(outbox));
+                }
+                if status.is_settled() {
+                    deps.notifier.notify(id, Some(commit));
                 }
                 let loaded = Loaded {
                     state,

@@ -32,6 +32,13 @@ pub struct StepCommit {
     pub at: DateTime<Utc>,
 }
 
+impl StepCommit {
+    /// The saga's version once this step is written.
+    pub fn version(&self) -> u64 {
+        self.expected_version + self.events.len() as u64
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewSaga {
     pub business_key: String,
@@ -124,7 +131,7 @@ impl SagaRecord {
         self.step_since = view.step_since;
         self.participant = view.participant.clone();
         self.max_attempts = view.max_attempts.map(|a| a as i32);
-        self.version = (step.expected_version + step.events.len() as u64) as i64;
+        self.version = step.version() as i64;
         self.last_error = view.last_error.clone();
         self.wake_at = view.wake_at;
         self.updated_at = step.at;

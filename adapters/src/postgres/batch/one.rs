@@ -15,11 +15,13 @@ use uuid::Uuid;
 use crate::postgres::rows::{db, StepOutcome};
 
 /// Events and commands, appended only when `$step` (the saga row's CTE) wrote
-/// a row; `MESSAGE` is what the first event's `message_id` is.
-const APPEND: &str = "
+/// a row; `message` is what the first event's `message_id` is.
+fn append(message: &str) -> String {
+    format!(
+        "
 ev AS (
     INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id)
-    SELECT step.id, x.q, x.ty, x.d, x.t, CASE WHEN x.q = $13[1] THEN MESSAGE END
+    SELECT step.id, x.q, x.ty, x.d, x.t, CASE WHEN x.q = $13[1] THEN {message} END
     FROM step, UNNEST($13::bigint[], $14::text[], $15::jsonb[], $16::timestamptz[]) AS x(q, ty, d, t)
 ),
 ob AS (
@@ -29,7 +31,9 @@ ob AS (
         $22::text[], $23::text[], $24::text[], $25::jsonb[], $26::timestamptz[], $27::text[])
         AS x(i, s, ty, sp, a, p, ct, k, d, t, tp)
 )
-SELECT count(*) FROM step";
+SELECT count(*) FROM step"
+    )
+}
 
 // $12 is the message the step consumed, kept on its first event.
 static UPDATE: LazyLock<String> = LazyLock::new(|| {
@@ -44,7 +48,7 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
             RETURNING id
         ),
         {}",
-        APPEND.replace("MESSAGE", "$12::text")
+        append("$12::text")
     )
 });
 
@@ -60,7 +64,7 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
             RETURNING id
         ),
         {}",
-        APPEND.replace("MESSAGE", "NULL")
+        append("NULL")
     )
 });
 
@@ -129,7 +133,7 @@ fn bind_rest<'q>(
     step: &'q StepCommit,
 ) -> QueryScalar<'q, Postgres, i64, PgArguments> {
     let view = &step.view;
-    let version = (step.expected_version + step.events.len() as u64) as i64;
+    let version = step.version() as i64;
     let query = query
         .bind(view.status.as_str())
         .bind(view.step.as_deref())

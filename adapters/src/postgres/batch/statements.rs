@@ -69,10 +69,7 @@ impl<'a> SagaRows<'a> {
                 .iter()
                 .map(|s| s.view.max_attempts.map(|a| a as i32))
                 .collect(),
-            versions: steps
-                .iter()
-                .map(|s| (s.expected_version + s.events.len() as u64) as i64)
-                .collect(),
+            versions: steps.iter().map(|s| s.version() as i64).collect(),
             errors: steps.iter().map(|s| s.view.last_error.as_deref()).collect(),
             wakes: steps.iter().map(|s| s.view.wake_at).collect(),
             times: steps.iter().map(|s| s.at).collect(),
