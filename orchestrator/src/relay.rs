@@ -91,7 +91,10 @@ impl OutboxRelay {
             settle_due: false,
             awaiting_recovery: None,
             sweep_interval,
-            grace: chrono::Duration::from_std(sweep_interval).unwrap_or(chrono::Duration::MAX),
+            // Never shorter than a few mark delays: a row published but not
+            // yet marked is not the sweep's to publish again.
+            grace: chrono::Duration::from_std(sweep_interval.max(SETTLE_EVERY * 10))
+                .unwrap_or(chrono::Duration::MAX),
             started_at,
             policy,
             ownership,
