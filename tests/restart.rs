@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::helpers::{fresh_database_url, order};
-use crate::server::Server;
+use crate::server::{all_marked_sent, Server};
 
 #[tokio::test]
 async fn the_state_after_a_restart_equals_the_state_before() {
@@ -36,6 +36,8 @@ async fn the_state_after_a_restart_equals_the_state_before() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(waited, "the third saga reaches charge-payment");
+    // Each command marked sent, as the restart will find it.
+    assert!(all_marked_sent(&db).await);
     let mut before = Vec::new();
     for id in [&completed, &compensated, &waiting] {
         before.push(first.snapshot(id).await);

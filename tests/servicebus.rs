@@ -682,21 +682,7 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
     // Every command marked sent first: one published in the last moments
     // and not yet marked would be published again after the restart, and
     // its second reply would be a message of its own.
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let unsent = || async {
-        let sql = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
-        sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
-    for _ in 0..250 {
-        if unsent().await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(unsent().await, 0, "every command marked sent");
+    assert!(crate::server::all_marked_sent(&database_url).await);
     // The process dies with the reply committed and its message still locked.
     let port = server.port;
     server.kill();
@@ -724,6 +710,7 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
         .filter(|e| e["type"] == "PaymentCharged")
         .count();
     assert_eq!(charged, 1, "{events}");
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let inbox: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%'",
     )
