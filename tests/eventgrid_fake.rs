@@ -18,6 +18,8 @@ use sagaplane_sagas::SagaId;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::helpers::until;
+
 pub const KEY: &str = "ZXZlbnRncmlkLXRvcGljLWtleS0x";
 const OTHER_KEY: &str = "ZXZlbnRncmlkLXRvcGljLWtleS0y";
 
@@ -146,17 +148,6 @@ async fn publish(
 
 const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
 const V: &str = "?api-version=2018-01-01";
-
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
 
 #[actix_web::test]
 async fn a_topic_takes_a_key_or_a_signature_of_it_and_refuses_anything_else() {
@@ -344,7 +335,7 @@ async fn a_subscription_needs_the_handshake_then_gets_its_events_with_retries() 
     assert_eq!(publish(&fake, V, &key, BATCH, body).await.0, 200);
 
     assert!(
-        eventually(Duration::from_secs(10), || fake
+        until(Duration::from_secs(10), || fake
             .delivered("orders", "flaky")
             .len()
             == 1)
@@ -371,7 +362,7 @@ async fn a_subscription_needs_the_handshake_then_gets_its_events_with_retries() 
     );
 
     assert!(
-        eventually(Duration::from_secs(10), || {
+        until(Duration::from_secs(10), || {
             fake.dead_lettered("orders", "poisoned").len() == 2
                 && fake.dead_lettered("orders", "down").len() == 2
         })
@@ -402,7 +393,7 @@ async fn batched_delivery_sends_arrays_and_a_stopped_grid_delivers_later() {
     };
     assert_eq!(publish(&fake, V, &key, BATCH, body(0)).await.0, 200);
     assert!(
-        eventually(Duration::from_secs(5), || fake
+        until(Duration::from_secs(5), || fake
             .delivered("orders", "batched")
             .len()
             == 4)
@@ -430,7 +421,7 @@ async fn batched_delivery_sends_arrays_and_a_stopped_grid_delivers_later() {
     assert!(refused.is_err(), "a stopped grid refuses connections");
     fake.restart();
     assert!(
-        eventually(Duration::from_secs(5), || fake
+        until(Duration::from_secs(5), || fake
             .delivered("orders", "batched")
             .len()
             == 8)

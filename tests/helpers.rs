@@ -330,30 +330,18 @@ impl TestApp {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
 
-    /// Whether every committed command is marked sent within 5 s: the relay
-    /// marks them together, a little after they went out.
+    /// Whether every committed command is marked sent within 5 s.
     pub async fn all_marked_sent(&self) -> bool {
-        let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
-        self.eventually(Duration::from_secs(5), || async {
-            self.count(unsent).await == 0
-        })
-        .await
+        all_marked_sent(&self.pool).await
     }
 
     /// Polls `check` every 20 ms for up to `limit`; true once it holds.
-    pub async fn eventually<F, Fut>(&self, limit: Duration, mut check: F) -> bool
+    pub async fn eventually<F, Fut>(&self, limit: Duration, check: F) -> bool
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        eventually(limit, check).await
     }
 }
 
@@ -415,4 +403,48 @@ pub fn inventory_answers_through_eventbridge() -> SimulatorRule {
         answer: "never".into(),
         ..SimulatorRule::default()
     }
+}
+
+/// Polls `check` every 20 ms for up to `limit`; true once it holds.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Polls a `check` that need not wait every 20 ms for up to `limit`, and
+/// once more at the end; true once it holds.
+pub async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// Whether every committed command in `pool`'s database is marked sent
+/// within 5 s: the relay marks them together, a little after they went out,
+/// and one not yet marked would be published again after a restart.
+pub async fn all_marked_sent(pool: &PgPool) -> bool {
+    let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
+    eventually(Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, i64>(unsent)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await
 }

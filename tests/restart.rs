@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::helpers::{fresh_database_url, order};
-use crate::server::{all_marked_sent, Server};
+use crate::helpers::{all_marked_sent, fresh_database_url, order};
+use crate::server::Server;
 
 #[tokio::test]
 async fn the_state_after_a_restart_equals_the_state_before() {
@@ -37,7 +37,8 @@ async fn the_state_after_a_restart_equals_the_state_before() {
     }
     assert!(waited, "the third saga reaches charge-payment");
     // Each command marked sent, as the restart will find it.
-    assert!(all_marked_sent(&db).await);
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    assert!(all_marked_sent(&pool).await);
     let mut before = Vec::new();
     for id in [&completed, &compensated, &waiting] {
         before.push(first.snapshot(id).await);

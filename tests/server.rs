@@ -198,22 +198,6 @@ pub struct Case {
     pub required: &'static [&'static str],
 }
 
-/// Whether every command in the database at `database_url` is marked sent
-/// within 5 s: the relay marks them together, a little after they went out,
-/// and one not yet marked would be published again after a restart.
-pub async fn all_marked_sent(database_url: &str) -> bool {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
-    for _ in 0..250 {
-        let left: i64 = sqlx::query_scalar(unsent).fetch_one(&pool).await.unwrap();
-        if left == 0 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 /// `n` order sagas, a quarter of them completing and the rest compensating
 /// at each of the three places an order can fail.
 pub fn cases(n: usize) -> Vec<Case> {

@@ -17,7 +17,7 @@ use sagaplane_servicebus_fake::{Config, FakeServiceBus, Policy};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{order, spawn_app_with, TestApp};
+use crate::helpers::{all_marked_sent, order, spawn_app_with, until, TestApp};
 
 pub const KEY: &str = "b3JkZXJzLW5hbWVzcGFjZS10ZXN0LWtleQ==";
 pub const COMMANDS: &str = "payment-commands";
@@ -641,17 +641,6 @@ fn server_env(fake: &FakeServiceBus) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
-
 #[tokio::test]
 async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised() {
     use crate::server::{assert_histories_whole, Server};
@@ -682,7 +671,8 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
     // Every command marked sent first: one published in the last moments
     // and not yet marked would be published again after the restart, and
     // its second reply would be a message of its own.
-    assert!(crate::server::all_marked_sent(&database_url).await);
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    assert!(all_marked_sent(&pool).await);
     // The process dies with the reply committed and its message still locked.
     let port = server.port;
     server.kill();
@@ -710,7 +700,6 @@ async fn killed_between_commit_and_complete_the_redelivered_reply_is_recognised(
         .filter(|e| e["type"] == "PaymentCharged")
         .count();
     assert_eq!(charged, 1, "{events}");
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let inbox: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%'",
     )
