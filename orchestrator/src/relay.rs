@@ -144,7 +144,11 @@ impl OutboxRelay {
         }
         // Sent marks wait to be coalesced; failures (a retry to schedule, a
         // dead letter for an operator) and a full batch do not.
-        let urgent = !self.failed.is_empty() || self.published.len() >= BATCH;
+        // A retried row came from a sweep: marked late, a later sweep could
+        // read it unsent and publish it again.
+        let urgent = !self.failed.is_empty()
+            || self.published.len() >= BATCH
+            || self.published.iter().any(|m| m.publish_attempts > 0);
         if !urgent {
             if self.settle_due {
                 return;
