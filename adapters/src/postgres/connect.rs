@@ -41,8 +41,10 @@ pub(super) async fn pool(url: &str, max_connections: u32) -> Result<PgPool, Conn
     let options: PgConnectOptions = url.parse().map_err(ConnectError::Connect)?;
     // Plan each statement once per connection instead of on every execution:
     // the set-based statements take arrays, whose custom plans cost more to
-    // make than to run.
-    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
+    // make than to run. No JIT: a generic plan's estimates can pass its cost
+    // threshold, and compiling then takes seconds for a statement that runs
+    // in a millisecond.
+    let options = options.options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
