@@ -22,7 +22,7 @@ async fn post_raw(
 async fn assert_nothing_stored(app: &TestApp) {
     assert_eq!(app.count("SELECT count(*) FROM sagas").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM saga_events").await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM commands").await, 0);
 }
 
 #[actix_web::test]

@@ -105,7 +105,7 @@ async fn bench_runs_the_workload_and_reports_its_figures() {
             );
             assert_eq!(events.await.unwrap(), 4 * preloaded);
             let commands = count(
-                "SELECT count(*) FROM outbox o JOIN sagas s ON s.id = o.saga_id \
+                "SELECT count(*) FROM commands o JOIN sagas s ON s.id = o.saga_id \
                  WHERE s.business_key LIKE 'preload-%' AND o.sent_at IS NOT NULL",
             );
             assert_eq!(commands.await.unwrap(), 3 * preloaded);

@@ -44,7 +44,7 @@ fn fraud_request(key: &str, amount_cents: i64) -> Value {
 
 /// The `data` of the command sent for `step`.
 async fn command_data(app: &TestApp, id: &str, step: &str) -> Value {
-    sqlx::query_scalar("SELECT data FROM outbox WHERE saga_id = $1::uuid AND step = $2")
+    sqlx::query_scalar("SELECT data FROM commands WHERE saga_id = $1::uuid AND step = $2")
         .bind(id)
         .bind(step)
         .fetch_one(&app.pool)
@@ -86,7 +86,7 @@ async fn a_teams_own_definition_runs_to_completion_with_its_extra_step() {
     );
     // The check is sent to the fraud service with the charge's result in it.
     let check: (String, String) = sqlx::query_as(
-        "SELECT participant, command_type FROM outbox WHERE saga_id = $1::uuid AND step = 'fraud-check'",
+        "SELECT participant, command_type FROM commands WHERE saga_id = $1::uuid AND step = 'fraud-check'",
     )
     .bind(&id)
     .fetch_one(&app.pool)

@@ -279,7 +279,7 @@ async fn a_participant_routed_to_eventbridge_gets_its_commands_there() {
     assert!(app.all_marked_sent().await);
     assert_eq!(
         app.count(
-            "SELECT count(*) FROM outbox WHERE participant = 'inventory' AND sent_at IS NOT NULL"
+            "SELECT count(*) FROM commands WHERE participant = 'inventory' AND sent_at IS NOT NULL"
         )
         .await,
         1

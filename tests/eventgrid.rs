@@ -215,7 +215,7 @@ async fn a_topic_refusing_the_key_keeps_the_command_until_its_budget_then_dead_l
         .await;
     assert!(
         app.eventually(Duration::from_secs(10), || async {
-            app.count("SELECT count(*) FROM outbox WHERE dead_lettered_at IS NOT NULL")
+            app.count("SELECT count(*) FROM commands WHERE dead_lettered_at IS NOT NULL")
                 .await
                 == 1
         })
@@ -246,8 +246,10 @@ async fn event_grid_down_then_back_loses_nothing_and_applies_nothing_twice() {
     let ids = start_orders(&app, "eg-down", 3, 700).await;
     assert!(
         app.eventually(Duration::from_secs(10), || async {
-            app.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND publish_attempts >= 2")
-                .await
+            app.count(
+                "SELECT count(*) FROM commands WHERE sent_at IS NULL AND publish_attempts >= 2",
+            )
+            .await
                 == 3
         })
         .await,

@@ -57,7 +57,7 @@ fn request(key: &str, sku: &str, amount_cents: i64) -> Value {
 /// The time each step's command was committed, by step.
 async fn committed_at(app: &TestApp, id: &str) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
     sqlx::query_as(
-        "SELECT step, created_at FROM outbox WHERE saga_id = $1::uuid ORDER BY created_at, step",
+        "SELECT step, created_at FROM commands WHERE saga_id = $1::uuid ORDER BY created_at, step",
     )
     .bind(id)
     .fetch_all(&app.pool)

@@ -299,7 +299,7 @@ impl TestApp {
 
     /// The steps commanded for a saga, in the order they were committed.
     pub async fn commanded_steps(&self, id: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT step FROM outbox WHERE saga_id = $1::uuid ORDER BY message_id")
+        sqlx::query_scalar("SELECT step FROM commands WHERE saga_id = $1::uuid ORDER BY message_id")
             .bind(id)
             .fetch_all(&self.pool)
             .await
@@ -438,7 +438,7 @@ pub async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// within 5 s: the relay marks them together, a little after they went out,
 /// and one not yet marked would be published again after a restart.
 pub async fn all_marked_sent(pool: &PgPool) -> bool {
-    let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
+    let unsent = "SELECT count(*) FROM commands WHERE sent_at IS NULL";
     eventually(Duration::from_secs(5), || async {
         sqlx::query_scalar::<_, i64>(unsent)
             .fetch_one(pool)

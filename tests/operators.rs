@@ -66,7 +66,7 @@ async fn a_waiting_saga_says_what_it_waits_for() {
     assert_eq!(w["waiting_on"], "reply");
     assert_eq!(w["fires_at"], saga["next_wake_at"]);
     let command_id: String = sqlx::query_scalar(
-        "SELECT message_id::text FROM outbox WHERE saga_id = $1::uuid AND step = 'reserve-inventory'",
+        "SELECT message_id::text FROM commands WHERE saga_id = $1::uuid AND step = 'reserve-inventory'",
     )
     .bind(&id)
     .fetch_one(&app.pool)

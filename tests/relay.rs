@@ -33,8 +33,10 @@ async fn an_outage_delays_commands_and_loses_none() {
     }
     let retried = app
         .eventually(Duration::from_secs(5), || async {
-            app.count("SELECT count(*) FROM outbox WHERE publish_attempts >= 2 AND sent_at IS NULL")
-                .await
+            app.count(
+                "SELECT count(*) FROM commands WHERE publish_attempts >= 2 AND sent_at IS NULL",
+            )
+            .await
                 == 5
         })
         .await;
@@ -42,7 +44,7 @@ async fn an_outage_delays_commands_and_loses_none() {
         retried,
         "each command was tried again while the peer was down"
     );
-    let error: String = sqlx::query_scalar("SELECT last_error FROM outbox LIMIT 1")
+    let error: String = sqlx::query_scalar("SELECT last_error FROM commands LIMIT 1")
         .fetch_one(&app.pool)
         .await
         .unwrap();
@@ -70,14 +72,14 @@ async fn past_its_budget_a_command_is_a_dead_letter_until_redriven() {
         .await;
     let dead = app
         .eventually(Duration::from_secs(10), || async {
-            app.count("SELECT count(*) FROM outbox WHERE dead_lettered_at IS NOT NULL")
+            app.count("SELECT count(*) FROM commands WHERE dead_lettered_at IS NOT NULL")
                 .await
                 == 1
         })
         .await;
     assert!(dead, "the command was dead-lettered");
     assert_eq!(
-        app.count("SELECT publish_attempts::bigint FROM outbox")
+        app.count("SELECT publish_attempts::bigint FROM commands")
             .await,
         3
     );
@@ -99,7 +101,7 @@ async fn past_its_budget_a_command_is_a_dead_letter_until_redriven() {
     // The sweep leaves it alone: nothing more is tried.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        app.count("SELECT publish_attempts::bigint FROM outbox")
+        app.count("SELECT publish_attempts::bigint FROM commands")
             .await,
         3
     );

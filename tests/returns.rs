@@ -71,7 +71,7 @@ async fn a_return_is_approved_refunded_and_restocked_keyed_by_its_return_id() {
         refund_id
     );
     let restock: Value = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE saga_id = $1::uuid AND step = 'restock-items'",
+        "SELECT data FROM commands WHERE saga_id = $1::uuid AND step = 'restock-items'",
     )
     .bind(&id)
     .fetch_one(&app.pool)

@@ -389,7 +389,7 @@ async fn a_broker_outage_delays_commands_and_loses_or_doubles_nothing() {
         let retried = app
             .eventually(Duration::from_secs(10), || async {
                 app.count(
-                    "SELECT count(*) FROM outbox WHERE participant = 'payment' \
+                    "SELECT count(*) FROM commands WHERE participant = 'payment' \
                      AND publish_attempts > 0 AND sent_at IS NULL",
                 )
                 .await

@@ -383,7 +383,7 @@ async fn three_nodes_under_kills_and_a_database_restart_lose_nothing() {
     loop {
         let unsettled =
             count("SELECT count(*) FROM sagas WHERE status IN ('running', 'compensating')").await;
-        let unsent = count("SELECT count(*) FROM outbox WHERE sent_at IS NULL").await;
+        let unsent = count("SELECT count(*) FROM commands WHERE sent_at IS NULL").await;
         if unsettled == 0 && unsent == 0 {
             break;
         }
@@ -436,8 +436,10 @@ async fn three_nodes_under_kills_and_a_database_restart_lose_nothing() {
     assert_histories_whole(&pool).await;
     // Every command was handed over: none is left unsent or dead-lettered.
     assert_eq!(
-        count("SELECT count(*) FROM outbox WHERE sent_at IS NULL OR dead_lettered_at IS NOT NULL")
-            .await,
+        count(
+            "SELECT count(*) FROM commands WHERE sent_at IS NULL OR dead_lettered_at IS NOT NULL"
+        )
+        .await,
         0,
         "seed {seed}: commands not published"
     );

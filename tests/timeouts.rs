@@ -48,7 +48,7 @@ async fn an_unanswered_step_is_retried_then_compensated_including_its_own_undo()
     );
     let keys = app
         .count(&format!(
-            "SELECT count(DISTINCT idempotency_key) FROM outbox WHERE saga_id = '{id}' AND step = 'reserve-inventory'"
+            "SELECT count(DISTINCT idempotency_key) FROM commands WHERE saga_id = '{id}' AND step = 'reserve-inventory'"
         ))
         .await;
     assert_eq!(keys, 1, "both attempts carry one idempotency key");
@@ -83,7 +83,7 @@ async fn a_compensation_that_keeps_failing_suspends_the_saga() {
     assert_eq!(last["data"]["then"]["action"], "suspend");
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM outbox WHERE saga_id = '{id}' AND step = 'cancel-order'"
+            "SELECT count(*) FROM commands WHERE saga_id = '{id}' AND step = 'cancel-order'"
         ))
         .await,
         0,

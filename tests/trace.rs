@@ -26,7 +26,7 @@ async fn start_with(app: &TestApp, key: &str, traceparent: &str) -> String {
 /// Every command's traceparent, in commit order.
 async fn command_traces(app: &TestApp, id: &str) -> Vec<String> {
     sqlx::query_scalar(
-        "SELECT traceparent FROM outbox WHERE saga_id = $1::uuid ORDER BY message_id",
+        "SELECT traceparent FROM commands WHERE saga_id = $1::uuid ORDER BY message_id",
     )
     .bind(id)
     .fetch_all(&app.pool)

@@ -63,6 +63,7 @@ fn step(saga: SagaId, expected_version: u64, n: usize, key: Option<&str>) -> Ste
             .collect(),
         view: view(Status::Running, None),
         outbox: Vec::new(),
+        relay_pos: None,
         inbox: None,
         at: now,
     }
@@ -262,7 +263,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
     let retry_at = Utc::now() + Duration::seconds(30);
     store
         .publish_failed(&[PublishFailure::Retry {
-            message_id: m,
+            message: first.outbox[1].clone(),
             error: "broker down".into(),
             at: retry_at,
         }])
@@ -286,7 +287,7 @@ async fn outbox_rows_stay_unsent_until_marked_and_due_timers_are_found() {
         outbox_message_id: Some(m),
     };
     let dead = PublishFailure::DeadLetter {
-        message_id: m,
+        message: first.outbox[1].clone(),
         error: "still down".into(),
         letter,
     };
@@ -379,4 +380,169 @@ async fn nodes_share_the_partitions_and_take_over_a_dead_ones() {
     let only = 1u64 << partition;
     assert_eq!(store.due(Utc::now(), 10, only).await.unwrap().len(), 1);
     assert!(store.due(Utc::now(), 10, !only).await.unwrap().is_empty());
+}
+
+/// A command of `saga`, as a step decides it.
+fn command(saga: SagaId, n: u32) -> OutboxMessage {
+    OutboxMessage {
+        message_id: Uuid::now_v7(),
+        saga_id: saga,
+        saga_type: "order".into(),
+        step: "charge-payment".into(),
+        attempt: n,
+        participant: "payments".into(),
+        command_type: "order.payment.charge.v1".into(),
+        idempotency_key: format!("{saga}:charge-payment:{n}"),
+        data: json!({ "n": n }),
+        created_at: Utc::now()
+            .duration_trunc(Duration::microseconds(1))
+            .unwrap(),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        publish_attempts: 0,
+    }
+}
+
+async fn scalar(store: &PgEventStore, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+const UNPUBLISHED: &str = "SELECT count(*) FROM commands WHERE sent_at IS NULL";
+
+#[tokio::test]
+async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered_above_it() {
+    let store = store().await;
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let base = epoch << 40;
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        let id = saga();
+        let mut s = step(id, 0, 1, Some(&format!("kept-{n}")));
+        s.outbox = vec![command(id, n as u32)];
+        s.relay_pos = Some(base + n);
+        let outcome = store.commit(Arc::new(s.clone())).await.unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed);
+        sent.push(s.outbox.remove(0));
+    }
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(scalar(&store, UNPUBLISHED).await, 3);
+    let far = Utc::now() + Duration::days(1);
+    assert!(
+        store
+            .unsent(far, Duration::zero(), 10, ALL)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live relay's commands are not the sweep's"
+    );
+
+    // The watermark passes the first: it is published, the others are not.
+    store
+        .relay_published(epoch, "node-a", base + 1)
+        .await
+        .unwrap();
+    assert_eq!(scalar(&store, UNPUBLISHED).await, 2);
+    let first = store
+        .command_for(sent[0].saga_id, "charge-payment", 0)
+        .await
+        .unwrap()
+        .expect("listed");
+    assert_eq!(first.message_id, sent[0].message_id);
+    assert!(first.sent_at.is_some());
+    let (listed, _) = store.saga_messages(sent[1].saga_id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sent_at, None);
+    // A watermark never goes back.
+    store.relay_published(epoch, "node-a", base).await.unwrap();
+    assert_eq!(scalar(&store, UNPUBLISHED).await, 2);
+
+    // Another node's relay, seen just now, is left alone; this node's earlier
+    // run is taken over at once: what it had not published goes to the outbox.
+    let other = store.open_relay("node-b").await.unwrap();
+    let restarted = store.open_relay("node-a").await.unwrap();
+    let minute = std::time::Duration::from_secs(60);
+    assert_eq!(
+        store
+            .recover_relays(restarted, "node-a", minute)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .recover_relays(restarted, "node-a", minute)
+            .await
+            .unwrap(),
+        0
+    );
+    let unsent = store.unsent(far, Duration::zero(), 10, ALL).await.unwrap();
+    assert_eq!(unsent, sent[1..], "read back whole, in order");
+    assert_eq!(
+        scalar(&store, UNPUBLISHED).await,
+        2,
+        "still listed once each"
+    );
+    assert_eq!(scalar(&store, "SELECT count(*) FROM commands").await, 3);
+    store
+        .mark_sent(&[sent[1].message_id, sent[2].message_id])
+        .await
+        .unwrap();
+    assert_eq!(scalar(&store, UNPUBLISHED).await, 0);
+
+    // A relay not seen for longer than `dead_after` is gone too.
+    let id = saga();
+    let mut s = step(id, 0, 1, Some("other"));
+    s.outbox = vec![command(id, 7)];
+    s.relay_pos = Some(other << 40);
+    store.commit(Arc::new(s.clone())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let gone = std::time::Duration::from_millis(10);
+    assert_eq!(
+        store
+            .recover_relays(restarted, "node-a", gone)
+            .await
+            .unwrap(),
+        1
+    );
+    let relays = scalar(&store, "SELECT count(*) FROM relays").await;
+    assert_eq!(relays, 1, "only the live relay is left");
+    let unsent = store.unsent(far, Duration::zero(), 10, ALL).await.unwrap();
+    assert_eq!(unsent, s.outbox);
+    store.mark_sent(&[s.outbox[0].message_id]).await.unwrap();
+
+    // A first failure gives a kept command its outbox row, with the attempt
+    // counted; a commit whose outcome was unknown is recovered if written.
+    let id = saga();
+    let mut s = step(id, 0, 1, Some("failing"));
+    s.outbox = vec![command(id, 1)];
+    let position = (restarted << 40) + 5;
+    s.relay_pos = Some(position);
+    store.commit(Arc::new(s.clone())).await.unwrap();
+    let retry_at = Utc::now() + Duration::seconds(30);
+    store
+        .publish_failed(&[PublishFailure::Retry {
+            message: s.outbox[0].clone(),
+            error: "broker down".into(),
+            at: retry_at,
+        }])
+        .await
+        .unwrap();
+    let due = store
+        .unsent(retry_at, Duration::zero(), 10, ALL)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].publish_attempts, 1);
+    assert_eq!(due[0].message_id, s.outbox[0].message_id);
+    store
+        .recover_positions(&[position, position + 1])
+        .await
+        .unwrap();
+    let rows = scalar(&store, "SELECT count(*) FROM outbox").await;
+    assert_eq!(
+        rows, 4,
+        "the failed one is there once; position + 1 was never written"
+    );
 }

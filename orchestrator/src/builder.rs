@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::orchestrator::Orchestrator;
 use crate::ports::{EventStore, Transport};
-use crate::relay::OutboxRelay;
+use crate::positions::Positions;
+use crate::relay::{OutboxRelay, RelaySetup};
 use crate::retention::RetentionService;
 use crate::step::Deps;
 use crate::supervisor::{Kinds, Supervisor};
@@ -115,12 +116,18 @@ impl OrchestratorBuilder {
             metrics.clone(),
         )
         .start();
+        let positions = Arc::new(Positions::default());
         let relay = OutboxRelay::new(
             store.clone(),
             clock.clone(),
             transport,
-            config.outbox_sweep_interval,
-            config.publish,
+            RelaySetup {
+                node: config.node_id.clone(),
+                sweep_interval: config.outbox_sweep_interval,
+                lease_ttl: config.lease_ttl,
+                policy: config.publish,
+            },
+            positions.clone(),
             ownership.clone(),
             metrics.clone(),
             recovered.clone(),
@@ -130,6 +137,7 @@ impl OrchestratorBuilder {
         let supervisor = {
             let kinds = kinds.clone();
             let store = store.clone();
+            let unsure = relay.clone().recipient();
             let relay = relay.clone().recipient();
             let notifier = notifier.clone();
             let metrics = metrics.clone();
@@ -140,6 +148,8 @@ impl OrchestratorBuilder {
                 let deps = Arc::new(Deps {
                     store,
                     relay,
+                    unsure,
+                    positions,
                     notifier,
                     supervisor: ctx.address().recipient(),
                     metrics,

@@ -19,7 +19,9 @@
 //!   stored once per version through [`DefinitionStore`].
 //! - `messages`: the actor messages (`Handle`, `Route`, `Crashed`, `Gone`, `Publish`).
 //! - `config`: [`OrchestratorConfig`]; [`leases`]: which partitions this node serves.
-//! - `relay`: publishes committed outbox rows, retries with back-off, sweeps up
+//! - `positions`: where this process's steps with commands stand in its
+//!   relay's log, and the watermark below which all are published.
+//! - `relay`: publishes committed commands, retries with back-off, sweeps up
 //!   rows left unsent; `timers`: turns due deadlines into wake-ups through a callback.
 //! - `kind`: a registered saga type (its name, what its sagas share);
 //!   `step`: one input is one atomic store write, commands leave only after it
@@ -48,6 +50,7 @@ mod metrics;
 mod notifier;
 mod orchestrator;
 pub mod ports;
+mod positions;
 mod relay;
 mod retention;
 mod step;

@@ -26,6 +26,7 @@ use crate::ports::{
     SagaStore, StepCommit, StoreError, StoredDefinition, StoredHistory, TimerStore,
     SUSPENDED_BY_SUPERVISOR,
 };
+use crate::positions::EPOCH_SHIFT;
 
 /// The partition of a saga in this store (PostgreSQL hashes the id's text;
 /// any stable spread will do here).
@@ -42,11 +43,42 @@ struct Saga {
     inbox: Vec<InboxRecord>,
 }
 
+/// A command, kept with its step (`position`) or in the outbox (`stored`).
 struct OutboxRow {
     message: OutboxMessage,
+    position: Option<u64>,
+    stored: bool,
     sent_at: Option<DateTime<Utc>>,
     next_attempt_at: Option<DateTime<Utc>>,
     dead: bool,
+}
+
+/// A relay's watermark, and when it was last seen.
+struct Relay {
+    node: String,
+    below: u64,
+    seen: DateTime<Utc>,
+}
+
+impl Inner {
+    /// When the command was sent, as far as the store knows: an outbox row's
+    /// mark, or for one kept with its step, the step's time once its relay's
+    /// watermark passed it (or the relay is gone and it was not copied).
+    fn sent_at(&self, row: &OutboxRow) -> Option<DateTime<Utc>> {
+        match (row.stored, row.position) {
+            (false, Some(p)) => match self.relays.get(&(p >> EPOCH_SHIFT)) {
+                Some(r) if p >= r.below => None,
+                _ => Some(row.message.created_at),
+            },
+            _ => row.sent_at,
+        }
+    }
+
+    fn unsent_stored(&self) -> impl Iterator<Item = &OutboxRow> + Clone {
+        self.outbox
+            .iter()
+            .filter(|r| r.stored && r.sent_at.is_none() && !r.dead)
+    }
 }
 
 #[derive(Default)]
@@ -55,6 +87,8 @@ struct Inner {
     keys: HashMap<(String, String), SagaId>,
     inbox: HashSet<String>,
     outbox: Vec<OutboxRow>,
+    relays: HashMap<u64, Relay>,
+    epochs: u64,
     dead_letters: Vec<DeadLetterRecord>,
     /// partition → (owner, expires at)
     leases: HashMap<u32, (String, DateTime<Utc>)>,
@@ -111,10 +145,11 @@ impl MemoryStore {
     /// Every outbox row as stored, oldest first, with whether it was sent and
     /// whether it is dead-lettered.
     pub fn outbox(&self) -> Vec<(OutboxMessage, bool, bool)> {
-        self.lock()
+        let inner = self.lock();
+        inner
             .outbox
             .iter()
-            .map(|r| (r.message.clone(), r.sent_at.is_some(), r.dead))
+            .map(|r| (r.message.clone(), inner.sent_at(r).is_some(), r.dead))
             .collect()
     }
 }
@@ -169,6 +204,8 @@ fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, St
     }
     inner.outbox.extend(step.outbox.iter().map(|m| OutboxRow {
         message: m.clone(),
+        position: step.relay_pos,
+        stored: step.relay_pos.is_none(),
         sent_at: None,
         next_attempt_at: None,
         dead: false,
@@ -312,6 +349,73 @@ impl SagaStore for MemoryStore {
 
 #[async_trait]
 impl OutboxStore for MemoryStore {
+    async fn open_relay(&self, node: &str) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.epochs += 1;
+        let epoch = inner.epochs;
+        let relay = Relay {
+            node: node.to_owned(),
+            below: epoch << EPOCH_SHIFT,
+            seen: now,
+        };
+        inner.relays.insert(epoch, relay);
+        Ok(epoch)
+    }
+
+    async fn relay_published(&self, epoch: u64, node: &str, below: u64) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let relay = inner.relays.entry(epoch).or_insert_with(|| Relay {
+            node: node.to_owned(),
+            below,
+            seen: now,
+        });
+        relay.below = relay.below.max(below);
+        relay.seen = now;
+        Ok(())
+    }
+
+    async fn recover_relays(
+        &self,
+        epoch: u64,
+        node: &str,
+        dead_after: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let dead_after = chrono::Duration::from_std(dead_after).unwrap_or(chrono::Duration::MAX);
+        let cutoff = self.clock.now() - dead_after;
+        let mut inner = self.lock();
+        let gone: Vec<(u64, u64)> = inner
+            .relays
+            .iter()
+            .filter(|(e, r)| **e != epoch && (r.node == node || r.seen < cutoff))
+            .map(|(e, r)| (*e, r.below))
+            .collect();
+        let mut copied = 0;
+        for (gone_epoch, below) in gone {
+            inner.relays.remove(&gone_epoch);
+            for row in inner.outbox.iter_mut().filter(|r| !r.stored) {
+                if row
+                    .position
+                    .is_some_and(|p| p >> EPOCH_SHIFT == gone_epoch && p >= below)
+                {
+                    row.stored = true;
+                    copied += 1;
+                }
+            }
+        }
+        Ok(copied)
+    }
+
+    async fn recover_positions(&self, positions: &[u64]) -> Result<(), StoreError> {
+        for row in self.lock().outbox.iter_mut() {
+            if row.position.is_some_and(|p| positions.contains(&p)) {
+                row.stored = true;
+            }
+        }
+        Ok(())
+    }
+
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
         let now = self.clock.now();
         record_dead_letter(&mut self.lock(), &letter, now);
@@ -327,9 +431,7 @@ impl OutboxStore for MemoryStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut rows: Vec<OutboxMessage> = self
             .lock()
-            .outbox
-            .iter()
-            .filter(|r| r.sent_at.is_none() && !r.dead)
+            .unsent_stored()
             .filter(|r| match r.next_attempt_at {
                 Some(at) => at <= now,
                 None => r.message.created_at <= now - grace,
@@ -345,7 +447,7 @@ impl OutboxStore for MemoryStore {
     async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         let now = self.clock.now();
         for row in self.lock().outbox.iter_mut() {
-            if row.sent_at.is_none() && ids.contains(&row.message.message_id) {
+            if row.stored && row.sent_at.is_none() && ids.contains(&row.message.message_id) {
                 row.sent_at = Some(now);
                 row.next_attempt_at = None;
             }
@@ -357,15 +459,14 @@ impl OutboxStore for MemoryStore {
         let now = self.clock.now();
         let mut inner = self.lock();
         for failure in failures {
-            let (PublishFailure::Retry { message_id, .. }
-            | PublishFailure::DeadLetter { message_id, .. }) = failure;
-            let Some(row) = inner
-                .outbox
-                .iter_mut()
-                .find(|r| r.message.message_id == *message_id && r.sent_at.is_none())
-            else {
+            let id = failure.message().message_id;
+            let Some(row) = inner.outbox.iter_mut().find(|r| r.message.message_id == id) else {
                 continue;
             };
+            if row.stored && row.sent_at.is_some() {
+                continue;
+            }
+            row.stored = true;
             match failure {
                 PublishFailure::Retry { at, .. } => {
                     row.message.publish_attempts += 1;
@@ -387,10 +488,9 @@ impl OutboxStore for MemoryStore {
 
     async fn requeue(&self, message_id: Uuid) -> Result<Option<OutboxMessage>, StoreError> {
         let mut inner = self.lock();
-        let row = inner
-            .outbox
-            .iter_mut()
-            .find(|r| r.message.message_id == message_id && r.sent_at.is_none() && r.dead);
+        let row = inner.outbox.iter_mut().find(|r| {
+            r.message.message_id == message_id && r.stored && r.sent_at.is_none() && r.dead
+        });
         Ok(row.map(|r| {
             r.dead = false;
             r.next_attempt_at = None;
@@ -401,10 +501,7 @@ impl OutboxStore for MemoryStore {
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         let inner = self.lock();
-        let unsent = inner
-            .outbox
-            .iter()
-            .filter(|r| r.sent_at.is_none() && !r.dead);
+        let unsent = inner.unsent_stored();
         Ok(Backlog {
             outbox_unsent: unsent.clone().count() as i64,
             oldest_unsent_at: unsent.map(|r| r.message.created_at).min(),
@@ -579,8 +676,8 @@ impl OperatorQueries for MemoryStore {
         step: &str,
         attempt: u32,
     ) -> Result<Option<CommandRef>, StoreError> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        Ok(inner
             .outbox
             .iter()
             .filter(|r| {
@@ -590,7 +687,7 @@ impl OperatorQueries for MemoryStore {
             .map(|r| CommandRef {
                 message_id: r.message.message_id,
                 created_at: r.message.created_at,
-                sent_at: r.sent_at,
+                sent_at: inner.sent_at(r),
             }))
     }
 
@@ -610,7 +707,7 @@ impl OperatorQueries for MemoryStore {
                 participant: r.message.participant.clone(),
                 command_type: r.message.command_type.clone(),
                 created_at: r.message.created_at,
-                sent_at: r.sent_at,
+                sent_at: inner.sent_at(r),
                 publish_attempts: r.message.publish_attempts,
                 last_error: None,
                 dead_lettered: r.dead,

@@ -51,7 +51,17 @@ pub(crate) struct Gone {
     pub generation: u64,
 }
 
-/// To the outbox relay: newly committed outbox rows to publish.
+/// To the outbox relay: commands to publish, newly committed by the step at
+/// `position` (kept on its event), or read from the outbox (`None`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Publish(pub Vec<OutboxMessage>);
+pub(crate) struct Publish {
+    pub messages: Vec<OutboxMessage>,
+    pub position: Option<u64>,
+}
+
+/// To the outbox relay: the step at this position may or may not have been
+/// written (its commit failed); its commands, if written, go to the outbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unsure(pub u64);

@@ -311,7 +311,10 @@ impl Orchestrator {
     pub async fn requeue(&self, message_id: Uuid) -> Result<bool, StoreError> {
         match self.store.requeue(message_id).await? {
             Some(message) => {
-                self.relay.do_send(Publish(vec![message]));
+                self.relay.do_send(Publish {
+                    messages: vec![message],
+                    position: None,
+                });
                 Ok(true)
             }
             None => Ok(false),

@@ -13,18 +13,23 @@ use crate::clock::SharedClock;
 use crate::config::OrchestratorConfig;
 use crate::input::{ActionReport, ActorError, Handled, SagaInput, MAX_CONFLICT_RETRIES};
 use crate::kind::{Kind, Reload};
-use crate::messages::{Gone, Publish};
+use crate::messages::{Gone, Publish, Unsure};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{
     CommitOutcome, NewEvent, NewSaga, OutboxMessage, SagaRecord, SagaStore, StepCommit, StoreError,
 };
+use crate::positions::Positions;
 use crate::trace::TraceParent;
 
 /// What every saga actor shares.
 pub(crate) struct Deps {
     pub store: Arc<dyn SagaStore>,
     pub relay: Recipient<Publish>,
+    /// The relay, told of a step with commands whose commit failed.
+    pub unsure: Recipient<Unsure>,
+    /// Positions for steps with commands (see [`Positions`]).
+    pub positions: Arc<Positions>,
     pub notifier: Arc<SettledNotifier>,
     pub supervisor: Recipient<Gone>,
     pub metrics: Metrics,
@@ -139,6 +144,7 @@ pub(crate) async fn step<S: Saga>(
             events: new_events,
             view,
             outbox,
+            relay_pos: None,
             inbox: parsed.message_id.clone(),
             at: now,
         });
@@ -151,8 +157,26 @@ pub(crate) async fn step<S: Saga>(
             };
             return (Ok(Handled::Acted(Box::new(report))), Some(loaded));
         }
+        let mut commit = commit;
+        let position = match commit.outbox.len() {
+            0 => None,
+            n => match deps.positions.take(n).await {
+                Ok(p) => Some(p),
+                Err(e) => return (Err(e.into()), None),
+            },
+        };
+        Arc::get_mut(&mut commit)
+            .expect("a step not yet committed is not shared")
+            .relay_pos = position;
         let waited = std::time::Instant::now();
         let committed = deps.store.commit(commit.clone()).await;
+        // Not written: the position is free again. Written or not, unknown:
+        // the relay finds out, and publishes the commands if they were.
+        match (&committed, position) {
+            (Ok(CommitOutcome::Committed), _) | (_, None) => {}
+            (Err(StoreError::Conflict) | Ok(_), Some(p)) => deps.positions.release(p),
+            (Err(_), Some(p)) => deps.unsure.do_send(Unsure(p)),
+        }
         let m = &deps.metrics;
         m.store_commit_seconds
             .observe(waited.elapsed().as_secs_f64());
@@ -175,7 +199,10 @@ pub(crate) async fn step<S: Saga>(
                     None => commit.outbox.clone(),
                 };
                 if !outbox.is_empty() {
-                    deps.relay.do_send(Publish(outbox));
+                    deps.relay.do_send(Publish {
+                        messages: outbox,
+                        position,
+                    });
                 }
                 if status.is_settled() {
                     deps.notifier.notify(id, Some(commit));

@@ -174,7 +174,7 @@ impl OperatorQueries for PgEventStore {
         attempt: u32,
     ) -> Result<Option<CommandRef>, StoreError> {
         let row: Option<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT message_id, created_at, sent_at FROM outbox \
+            "SELECT message_id, created_at, sent_at FROM commands \
              WHERE saga_id = $1 AND step = $2 AND attempt = $3 \
              ORDER BY message_id DESC LIMIT 1",
         )
@@ -199,7 +199,7 @@ impl OperatorQueries for PgEventStore {
             "SELECT message_id, step, attempt, participant, command_type, created_at, sent_at, \
                     publish_attempts, last_error, dead_lettered_at IS NOT NULL AS dead_lettered, \
                     traceparent \
-             FROM outbox WHERE saga_id = $1 ORDER BY created_at, message_id",
+             FROM commands WHERE saga_id = $1 ORDER BY created_at, message_id",
         )
         .bind(saga.as_uuid())
         .fetch_all(self.pool())

@@ -25,12 +25,12 @@ pub(super) async fn preload(
     bar: Option<&ProgressBar>,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    // The template's last command is marked sent just after its reply may
-    // have finished the saga: copies of a row not yet marked would all be
+    // The template's last command is known published just after its reply
+    // may have finished the saga: copies of one not yet known would all be
     // published again.
     loop {
         let (status, unsent): (String, i64) = sqlx::query_as(
-            "SELECT s.status, (SELECT count(*) FROM outbox o \
+            "SELECT s.status, (SELECT count(*) FROM commands o \
                                WHERE o.saga_id = s.id AND o.sent_at IS NULL) \
              FROM sagas s WHERE s.id = $1",
         )
@@ -45,7 +45,7 @@ pub(super) async fn preload(
             break;
         }
         if started.elapsed() > std::time::Duration::from_secs(10) {
-            anyhow::bail!("the template saga's commands were not all marked sent within 10 s");
+            anyhow::bail!("the template saga's commands were not all known published within 10 s");
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -100,6 +100,14 @@ async fn copies_statement(pool: &PgPool) -> anyhow::Result<String> {
             Some("CASE WHEN t.message_id IS NOT NULL THEN gen_random_uuid()::text END".into())
         }
         "recorded_at" => Some(format!("t.recorded_at - {shift}")),
+        // The commands kept on an event, each under an id of its own; a copy
+        // has no relay position, so its commands count as published.
+        "commands" => Some(format!(
+            "(SELECT jsonb_agg(x || jsonb_build_object('message_id', gen_random_uuid(), \
+                     'saga_id', c.id, 'created_at', (x->>'created_at')::timestamptz - {shift})) \
+              FROM jsonb_array_elements(t.commands) x)"
+        )),
+        "relay_pos" => Some("NULL".into()),
         _ => None,
     })
     .await?;

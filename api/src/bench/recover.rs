@@ -108,9 +108,16 @@ pub(super) async fn recover(
     })
 }
 
-/// Commands still to publish: neither sent nor given up on.
-const UNSENT: &str =
-    "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL";
+/// Commands still to publish, neither sent nor given up on: in the outbox,
+/// or kept on their events at or above their relay's watermark. (The same as
+/// the `commands` view says, without expanding every command in the store.)
+const UNSENT: &str = "SELECT (SELECT count(*) FROM outbox \
+                              WHERE sent_at IS NULL AND dead_lettered_at IS NULL) \
+     + (SELECT count(*) FROM relays r JOIN saga_events e \
+          ON e.relay_pos >= r.published_below AND e.relay_pos < (r.epoch + 1) << 40 \
+        WHERE e.commands IS NOT NULL \
+          AND NOT EXISTS (SELECT 1 FROM outbox o, jsonb_array_elements(e.commands) x \
+                          WHERE o.message_id = (x->>'message_id')::uuid))";
 
 async fn count(pool: &PgPool, sql: &'static str) -> anyhow::Result<i64> {
     sqlx::query_scalar(sql)

@@ -27,6 +27,10 @@ pub struct StepCommit {
     /// The read-model summary after the step.
     pub view: View,
     pub outbox: Vec<OutboxMessage>,
+    /// The step's position in its relay's log, when it has commands: they are
+    /// kept with the step, and published by the relay of that epoch (see
+    /// [`OutboxStore`](super::OutboxStore)). `None`: they go to the outbox.
+    pub relay_pos: Option<u64>,
     /// The inbound message this step consumed, recorded for de-duplication.
     pub inbox: Option<String>,
     pub at: DateTime<Utc>,

@@ -59,8 +59,10 @@ pub struct CommandRecord {
     pub command_type: String,
     /// When the step that decided it committed.
     pub created_at: DateTime<Utc>,
-    /// When it was recorded as taken by its transport (sent marks are
-    /// written together, up to 50 ms after); `None` until then.
+    /// When it was known taken by its transport: for a command published
+    /// right after its step, the step's time, once its relay's watermark
+    /// (written every 50 ms) has passed it; for one retried, when that
+    /// succeeded. `None` until then.
     pub sent_at: Option<DateTime<Utc>>,
     /// Failed attempts to hand it to its transport.
     pub publish_attempts: u32,

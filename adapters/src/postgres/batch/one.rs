@@ -10,26 +10,31 @@ use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
 use sqlx::{PgPool, Postgres};
-use uuid::Uuid;
 
+use super::statements::{commands_json, kept_on_event};
 use crate::postgres::rows::{db, StepOutcome};
 
-/// Events and commands, appended only when `$step` (the saga row's CTE) wrote
-/// a row; `message` is what the first event's `message_id` is.
+/// Events, appended only when `$step` (the saga row's CTE) wrote a row;
+/// `message` is what the first event's `message_id` is. The first event keeps
+/// the step's commands and relay position (`$17`, `$18`) when it has them;
+/// otherwise the commands (`$19`) become outbox rows.
 fn append(message: &str) -> String {
     format!(
         "
 ev AS (
-    INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id)
-    SELECT step.id, x.q, x.ty, x.d, x.t, CASE WHEN x.q = $13[1] THEN {message} END
+    INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id,
+                             commands, relay_pos)
+    SELECT step.id, x.q, x.ty, x.d, x.t, CASE WHEN x.q = $13[1] THEN {message} END,
+           CASE WHEN x.q = $13[1] THEN $17::jsonb END,
+           CASE WHEN x.q = $13[1] THEN $18::bigint END
     FROM step, UNNEST($13::bigint[], $14::text[], $15::jsonb[], $16::timestamptz[]) AS x(q, ty, d, t)
 ),
 ob AS (
     INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant,
                         command_type, idempotency_key, data, created_at, traceparent)
-    SELECT x.* FROM step, UNNEST($17::uuid[], $18::uuid[], $19::text[], $20::text[], $21::int[],
-        $22::text[], $23::text[], $24::text[], $25::jsonb[], $26::timestamptz[], $27::text[])
-        AS x(i, s, ty, sp, a, p, ct, k, d, t, tp)
+    SELECT c.message_id, c.saga_id, c.saga_type, c.step, c.attempt, c.participant,
+           c.command_type, c.idempotency_key, c.data, c.created_at, c.traceparent
+    FROM step, jsonb_populate_recordset(NULL::outbox, $19::jsonb) AS c
 )
 SELECT count(*) FROM step"
     )
@@ -41,7 +46,7 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
         "WITH step AS (
             UPDATE sagas SET status = $4, current_step = $5, attempt = $6, version = $7,
                    last_error = $8, wake_at = $9, updated_at = $10, step_since = $11,
-                   participant = $28, max_attempts = $29
+                   participant = $20, max_attempts = $21
             WHERE id = $1 AND saga_type = $2 AND version = $3
               AND ($12::text IS NULL
                    OR NOT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $12))
@@ -52,14 +57,14 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-// $3 is the business key, $12 the input and $28 the saga's trace context.
+// $3 is the business key, $12 the input and $20 the saga's trace context.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH step AS (
             INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt,
                                version, last_error, wake_at, created_at, updated_at, input,
                                step_since, traceparent, participant, max_attempts)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $28, $29, $30)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $20, $21, $22)
             ON CONFLICT (saga_type, business_key) DO NOTHING
             RETURNING id
         ),
@@ -126,7 +131,7 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     }
 }
 
-/// Binds `$4` to `$27`: the read model, the inbox id (or the input), the
+/// Binds `$4` to `$19`: the read model, the inbox id (or the input), the
 /// events and the commands.
 fn bind_rest<'q>(
     query: QueryScalar<'q, Postgres, i64, PgArguments>,
@@ -153,34 +158,18 @@ fn bind_rest<'q>(
     let types: Vec<&str> = step.events.iter().map(|e| e.event_type.as_str()).collect();
     let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
     let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
-    let m = &step.outbox;
-    let query = query
+    let logged = kept_on_event(step);
+    let commands = (!step.outbox.is_empty()).then(|| commands_json(step));
+    let (on_event, to_outbox) = match logged {
+        Some(_) => (commands, None),
+        None => (None, commands),
+    };
+    query
         .bind(seqs)
         .bind(types)
         .bind(data)
         .bind(times)
-        .bind(m.iter().map(|m| m.message_id).collect::<Vec<Uuid>>())
-        .bind(m.iter().map(|m| m.saga_id.as_uuid()).collect::<Vec<Uuid>>())
-        .bind(m.iter().map(|m| m.saga_type.as_str()).collect::<Vec<_>>())
-        .bind(m.iter().map(|m| m.step.as_str()).collect::<Vec<_>>())
-        .bind(m.iter().map(|m| m.attempt as i32).collect::<Vec<_>>())
-        .bind(m.iter().map(|m| m.participant.as_str()).collect::<Vec<_>>())
-        .bind(
-            m.iter()
-                .map(|m| m.command_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.idempotency_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(m.iter().map(|m| &m.data).collect::<Vec<_>>())
-        .bind(m.iter().map(|m| m.created_at).collect::<Vec<_>>())
-        .bind(
-            m.iter()
-                .map(|m| m.traceparent.as_deref())
-                .collect::<Vec<_>>(),
-        );
-    query
+        .bind(on_event)
+        .bind(logged.map(|pos| pos as i64))
+        .bind(to_outbox)
 }

@@ -205,23 +205,30 @@ pub(super) async fn append_events(
     let mut data = Vec::new();
     let mut times = Vec::new();
     let mut messages = Vec::new();
+    let mut commands = Vec::new();
+    let mut positions = Vec::new();
     for step in steps {
+        let logged = kept_on_event(step);
         for (n, event) in step.events.iter().enumerate() {
+            let first = n == 0;
             sagas.push(step.saga_id.as_uuid());
             seqs.push(step.expected_version as i64 + n as i64 + 1);
             types.push(event.event_type.as_str());
             data.push(&event.data);
             times.push(event.at);
-            messages.push(step.inbox.as_deref().filter(|_| n == 0));
+            messages.push(step.inbox.as_deref().filter(|_| first));
+            commands.push(logged.filter(|_| first).map(|_| commands_json(step)));
+            positions.push(logged.filter(|_| first).map(|pos| pos as i64));
         }
     }
     if sagas.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id) \
+        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id, \
+                                  commands, relay_pos) \
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], \
-                              $5::timestamptz[], $6::text[])",
+                              $5::timestamptz[], $6::text[], $7::jsonb[], $8::bigint[])",
     )
     .bind(&sagas)
     .bind(&seqs)
@@ -229,17 +236,34 @@ pub(super) async fn append_events(
     .bind(&data)
     .bind(&times)
     .bind(&messages)
+    .bind(&commands)
+    .bind(&positions)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
     Ok(())
 }
 
+/// The step's relay position, when its commands are kept on its first event.
+pub(super) fn kept_on_event(step: &StepCommit) -> Option<u64> {
+    step.relay_pos.filter(|_| !step.outbox.is_empty())
+}
+
+/// A step's commands as its first event keeps them.
+pub(super) fn commands_json(step: &StepCommit) -> serde_json::Value {
+    serde_json::to_value(&step.outbox).expect("commands serialise to JSON")
+}
+
+/// The outbox rows of the steps whose commands are not kept on their events.
 pub(super) async fn insert_outbox(
     tx: &mut Transaction<'_, Postgres>,
     steps: &[&StepCommit],
 ) -> Result<(), StoreError> {
-    let messages: Vec<_> = steps.iter().flat_map(|s| s.outbox.iter()).collect();
+    let messages: Vec<_> = steps
+        .iter()
+        .filter(|s| kept_on_event(s).is_none())
+        .flat_map(|s| s.outbox.iter())
+        .collect();
     if messages.is_empty() {
         return Ok(());
     }

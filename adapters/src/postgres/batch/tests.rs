@@ -46,6 +46,7 @@ fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> 
             last_error: None,
         },
         outbox: Vec::new(),
+        relay_pos: None,
         inbox: inbox.map(str::to_owned),
         at: Utc::now(),
     })
@@ -151,6 +152,13 @@ fn sending(saga: SagaId, expected: u64, message_id: Uuid) -> Arc<StepCommit> {
     Arc::new(step)
 }
 
+/// A step of `saga` whose command is kept on its event, at relay `position`.
+fn kept(saga: SagaId, expected: u64, position: u64) -> Arc<StepCommit> {
+    let mut step = (*sending(saga, expected, Uuid::now_v7())).clone();
+    step.relay_pos = Some(position);
+    Arc::new(step)
+}
+
 /// An outcome as the test compares it: a database failure by kind only.
 fn kind(outcome: &StepOutcome) -> String {
     match outcome {
@@ -162,7 +170,14 @@ fn kind(outcome: &StepOutcome) -> String {
 
 async fn rows(pool: &PgPool) -> Vec<i64> {
     let mut rows = Vec::new();
-    for table in ["sagas", "saga_events", "received_messages", "outbox"] {
+    for table in [
+        "sagas",
+        "saga_events",
+        "received_messages",
+        "outbox",
+        "commands",
+        "saga_events WHERE commands IS NOT NULL AND relay_pos = 7",
+    ] {
         rows.push(count(pool, &format!("SELECT count(*) FROM {table}")).await);
     }
     rows
@@ -190,6 +205,8 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         (sending(a, 3, sent), "Committed"),
         (sending(a, 4, sent), "Conflict"),
         (step(a, 4, None, None), "Committed"),
+        (kept(a, 5, 7), "Committed"),
+        (kept(a, 5, 8), "Conflict"),
     ];
     for (n, (step, expected)) in cases.iter().enumerate() {
         let one = commit_one(&alone, step).await;
@@ -201,7 +218,8 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         assert_eq!(kind(&batch), *expected, "case {n} in a batch");
         assert_eq!(rows(&alone).await, rows(&batched).await, "case {n}");
     }
-    assert_eq!(rows(&alone).await, [1, 5, 2, 1]);
+    // The kept command is on its event, not in the outbox, and listed once.
+    assert_eq!(rows(&alone).await, [1, 6, 2, 1, 2, 1]);
 }
 
 /// Nodes applying one message to different sagas at the same moment, alone

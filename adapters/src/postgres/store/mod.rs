@@ -116,6 +116,27 @@ impl SagaStore for PgEventStore {
 
 #[async_trait]
 impl OutboxStore for PgEventStore {
+    async fn open_relay(&self, node: &str) -> Result<u64, StoreError> {
+        outbox::open_relay(&self.pool, node).await
+    }
+
+    async fn relay_published(&self, epoch: u64, node: &str, below: u64) -> Result<(), StoreError> {
+        outbox::relay_published(&self.pool, epoch, node, below).await
+    }
+
+    async fn recover_relays(
+        &self,
+        epoch: u64,
+        node: &str,
+        dead_after: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        outbox::recover_relays(&self.pool, epoch, node, dead_after).await
+    }
+
+    async fn recover_positions(&self, positions: &[u64]) -> Result<(), StoreError> {
+        outbox::recover_positions(&self.pool, positions).await
+    }
+
     async fn unsent(
         &self,
         now: DateTime<Utc>,

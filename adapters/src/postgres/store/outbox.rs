@@ -51,42 +51,153 @@ pub(super) async fn mark_sent(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreEr
     Ok(())
 }
 
+/// The outbox columns a command's JSON (as a step keeps it) fills.
+const COMMAND_COLUMNS: &str = "message_id, saga_id, saga_type, step, attempt, participant, \
+     command_type, idempotency_key, data, created_at, traceparent";
+
+/// Copies into the outbox the commands kept on the events (`e`, of
+/// `saga_events`) that `from` and `condition` select, those not there already.
+fn copy_commands(from: &str, condition: &str) -> String {
+    format!(
+        "INSERT INTO outbox ({COMMAND_COLUMNS}) \
+         SELECT {c} FROM {from} \
+         CROSS JOIN LATERAL jsonb_populate_recordset(NULL::outbox, e.commands) AS c \
+         WHERE {condition} \
+         ON CONFLICT (message_id) DO NOTHING",
+        c = COMMAND_COLUMNS
+            .split(", ")
+            .map(|col| format!("c.{col}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+pub(super) async fn open_relay(pool: &PgPool, node: &str) -> Result<u64, StoreError> {
+    let epoch: i64 = sqlx::query_scalar(
+        "INSERT INTO relays (epoch, node, published_below, seen_at) \
+         SELECT e, $1, e << 40, now() FROM (SELECT nextval('relays_epoch_seq') AS e) AS n \
+         RETURNING epoch",
+    )
+    .bind(node)
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    Ok(epoch as u64)
+}
+
+pub(super) async fn relay_published(
+    pool: &PgPool,
+    epoch: u64,
+    node: &str,
+    below: u64,
+) -> Result<(), StoreError> {
+    // Lost in a crash (the commit does not wait for the disk), the watermark
+    // is an older one, and what lies above it is published again.
+    let inserted: bool = sqlx::query_scalar(
+        "INSERT INTO relays (epoch, node, published_below, seen_at) \
+         SELECT $1, $2, $3, now() FROM (SELECT set_config('synchronous_commit', 'off', true)) AS r \
+         ON CONFLICT (epoch) DO UPDATE \
+         SET published_below = GREATEST(relays.published_below, EXCLUDED.published_below), \
+             seen_at = now() \
+         RETURNING xmax = 0",
+    )
+    .bind(epoch as i64)
+    .bind(node)
+    .bind(below as i64)
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    if inserted {
+        // Another node took it for gone and published what it had not; from
+        // here on it is this relay's again.
+        tracing::warn!(epoch, "this relay was taken over as gone; recorded again");
+    }
+    Ok(())
+}
+
+pub(super) async fn recover_relays(
+    pool: &PgPool,
+    epoch: u64,
+    node: &str,
+    dead_after: std::time::Duration,
+) -> Result<u64, StoreError> {
+    static RECOVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH gone AS ( \
+                 DELETE FROM relays \
+                 WHERE epoch <> $1 AND (node = $2 OR seen_at < now() - make_interval(secs => $3)) \
+                 RETURNING epoch, published_below \
+             ), copied AS ({} RETURNING 1) \
+             SELECT count(*) FROM copied",
+            copy_commands(
+                "gone JOIN saga_events e ON e.relay_pos >= gone.published_below \
+                   AND e.relay_pos < (gone.epoch + 1) << 40",
+                "e.commands IS NOT NULL"
+            )
+        )
+    });
+    let copied: i64 = sqlx::query_scalar(RECOVER.as_str())
+        .bind(epoch as i64)
+        .bind(node)
+        .bind(dead_after.as_secs_f64())
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    Ok(copied as u64)
+}
+
+pub(super) async fn recover_positions(pool: &PgPool, positions: &[u64]) -> Result<(), StoreError> {
+    let positions: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
+    sqlx::query(&copy_commands("saga_events e", "e.relay_pos = ANY($1)"))
+        .bind(&positions)
+        .execute(pool)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 pub(super) async fn publish_failed(
     pool: &PgPool,
     failures: &[PublishFailure],
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     for failure in failures {
+        let command = serde_json::to_value(failure.message()).expect("commands serialise");
+        // A command kept on its event gets its outbox row on its first failure.
+        let row = format!(
+            "INSERT INTO outbox ({COMMAND_COLUMNS}, publish_attempts, last_error, \
+                                 next_attempt_at, dead_lettered_at) \
+             SELECT {COMMAND_COLUMNS}, 1, $2, $3, CASE WHEN $4 THEN now() END \
+             FROM jsonb_populate_record(NULL::outbox, $1)"
+        );
         match failure {
-            PublishFailure::Retry {
-                message_id,
-                error,
-                at,
-            } => {
-                sqlx::query(
-                    "UPDATE outbox SET publish_attempts = publish_attempts + 1, \
-                            last_error = $2, next_attempt_at = $3 \
-                     WHERE message_id = $1 AND sent_at IS NULL",
-                )
-                .bind(message_id)
+            PublishFailure::Retry { error, at, .. } => {
+                sqlx::query(&format!(
+                    "{row} ON CONFLICT (message_id) DO UPDATE \
+                     SET publish_attempts = outbox.publish_attempts + 1, \
+                         last_error = EXCLUDED.last_error, next_attempt_at = EXCLUDED.next_attempt_at \
+                     WHERE outbox.sent_at IS NULL"
+                ))
+                .bind(&command)
                 .bind(error)
                 .bind(at)
+                .bind(false)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             }
-            PublishFailure::DeadLetter {
-                message_id,
-                error,
-                letter,
-            } => {
-                let moved = sqlx::query(
-                    "UPDATE outbox SET publish_attempts = publish_attempts + 1, \
-                            last_error = $2, next_attempt_at = NULL, dead_lettered_at = now() \
-                     WHERE message_id = $1 AND sent_at IS NULL AND dead_lettered_at IS NULL",
-                )
-                .bind(message_id)
+            PublishFailure::DeadLetter { error, letter, .. } => {
+                let moved = sqlx::query(&format!(
+                    "{row} ON CONFLICT (message_id) DO UPDATE \
+                     SET publish_attempts = outbox.publish_attempts + 1, \
+                         last_error = EXCLUDED.last_error, next_attempt_at = NULL, \
+                         dead_lettered_at = EXCLUDED.dead_lettered_at \
+                     WHERE outbox.sent_at IS NULL AND outbox.dead_lettered_at IS NULL"
+                ))
+                .bind(&command)
                 .bind(error)
+                .bind(None::<DateTime<Utc>>)
+                .bind(true)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?

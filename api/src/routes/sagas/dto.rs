@@ -161,8 +161,10 @@ pub(crate) struct SentCommandDto {
     transport: String,
     /// When the step that decided it committed.
     created_at: DateTime<Utc>,
-    /// When it was recorded as taken by its transport (sent marks are written
-    /// together, up to 50 ms after); absent until then.
+    /// When it was known taken by its transport: for a command published
+    /// right after its step, the step's time, once its relay's watermark
+    /// (written every 50 ms) has passed it; for one retried, when that
+    /// succeeded. Absent until then.
     sent_at: Option<DateTime<Utc>>,
     /// Failed attempts to hand it to its transport.
     publish_attempts: u32,
