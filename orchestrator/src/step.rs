@@ -170,12 +170,13 @@ pub(crate) async fn step<S: Saga>(
             .relay_pos = position;
         let waited = std::time::Instant::now();
         let committed = deps.store.commit(commit.clone()).await;
-        // Not written: the position is free again. Written or not, unknown:
-        // the relay finds out, and publishes the commands if they were.
+        // Not committed now, yet perhaps written: a batch whose commit failed
+        // on the way back is written again step by step, and a step it did
+        // write then reads as a conflict or a duplicate. The relay looks the
+        // position up, publishes the commands if they are there, and frees it.
         match (&committed, position) {
             (Ok(CommitOutcome::Committed), _) | (_, None) => {}
-            (Err(StoreError::Conflict) | Ok(_), Some(p)) => deps.positions.release(p),
-            (Err(_), Some(p)) => deps.unsure.do_send(Unsure(p)),
+            (_, Some(p)) => deps.unsure.do_send(Unsure(p)),
         }
         let m = &deps.metrics;
         m.store_commit_seconds

@@ -25,8 +25,10 @@ mod statements;
 pub(super) use one::commit_one;
 use statements::{append_events, insert_outbox, insert_sagas, received_before, update_sagas};
 
-/// Commits `steps` together. `Err` means the whole transaction failed and
-/// nothing was written; the caller may then try the steps one by one.
+/// Commits `steps` together. `Err` means the transaction failed: nothing was
+/// written, or, if it failed on its commit, perhaps everything. The caller may
+/// then try the steps one by one; a step written already then reads as a
+/// conflict or a duplicate.
 pub(super) async fn commit_batch(
     pool: &PgPool,
     steps: &[Arc<StepCommit>],
