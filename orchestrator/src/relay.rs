@@ -164,40 +164,47 @@ impl OutboxRelay {
         }
         self.flushing = true;
         let n = self.queue.len().min(BATCH);
-        let batch: Vec<Queued> = self.queue.drain(..n).collect();
+        let (messages, positions): (Vec<OutboxMessage>, Vec<Option<u64>>) = self
+            .queue
+            .drain(..n)
+            .map(|q| (q.message, q.position))
+            .unzip();
         let transport = self.transport.clone();
         let fut = async move {
-            let messages: Vec<OutboxMessage> = batch.iter().map(|q| q.message.clone()).collect();
             let failed = transport.publish(&messages).await.err();
-            (batch, failed)
+            (messages, failed)
         };
-        ctx.spawn(fut.into_actor(self).map(|(batch, failed), act, ctx| {
-            act.flushing = false;
-            let mut failed: Vec<(Uuid, TransportError)> =
-                failed.map(|f| f.failed).unwrap_or_default();
-            let mut sent = 0;
-            for queued in batch {
-                let id = queued.message.message_id;
-                if let Some(i) = failed.iter().position(|(f, _)| *f == id) {
-                    let (_, error) = failed.swap_remove(i);
-                    act.failed.push((queued, error));
-                    continue;
-                }
-                sent += 1;
-                match queued.position {
-                    // Kept on its event: the watermark passes it once written.
-                    Some(position) => {
-                        act.queued.remove(&id);
-                        act.positions.release_one(position);
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(messages, failed), act, ctx| {
+                    act.flushing = false;
+                    let mut failed: Vec<(Uuid, TransportError)> =
+                        failed.map(|f| f.failed).unwrap_or_default();
+                    let mut sent = 0;
+                    for (message, position) in messages.into_iter().zip(positions) {
+                        let queued = Queued { message, position };
+                        let id = queued.message.message_id;
+                        if let Some(i) = failed.iter().position(|(f, _)| *f == id) {
+                            let (_, error) = failed.swap_remove(i);
+                            act.failed.push((queued, error));
+                            continue;
+                        }
+                        sent += 1;
+                        match queued.position {
+                            // Kept on its event: the watermark passes it once written.
+                            Some(position) => {
+                                act.queued.remove(&id);
+                                act.positions.release_one(position);
+                            }
+                            None => act.delivered.push(id),
+                        }
                     }
-                    None => act.delivered.push(id),
-                }
-            }
-            act.metrics.commands_published.inc_by(sent);
-            act.record(ctx);
-            act.advance(ctx);
-            act.flush(ctx);
-        }));
+                    act.metrics.commands_published.inc_by(sent);
+                    act.record(ctx);
+                    act.advance(ctx);
+                    act.flush(ctx);
+                }),
+        );
     }
 
     /// Records, in one go, the outbox rows delivered (sent marks), the failures
