@@ -546,3 +546,167 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
         "the failed one is there once; position + 1 was never written"
     );
 }
+
+/// A step of saga `id` (at version 1) with one command at `position`, and a
+/// transaction of the test's that holds back its event: the step's statement
+/// has taken its relay's row when it stops, waiting for the test's event of
+/// the same number. Rolling `blocker` back lets it commit.
+async fn step_in_flight(
+    store: &Arc<PgEventStore>,
+    position: u64,
+) -> (
+    tokio::task::JoinHandle<Result<CommitOutcome, StoreError>>,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    OutboxMessage,
+) {
+    let id = saga();
+    let key = id.to_string();
+    store
+        .commit(Arc::new(step(id, 0, 1, Some(&key))))
+        .await
+        .unwrap();
+    let mut blocker = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
+         VALUES ($1, 2, 'Blocking', '{}', now())",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let mut s = step(id, 1, 1, None);
+    s.outbox = vec![command(id, 1)];
+    s.relay_pos = Some(position);
+    let sent = s.outbox[0].clone();
+    let committing = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit(Arc::new(s)).await }
+    });
+    // Until the step waits on the test's event, holding its relay's row.
+    let waiting = "SELECT count(*) FROM pg_locks \
+                   WHERE relation = 'relays'::regclass AND mode = 'RowShareLock' AND granted";
+    for _ in 0..500 {
+        if scalar(store, waiting).await > 0 && scalar(store, BLOCKED).await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(scalar(store, BLOCKED).await > 0, "the step waits");
+    (committing, blocker, sent)
+}
+
+/// Sessions of this database waiting for a lock.
+const BLOCKED: &str = "SELECT count(*) FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+
+async fn outbox_has(store: &PgEventStore, message: &OutboxMessage) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM outbox WHERE message_id = '{}'",
+        message.message_id
+    );
+    scalar(store, &sql).await == 1
+}
+
+#[tokio::test]
+async fn a_takeover_waits_for_the_steps_its_relay_is_committing() {
+    let store = Arc::new(store().await);
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let (committing, blocker, sent) = step_in_flight(&store, epoch << 40).await;
+
+    // node-a restarts while its step is still being committed.
+    let restarted = store.open_relay("node-a").await.unwrap();
+    let takeover = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let minute = std::time::Duration::from_secs(60);
+            store.recover_relays(restarted, "node-a", minute).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the step");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
+    assert_eq!(takeover.await.unwrap().unwrap(), 1, "its command is copied");
+    assert!(outbox_has(&store, &sent).await);
+
+    // A step of the relay taken over writes nothing, until the relay records
+    // itself anew (as its next watermark does).
+    let id = saga();
+    let key = id.to_string();
+    let mut s = step(id, 0, 1, Some(&key));
+    s.outbox = vec![command(id, 1)];
+    s.relay_pos = Some((epoch << 40) + 1);
+    let late = store.commit(Arc::new(s.clone())).await;
+    assert!(matches!(late, Err(StoreError::RelayGone)), "{late:?}");
+    assert!(store.load(id).await.unwrap().is_none(), "nothing written");
+    store
+        .relay_published(epoch, "node-a", (epoch << 40) + 1)
+        .await
+        .unwrap();
+    let again = store.commit(Arc::new(s)).await.unwrap();
+    assert_eq!(again, CommitOutcome::Committed);
+}
+
+#[tokio::test]
+async fn an_unsure_position_is_looked_up_once_its_commit_is_done() {
+    let store = Arc::new(store().await);
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let position = (epoch << 40) + 3;
+    let (committing, blocker, sent) = step_in_flight(&store, position).await;
+
+    let lookup = tokio::spawn({
+        let store = store.clone();
+        async move { store.recover_positions(&[position]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!lookup.is_finished(), "the lookup waits for the commit");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
+    lookup.await.unwrap().unwrap();
+    assert!(outbox_has(&store, &sent).await, "found once written");
+}
+
+#[tokio::test]
+async fn steps_in_a_batch_whose_relay_was_taken_over_write_nothing() {
+    // One committer connection, so that the steps queue into one batch.
+    let store = store_with(GroupCommit {
+        concurrency: 1,
+        ..GroupCommit::default()
+    })
+    .await;
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let restarted = store.open_relay("node-a").await.unwrap();
+    let minute = std::time::Duration::from_secs(60);
+    store
+        .recover_relays(restarted, "node-a", minute)
+        .await
+        .unwrap();
+    let steps: Vec<StepCommit> = (0..4)
+        .map(|n| {
+            let id = saga();
+            let mut s = step(id, 0, 1, Some(&id.to_string()));
+            if n % 2 == 0 {
+                s.outbox = vec![command(id, 1)];
+                s.relay_pos = Some((epoch << 40) + n);
+            }
+            s
+        })
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(steps.iter().map(|s| store.commit(Arc::new(s.clone()))))
+            .await;
+    let outcomes: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Ok(o) => format!("{o:?}"),
+            Err(e) => format!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["RelayGone", "Committed", "RelayGone", "Committed"]
+    );
+    assert_eq!(scalar(&store, "SELECT count(*) FROM sagas").await, 2);
+}

@@ -17,7 +17,7 @@
 //!   transport; [`codec::decode_for`] reads what any channel delivered.
 //! - `definitions`: [`load_catalog`] — the saga definitions a node runs,
 //!   stored once per version through [`DefinitionStore`].
-//! - `messages`: the actor messages (`Handle`, `Route`, `Crashed`, `Gone`, `Publish`, `Unsure`).
+//! - `messages`: the actor messages (`Handle`, `Route`, `Crashed`, `Gone`, `Publish`, `NotCommitted`).
 //! - `config`: [`OrchestratorConfig`]; [`leases`]: which partitions this node serves.
 //! - `positions`: where this process's steps with commands stand in its
 //!   relay's log, and the watermark below which all are published.

@@ -23,10 +23,9 @@ use crate::ports::{
     Backlog, CommandRecord, CommandRef, CommitOutcome, DeadLetter, DeadLetterRecord,
     DefinitionStore, DueTimer, EventRecord, EventStore, InboxRecord, OperatorQueries,
     OutboxMessage, OutboxStore, PublishFailure, Resolution, SagaFilter, SagaRecord, SagaStats,
-    SagaStore, StepCommit, StoreError, StoredDefinition, StoredHistory, TimerStore,
+    SagaStore, StepCommit, StoreError, StoredDefinition, StoredHistory, TimerStore, EPOCH_SHIFT,
     SUSPENDED_BY_SUPERVISOR,
 };
-use crate::positions::EPOCH_SHIFT;
 
 /// The partition of a saga in this store (PostgreSQL hashes the id's text;
 /// any stable spread will do here).
@@ -155,6 +154,12 @@ impl MemoryStore {
 }
 
 fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, StoreError> {
+    // As in PostgreSQL: a step whose relay was taken over writes nothing.
+    if let Some(p) = step.relay_pos.filter(|_| !step.outbox.is_empty()) {
+        if !inner.relays.contains_key(&(p >> EPOCH_SHIFT)) {
+            return Err(StoreError::RelayGone);
+        }
+    }
     if let Some(id) = &step.inbox {
         if inner.inbox.contains(id) {
             return Ok(CommitOutcome::DuplicateInbox);

@@ -60,8 +60,15 @@ pub(crate) struct Publish {
     pub position: Option<u64>,
 }
 
-/// To the outbox relay: the step at this position may or may not have been
-/// written (its commit failed); its commands, if written, go to the outbox.
+/// To the outbox relay: a step with commands at this position that was not
+/// committed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Unsure(pub u64);
+pub(crate) enum NotCommitted {
+    /// It may or may not have been written (its commit failed); its commands,
+    /// if written, go to the outbox.
+    Unsure(u64),
+    /// Not written: the relay was taken over as gone. Its positions are held
+    /// back until it has recorded itself anew.
+    RelayGone(u64),
+}

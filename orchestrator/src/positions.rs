@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ports::StoreError;
-
-/// Positions are `epoch << EPOCH_SHIFT | n`: 2^40 steps per run of a process.
-pub(crate) const EPOCH_SHIFT: u32 = 40;
+use crate::ports::{StoreError, EPOCH_SHIFT};
 
 /// How long a step waits for its relay to have an epoch (only at start-up).
 const OPEN_WAIT: Duration = Duration::from_secs(10);
@@ -27,6 +24,10 @@ struct Log {
     next: u64,
     /// position → commands not yet handed over
     open: BTreeMap<u64, usize>,
+    /// How often a step found the relay taken over, and whether no watermark
+    /// has been written since the last time.
+    suspensions: u64,
+    suspended: bool,
 }
 
 pub(crate) struct Positions {
@@ -65,7 +66,7 @@ impl Positions {
         let wait = opened.wait_for(|open| *open);
         if tokio::time::timeout(OPEN_WAIT, wait).await.is_err() {
             return Err(StoreError::Database(
-                "the outbox relay has not started: the store did not open it".into(),
+                "the outbox relay is not open: the store has not recorded it".into(),
             ));
         }
         let mut log = self.lock();
@@ -74,6 +75,36 @@ impl Positions {
         log.next += 1;
         log.open.insert(position, commands.max(1));
         Ok(position)
+    }
+
+    /// A step at `position` found its relay taken over (its row deleted): no
+    /// position is handed out until the relay has written a watermark, which
+    /// records it anew.
+    pub fn suspend(&self, position: u64) {
+        let mut log = self.lock();
+        if log.epoch != Some(position >> EPOCH_SHIFT) {
+            return;
+        }
+        log.suspensions += 1;
+        log.suspended = true;
+        self.opened.send_replace(false);
+    }
+
+    /// A count to hand [`Positions::resume`] once a watermark write begun now
+    /// has succeeded.
+    pub fn suspensions(&self) -> u64 {
+        self.lock().suspensions
+    }
+
+    /// A watermark was written, begun when [`Positions::suspensions`] said
+    /// `seen`: unless a step found the relay taken over since, positions are
+    /// handed out again.
+    pub fn resume(&self, seen: u64) {
+        let mut log = self.lock();
+        if log.suspended && log.suspensions == seen {
+            log.suspended = false;
+            self.opened.send_replace(true);
+        }
     }
 
     /// One command of the step at `position` is handed over.
@@ -130,6 +161,30 @@ mod tests {
         let c = p.take(1).await.unwrap();
         p.release(c);
         assert_eq!(p.watermark(), Some(base + 3));
+    }
+
+    #[tokio::test]
+    async fn a_relay_taken_over_hands_out_positions_after_a_later_watermark() {
+        let p = std::sync::Arc::new(Positions::default());
+        p.open(2);
+        let a = p.take(1).await.unwrap();
+        let written_before = p.suspensions();
+        p.suspend(a);
+        p.suspend(1 << EPOCH_SHIFT); // another epoch's step: no effect
+        let taking = tokio::spawn({
+            let p = p.clone();
+            async move { p.take(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        p.resume(written_before);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !taking.is_finished(),
+            "a write begun before the takeover was found does not count"
+        );
+        p.resume(p.suspensions());
+        assert_eq!(taking.await.unwrap().unwrap(), a + 1);
+        assert_eq!(p.watermark(), Some(a), "a is still open until released");
     }
 
     #[tokio::test]

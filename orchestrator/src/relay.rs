@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::codec;
 use crate::leases::Ownership;
-use crate::messages::{Publish, Unsure};
+use crate::messages::{NotCommitted, Publish};
 use crate::metrics::Metrics;
 use crate::ports::{
     DeadLetter, OutboxMessage, OutboxStore, PublishFailure, StoreError, Transport, TransportError,
@@ -376,12 +376,15 @@ impl OutboxRelay {
         self.touch = false;
         let store = self.store.clone();
         let node = self.node.clone();
+        let suspended = self.positions.suspensions();
         let fut = async move { store.relay_published(epoch, &node, below).await };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.advancing = false;
             match result {
                 Ok(()) => {
                     act.written = Some(below);
+                    // Recorded since the relay was found taken over: steps go on.
+                    act.positions.resume(suspended);
                     act.advance(ctx);
                 }
                 // Tried again at the next change, or the next sweep.
@@ -507,12 +510,23 @@ impl Handler<Publish> for OutboxRelay {
     }
 }
 
-impl Handler<Unsure> for OutboxRelay {
+impl Handler<NotCommitted> for OutboxRelay {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsure, ctx: &mut Context<Self>) {
-        self.unsure.push(msg.0);
-        self.record(ctx);
+    fn handle(&mut self, msg: NotCommitted, ctx: &mut Context<Self>) {
+        match msg {
+            NotCommitted::Unsure(position) => {
+                self.unsure.push(position);
+                self.record(ctx);
+            }
+            NotCommitted::RelayGone(position) => {
+                // Not written, so free; the next watermark written records
+                // this relay anew, and its steps go on.
+                self.positions.release(position);
+                self.touch = true;
+                self.advance(ctx);
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::clock::SharedClock;
 use crate::config::OrchestratorConfig;
 use crate::input::{ActionReport, ActorError, Handled, SagaInput, MAX_CONFLICT_RETRIES};
 use crate::kind::{Kind, Reload};
-use crate::messages::{Gone, Publish, Unsure};
+use crate::messages::{Gone, NotCommitted, Publish};
 use crate::metrics::Metrics;
 use crate::notifier::SettledNotifier;
 use crate::ports::{
@@ -26,8 +26,8 @@ use crate::trace::TraceParent;
 pub(crate) struct Deps {
     pub store: Arc<dyn SagaStore>,
     pub relay: Recipient<Publish>,
-    /// The relay, told of a step with commands whose commit failed.
-    pub unsure: Recipient<Unsure>,
+    /// The relay, told of a step with commands that was not committed.
+    pub unsure: Recipient<NotCommitted>,
     /// Positions for steps with commands (see [`Positions`]).
     pub positions: Arc<Positions>,
     pub notifier: Arc<SettledNotifier>,
@@ -176,7 +176,12 @@ pub(crate) async fn step<S: Saga>(
         // position up, publishes the commands if they are there, and frees it.
         match (&committed, position) {
             (Ok(CommitOutcome::Committed), _) | (_, None) => {}
-            (_, Some(p)) => deps.unsure.do_send(Unsure(p)),
+            (Err(StoreError::RelayGone), Some(p)) => {
+                // Held back before the next try takes a position.
+                deps.positions.suspend(p);
+                deps.unsure.do_send(NotCommitted::RelayGone(p));
+            }
+            (_, Some(p)) => deps.unsure.do_send(NotCommitted::Unsure(p)),
         }
         let m = &deps.metrics;
         m.store_commit_seconds
@@ -229,6 +234,9 @@ pub(crate) async fn step<S: Saga>(
             }
             Err(StoreError::Conflict) => {
                 tracing::debug!("saga version conflict; deciding again on fresh state");
+            }
+            Err(StoreError::RelayGone) => {
+                tracing::warn!("the outbox relay was taken over; deciding again once it is back");
             }
             Err(e) => {
                 tracing::error!(error.cause_chain = ?e, error.message = %e, "saga step not committed");

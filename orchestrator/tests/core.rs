@@ -444,3 +444,35 @@ async fn a_node_takes_in_a_saga_type_and_a_version_stored_after_it_started() {
     assert_eq!(catalog.get("order").unwrap().newest().version, 2);
     assert!(a.orchestrator.saga_types().contains(&"refund".to_owned()));
 }
+
+#[actix::test]
+async fn a_relay_taken_over_while_alive_records_itself_anew_and_its_steps_go_on() {
+    tokio::time::pause();
+    let core = core(OrchestratorConfig::default());
+    let first = start_order(&core, "k-before").await;
+    run_until(Duration::from_secs(5), || core.transport.taken().len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Another node takes this one for gone (say, after a long database outage).
+    let taken = core
+        .store
+        .recover_relays(0, "elsewhere", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(taken, 0, "everything it committed was published");
+
+    // The next step with a command finds its relay gone, writes nothing, and
+    // is decided again once the relay has recorded itself anew.
+    let second = start_order(&core, "k-after").await;
+    run_until(Duration::from_secs(5), || core.transport.taken().len() == 2).await;
+    let taken: Vec<SagaId> = core
+        .transport
+        .taken()
+        .into_iter()
+        .map(|(_, m)| m.saga_id)
+        .collect();
+    assert_eq!(taken, [first, second], "each command once");
+    let events = core.orchestrator.events(second).await.unwrap();
+    let started = events.iter().filter(|e| e.seq == 1).count();
+    assert_eq!(started, 1, "started once: {events:?}");
+}

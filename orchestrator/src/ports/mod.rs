@@ -28,7 +28,7 @@ pub use operator::{
     CommandRecord, CommandRef, DeadLetterRecord, InboxRecord, OperatorQueries, Resolution,
     SagaFilter, SagaStats,
 };
-pub use outbox::{Backlog, DeadLetter, OutboxMessage, OutboxStore, PublishFailure};
+pub use outbox::{Backlog, DeadLetter, OutboxMessage, OutboxStore, PublishFailure, EPOCH_SHIFT};
 pub use timers::{DueTimer, TimerStore};
 pub use transport::{PublishError, Transport, TransportError};
 

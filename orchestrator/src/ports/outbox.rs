@@ -74,6 +74,10 @@ pub struct Backlog {
     pub dead_letters: i64,
 }
 
+/// A relay position is `epoch << EPOCH_SHIFT | n`: the relay's epoch, then
+/// its count of steps with commands (2^40 per run of a process).
+pub const EPOCH_SHIFT: u32 = 40;
+
 /// The outbox and the dead letters, as the relay and the ingresses use them.
 ///
 /// A step's commands are kept with the step (see [`StepCommit::relay_pos`]),

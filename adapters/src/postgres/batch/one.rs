@@ -8,16 +8,27 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
 use sqlx::postgres::PgArguments;
-use sqlx::query::QueryScalar;
+use sqlx::query::QueryAs;
 use sqlx::{PgPool, Postgres};
 
 use super::statements::{commands_json, kept_on_event};
 use crate::postgres::rows::{db, StepOutcome};
 
+/// The relay's row, locked until the step commits when the step has a relay
+/// position (`$18`): its takeover (which deletes the row) waits for the step,
+/// and a step after the takeover finds no row and writes nothing.
+const RELAY: &str = "relay AS MATERIALIZED (
+            SELECT epoch FROM relays WHERE epoch = $18::bigint >> 40 FOR KEY SHARE
+        )";
+
+/// Whether the step may be written: it has no relay position, or its relay's row.
+const RELAY_HELD: &str = "($18::bigint IS NULL OR EXISTS (SELECT 1 FROM relay))";
+
 /// Events, appended only when `$step` (the saga row's CTE) wrote a row;
 /// `message` is what the first event's `message_id` is. The first event keeps
 /// the step's commands and relay position (`$17`, `$18`) when it has them;
-/// otherwise the commands (`$19`) become outbox rows.
+/// otherwise the commands (`$19`) become outbox rows. Returns whether the step
+/// was written, and whether its relay (if it has one) was still there.
 fn append(message: &str) -> String {
     format!(
         "
@@ -36,20 +47,22 @@ ob AS (
            c.command_type, c.idempotency_key, c.data, c.created_at, c.traceparent
     FROM step, jsonb_populate_recordset(NULL::outbox, $19::jsonb) AS c
 )
-SELECT count(*) FROM step"
+SELECT (SELECT count(*) FROM step), {RELAY_HELD}"
     )
 }
 
 // $12 is the message the step consumed, kept on its first event.
 static UPDATE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH step AS (
+        "WITH {RELAY},
+        step AS (
             UPDATE sagas SET status = $4, current_step = $5, attempt = $6, version = $7,
                    last_error = $8, wake_at = $9, updated_at = $10, step_since = $11,
                    participant = $20, max_attempts = $21
             WHERE id = $1 AND saga_type = $2 AND version = $3
               AND ($12::text IS NULL
                    OR NOT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $12))
+              AND {RELAY_HELD}
             RETURNING id
         ),
         {}",
@@ -60,11 +73,13 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
 // $3 is the business key, $12 the input and $20 the saga's trace context.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH step AS (
+        "WITH {RELAY},
+        step AS (
             INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt,
                                version, last_error, wake_at, created_at, updated_at, input,
                                step_since, traceparent, participant, max_attempts)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $20, $21, $22)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $12, $11, $20, $21, $22
+            WHERE {RELAY_HELD}
             ON CONFLICT (saga_type, business_key) DO NOTHING
             RETURNING id
         ),
@@ -81,11 +96,11 @@ const MESSAGE_INDEX: &str = "saga_events_message";
 /// step is a start, which consumes no message.
 pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) -> StepOutcome {
     let query = match &step.new_saga {
-        Some(new) => sqlx::query_scalar(INSERT.as_str())
+        Some(new) => sqlx::query_as(INSERT.as_str())
             .bind(step.saga_id.as_uuid())
             .bind(&step.saga_type)
             .bind(&new.business_key),
-        None => sqlx::query_scalar(UPDATE.as_str())
+        None => sqlx::query_as(UPDATE.as_str())
             .bind(step.saga_id.as_uuid())
             .bind(&step.saga_type)
             .bind(step.expected_version as i64),
@@ -99,8 +114,8 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     let query = query
         .bind(step.view.participant.as_deref())
         .bind(step.view.max_attempts.map(|a| a as i32));
-    let written: i64 = match query.fetch_one(pool).await {
-        Ok(written) => written,
+    let (written, relay_held): (i64, bool) = match query.fetch_one(pool).await {
+        Ok(row) => row,
         // Recorded by another node since the check in the statement itself.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some(MESSAGE_INDEX) => {
             return Ok(CommitOutcome::DuplicateInbox)
@@ -109,6 +124,9 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     };
     if written == 1 {
         return Ok(CommitOutcome::Committed);
+    }
+    if !relay_held {
+        return Err(StoreError::RelayGone);
     }
     if step.new_saga.is_some() {
         return Ok(CommitOutcome::BusinessKeyTaken);
@@ -131,12 +149,13 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     }
 }
 
+/// The statement of one step, returning whether it was written and whether
+/// its relay was held.
+type Written<'q> = QueryAs<'q, Postgres, (i64, bool), PgArguments>;
+
 /// Binds `$4` to `$19`: the read model, the inbox id (or the input), the
 /// events and the commands.
-fn bind_rest<'q>(
-    query: QueryScalar<'q, Postgres, i64, PgArguments>,
-    step: &'q StepCommit,
-) -> QueryScalar<'q, Postgres, i64, PgArguments> {
+fn bind_rest<'q>(query: Written<'q>, step: &'q StepCommit) -> Written<'q> {
     let view = &step.view;
     let version = step.version() as i64;
     let query = query

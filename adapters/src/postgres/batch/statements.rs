@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::ports::{StepCommit, StoreError};
+use sagaplane_orchestrator::ports::{StepCommit, StoreError, EPOCH_SHIFT};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -224,11 +224,26 @@ pub(super) async fn append_events(
     if sagas.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id, \
-                                  commands, relay_pos) \
-         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], \
-                              $5::timestamptz[], $6::text[], $7::jsonb[], $8::bigint[])",
+    // The relays' rows, locked until the batch commits: a takeover (which
+    // deletes the row) waits for it, and once a relay is taken over its steps
+    // fail the batch, and then each their own commit (see `commit_one`).
+    let mut epochs: Vec<i64> = positions
+        .iter()
+        .flatten()
+        .map(|p| p >> EPOCH_SHIFT)
+        .collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    let held: i64 = sqlx::query_scalar(
+        "WITH relay AS MATERIALIZED ( \
+             SELECT epoch FROM relays WHERE epoch = ANY($9) ORDER BY epoch FOR KEY SHARE \
+         ), ev AS ( \
+             INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, message_id, \
+                                      commands, relay_pos) \
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], \
+                                  $5::timestamptz[], $6::text[], $7::jsonb[], $8::bigint[]) \
+         ) \
+         SELECT count(*) FROM relay",
     )
     .bind(&sagas)
     .bind(&seqs)
@@ -238,9 +253,13 @@ pub(super) async fn append_events(
     .bind(&messages)
     .bind(&commands)
     .bind(&positions)
-    .execute(&mut **tx)
+    .bind(&epochs)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
+    if held as usize != epochs.len() {
+        return Err(StoreError::RelayGone);
+    }
     Ok(())
 }
 

@@ -207,7 +207,17 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         (step(a, 4, None, None), "Committed"),
         (kept(a, 5, 7), "Committed"),
         (kept(a, 5, 8), "Conflict"),
+        // Epoch 1's relay has no row (taken over as gone).
+        (kept(a, 6, (1 << 40) + 1), "RelayGone"),
     ];
+    for pool in [&alone, &batched] {
+        sqlx::query(
+            "INSERT INTO relays (epoch, node, published_below, seen_at) VALUES (0, 'a', 0, now())",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    }
     for (n, (step, expected)) in cases.iter().enumerate() {
         let one = commit_one(&alone, step).await;
         let batch = match commit_batch(&batched, std::slice::from_ref(step)).await {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{
-    Backlog, DeadLetter, OutboxMessage, PublishFailure, StoreError,
+    Backlog, DeadLetter, OutboxMessage, PublishFailure, StoreError, EPOCH_SHIFT,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -121,39 +121,66 @@ pub(super) async fn recover_relays(
     node: &str,
     dead_after: std::time::Duration,
 ) -> Result<u64, StoreError> {
-    static RECOVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH gone AS ( \
-                 DELETE FROM relays \
-                 WHERE epoch <> $1 AND (node = $2 OR seen_at < now() - make_interval(secs => $3)) \
-                 RETURNING epoch, published_below \
-             ), copied AS ({} RETURNING 1) \
-             SELECT count(*) FROM copied",
-            copy_commands(
-                "gone JOIN saga_events e ON e.relay_pos >= gone.published_below \
-                   AND e.relay_pos < (gone.epoch + 1) << 40",
-                "e.commands IS NOT NULL"
-            )
+    static COPY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        copy_commands(
+            "UNNEST($1::bigint[], $2::bigint[]) AS gone(epoch, published_below) \
+             JOIN saga_events e ON e.relay_pos >= gone.published_below \
+              AND e.relay_pos < (gone.epoch + 1) << 40",
+            "e.commands IS NOT NULL",
         )
     });
-    let copied: i64 = sqlx::query_scalar(RECOVER.as_str())
-        .bind(epoch as i64)
-        .bind(node)
-        .bind(dead_after.as_secs_f64())
-        .fetch_one(pool)
+    let mut tx = pool.begin().await.map_err(db)?;
+    // Deleting a relay's row waits for its steps being committed (each holds
+    // the row until it commits), and a step after the delete writes nothing;
+    // the copy, a statement later, sees every step the relay ever committed.
+    // (One lock order, for two nodes taking over the same relays.)
+    let gone: Vec<(i64, i64)> = sqlx::query_as(
+        "DELETE FROM relays WHERE epoch IN ( \
+             SELECT epoch FROM relays \
+             WHERE epoch <> $1 AND (node = $2 OR seen_at < now() - make_interval(secs => $3)) \
+             ORDER BY epoch FOR UPDATE \
+         ) RETURNING epoch, published_below",
+    )
+    .bind(epoch as i64)
+    .bind(node)
+    .bind(dead_after.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let (epochs, below): (Vec<i64>, Vec<i64>) = gone.into_iter().unzip();
+    let copied = sqlx::query(COPY.as_str())
+        .bind(&epochs)
+        .bind(&below)
+        .execute(&mut *tx)
         .await
-        .map_err(db)?;
-    Ok(copied as u64)
+        .map_err(db)?
+        .rows_affected();
+    tx.commit().await.map_err(db)?;
+    Ok(copied)
 }
 
 pub(super) async fn recover_positions(pool: &PgPool, positions: &[u64]) -> Result<(), StoreError> {
     let positions: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
-    sqlx::query(&copy_commands("saga_events e", "e.relay_pos = ANY($1)"))
-        .bind(&positions)
-        .execute(pool)
+    let mut epochs: Vec<i64> = positions.iter().map(|p| p >> EPOCH_SHIFT).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    let mut tx = pool.begin().await.map_err(db)?;
+    // A step still being committed holds its relay's row until it is done:
+    // wait for it, so that the copy sees it if it was written.
+    sqlx::query("SELECT 1 FROM relays WHERE epoch = ANY($1) ORDER BY epoch FOR UPDATE")
+        .bind(&epochs)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-    Ok(())
+    sqlx::query(&copy_commands("saga_events e", "e.relay_pos = ANY($1)"))
+        .bind(&positions)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
 }
 
 pub(super) async fn publish_failed(
