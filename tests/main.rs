@@ -21,6 +21,7 @@ mod idempotency;
 mod ingress;
 mod jwt;
 mod kill;
+mod lost_commit;
 mod migrate;
 mod observability;
 mod openapi;

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::batch::{commit_batch, commit_one};
+use super::connect::APPLICATION_NAME;
 use super::rows::StepOutcome;
 
 /// The way to the committer's thread; the thread ends when this is dropped.
@@ -27,6 +28,11 @@ impl Committer {
     /// own (made with `options`), so that the statements of a batch follow each
     /// other without waiting for the thread that runs the actors.
     pub(super) fn start(options: PgConnectOptions, config: GroupCommit) -> Self {
+        let name = format!(
+            "{}/commit",
+            options.get_application_name().unwrap_or(APPLICATION_NAME)
+        );
+        let options = options.application_name(&name);
         let (jobs, queue) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sagaplane-commit".into())

@@ -45,6 +45,12 @@ pub(super) async fn pool(url: &str, max_connections: u32) -> Result<PgPool, Conn
     // threshold, and compiling then takes seconds for a statement that runs
     // in a millisecond.
     let options = options.options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
+    // Named in `pg_stat_activity` (the committer's connections add `/commit`).
+    let name = options
+        .get_application_name()
+        .unwrap_or(APPLICATION_NAME)
+        .to_owned();
+    let options = options.application_name(&name);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -57,6 +63,9 @@ pub(super) async fn pool(url: &str, max_connections: u32) -> Result<PgPool, Conn
     MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
     Ok(pool)
 }
+
+/// The connections' `application_name`, unless the URL gives one.
+pub(super) const APPLICATION_NAME: &str = "sagaplane";
 
 /// `Ok` when the database answers and has every migration of [`MIGRATOR`].
 pub(super) async fn ready(pool: &PgPool) -> Result<(), String> {
