@@ -428,6 +428,9 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
     }
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox").await, 0);
     assert_eq!(scalar(&store, UNPUBLISHED).await, 3);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.outbox_unsent, 3, "counted where they are kept");
+    assert_eq!(backlog.oldest_unsent_at, Some(sent[0].created_at));
     let far = Utc::now() + Duration::days(1);
     assert!(
         store
@@ -444,6 +447,7 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
         .await
         .unwrap();
     assert_eq!(scalar(&store, UNPUBLISHED).await, 2);
+    assert_eq!(store.backlog().await.unwrap().outbox_unsent, 2);
     let first = store
         .command_for(sent[0].saga_id, "charge-payment", 0)
         .await
@@ -483,6 +487,11 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
         scalar(&store, UNPUBLISHED).await,
         2,
         "still listed once each"
+    );
+    assert_eq!(
+        store.backlog().await.unwrap().outbox_unsent,
+        2,
+        "and counted once"
     );
     assert_eq!(scalar(&store, "SELECT count(*) FROM commands").await, 3);
     store
@@ -536,6 +545,11 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].publish_attempts, 1);
     assert_eq!(due[0].message_id, s.outbox[0].message_id);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(
+        backlog.outbox_unsent, 1,
+        "in the outbox and above the watermark: once"
+    );
     store
         .recover_positions(&[position, position + 1])
         .await

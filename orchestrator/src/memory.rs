@@ -506,7 +506,11 @@ impl OutboxStore for MemoryStore {
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         let inner = self.lock();
-        let unsent = inner.unsent_stored();
+        // Outbox rows and commands above their relay's watermark alike.
+        let unsent = inner
+            .outbox
+            .iter()
+            .filter(|r| !r.dead && inner.sent_at(r).is_none());
         Ok(Backlog {
             outbox_unsent: unsent.clone().count() as i64,
             oldest_unsent_at: unsent.map(|r| r.message.created_at).min(),

@@ -69,6 +69,8 @@ impl PublishFailure {
 /// Work waiting in the store, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backlog {
+    /// Commands committed and not yet published, wherever kept: outbox rows,
+    /// and commands on their events above their relay's watermark.
     pub outbox_unsent: i64,
     pub oldest_unsent_at: Option<DateTime<Utc>>,
     pub dead_letters: i64,

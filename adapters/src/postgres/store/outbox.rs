@@ -261,10 +261,21 @@ pub(super) async fn dead_letter(pool: &PgPool, letter: &DeadLetter) -> Result<()
 }
 
 pub(super) async fn backlog(pool: &PgPool) -> Result<Backlog, StoreError> {
+    // Unsent: outbox rows neither sent nor dead-lettered, and the commands on
+    // events at or above their live relay's watermark that have no outbox row
+    // (each relay's range read through the `relay_pos` index).
     let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
-                (SELECT min(created_at) FROM outbox \
-                 WHERE sent_at IS NULL AND dead_lettered_at IS NULL), \
+        "WITH unsent AS ( \
+             SELECT created_at FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL \
+             UNION ALL \
+             SELECT c.created_at FROM relays r \
+             JOIN saga_events e ON e.relay_pos >= r.published_below \
+                               AND e.relay_pos < (r.epoch + 1) << 40 \
+             CROSS JOIN LATERAL jsonb_populate_recordset(NULL::outbox, e.commands) AS c \
+             WHERE e.commands IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = c.message_id) \
+         ) \
+         SELECT (SELECT count(*) FROM unsent), (SELECT min(created_at) FROM unsent), \
                 (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
     )
     .fetch_one(pool)
