@@ -77,9 +77,12 @@ pub struct GroupCommit {
 }
 
 impl Default for GroupCommit {
+    /// Two batches in flight: one being written while the next forms. More
+    /// make smaller batches, each with its statements and commit, and cost
+    /// more per step (BENCHMARKS.md, "A takeover waits…").
     fn default() -> Self {
         Self {
-            concurrency: 4,
+            concurrency: 2,
             max_batch: 256,
             on_batch: None,
         }
