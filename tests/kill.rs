@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::helpers::fresh_database_url;
 use crate::server::{
-    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
-    restart_port, start_retrying, Case, Server, FAULT_ENV,
+    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice,
+    assert_settled_as_dictated, cases, restart_port, start_retrying, Case, Server, FAULT_ENV,
 };
 
 const SAGAS: usize = 300;
@@ -72,19 +72,7 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(ids.len(), SAGAS);
 
     // Every saga ends as its input dictates.
-    for (i, id) in &ids {
-        let case = &cases[*i];
-        let saga = loop {
-            let saga = server.get(&format!("/v1/sagas/{id}?wait=5")).await;
-            let status = saga["status"].as_str().unwrap().to_owned();
-            if ["completed", "compensated", "cancelled", "suspended"].contains(&status.as_str())
-                || Instant::now() > deadline
-            {
-                break saga;
-            }
-        };
-        assert_eq!(saga["status"], case.status, "saga {}: {saga}", case.key);
-    }
+    assert_settled_as_dictated(&server, &cases, &ids, deadline).await;
 
     let pool = PgPool::connect(&db).await.unwrap();
     // No participant applied any idempotency key twice.

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::helpers::{fresh_database_url, server_url};
 use crate::server::{
-    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice, cases,
-    start_retrying, Server,
+    assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice,
+    assert_settled_as_dictated, cases, start_retrying, Server,
 };
 
 const SAGAS: usize = 120;
@@ -162,19 +162,7 @@ async fn a_batch_whose_commit_answer_is_lost_loses_no_command() {
     for client in clients {
         ids.extend(client.await.expect("a client finished"));
     }
-    for (i, id) in &ids {
-        let case = &cases[*i];
-        let saga = loop {
-            let saga = server.get(&format!("/v1/sagas/{id}?wait=5")).await;
-            let status = saga["status"].as_str().unwrap().to_owned();
-            if ["completed", "compensated", "cancelled", "suspended"].contains(&status.as_str())
-                || Instant::now() > deadline
-            {
-                break saga;
-            }
-        };
-        assert_eq!(saga["status"], case.status, "saga {}: {saga}", case.key);
-    }
+    assert_settled_as_dictated(&server, &cases, &ids, deadline).await;
     let cut = cutter.cut.load(Ordering::SeqCst).min(CUTS);
     let commits = cutter.commits.load(Ordering::SeqCst);
     assert!(

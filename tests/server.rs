@@ -242,6 +242,29 @@ pub fn cases(n: usize) -> Vec<Case> {
         .collect()
 }
 
+/// Waits (until `deadline`) for each saga of `ids` (case index → saga id) to
+/// settle, and asserts it ended as its case dictates.
+pub async fn assert_settled_as_dictated(
+    server: &Server,
+    cases: &[Case],
+    ids: &HashMap<usize, String>,
+    deadline: Instant,
+) {
+    for (i, id) in ids {
+        let case = &cases[*i];
+        let saga = loop {
+            let saga = server.get(&format!("/v1/sagas/{id}?wait=5")).await;
+            let status = saga["status"].as_str().unwrap().to_owned();
+            if ["completed", "compensated", "cancelled", "suspended"].contains(&status.as_str())
+                || Instant::now() > deadline
+            {
+                break saga;
+            }
+        };
+        assert_eq!(saga["status"], case.status, "saga {}: {saga}", case.key);
+    }
+}
+
 /// Starts `case` through any of `bases` (`pick` chooses the next to try),
 /// retrying through outages until `deadline`: connection errors, timeouts and
 /// 5xx. The business key makes a repeat the same saga; the saga's id.
