@@ -724,3 +724,49 @@ async fn steps_in_a_batch_whose_relay_was_taken_over_write_nothing() {
     );
     assert_eq!(scalar(&store, "SELECT count(*) FROM sagas").await, 2);
 }
+
+#[tokio::test]
+async fn an_unsure_position_waits_for_a_step_statement_not_yet_at_its_relay_row() {
+    let store = Arc::new(store().await);
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let position = (epoch << 40) + 1;
+    let id = saga();
+    store
+        .commit(Arc::new(step(id, 0, 1, Some(&id.to_string()))))
+        .await
+        .unwrap();
+    // The step's statement waits for the table before it does anything, so it
+    // holds no relay row yet: only its running statement tells of it.
+    let mut blocker = store.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE sagas IN SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut s = step(id, 1, 1, None);
+    s.outbox = vec![command(id, 1)];
+    s.relay_pos = Some(position);
+    let sent = s.outbox[0].clone();
+    let committing = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit(Arc::new(s)).await }
+    });
+    for _ in 0..500 {
+        if scalar(&store, BLOCKED).await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(scalar(&store, BLOCKED).await > 0, "the step waits");
+
+    let lookup = tokio::spawn({
+        let store = store.clone();
+        async move { store.recover_positions(&[position]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!lookup.is_finished(), "the lookup waits for the statement");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
+    lookup.await.unwrap().unwrap();
+    assert!(outbox_has(&store, &sent).await, "found once written");
+}

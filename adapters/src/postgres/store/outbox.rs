@@ -162,11 +162,39 @@ pub(super) async fn recover_relays(
     Ok(copied)
 }
 
+/// How long a lookup after a commit of unknown outcome waits for step
+/// statements that were running when it began.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) async fn recover_positions(pool: &PgPool, positions: &[u64]) -> Result<(), StoreError> {
     let positions: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
     let mut epochs: Vec<i64> = positions.iter().map(|p| p >> EPOCH_SHIFT).collect();
     epochs.sort_unstable();
     epochs.dedup();
+    // A broken connection does not stop the statement its server received:
+    // wait for the step writers' statements that began before this lookup
+    // (those of this process's committer are named after this pool's
+    // connections, with `/commit`), at most `IN_FLIGHT_WAIT`.
+    let since: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    let waiting = tokio::time::Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state = 'active' AND query_start < $1 \
+               AND application_name = current_setting('application_name') || '/commit'",
+        )
+        .bind(since)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+        if running == 0 || waiting.elapsed() > IN_FLIGHT_WAIT {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut tx = pool.begin().await.map_err(db)?;
     // A step still being committed holds its relay's row until it is done:
     // wait for it, so that the copy sees it if it was written.
