@@ -155,7 +155,7 @@ impl MemoryStore {
 
 fn commit_step(inner: &mut Inner, step: &StepCommit) -> Result<CommitOutcome, StoreError> {
     // As in PostgreSQL: a step whose relay was taken over writes nothing.
-    if let Some(p) = step.relay_pos.filter(|_| !step.outbox.is_empty()) {
+    if let Some(p) = step.kept_on_event() {
         if !inner.relays.contains_key(&(p >> EPOCH_SHIFT)) {
             return Err(StoreError::RelayGone);
         }

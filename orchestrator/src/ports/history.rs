@@ -41,6 +41,12 @@ impl StepCommit {
     pub fn version(&self) -> u64 {
         self.expected_version + self.events.len() as u64
     }
+
+    /// The step's relay position, when its commands are kept on its first
+    /// event (it has commands and a position).
+    pub fn kept_on_event(&self) -> Option<u64> {
+        self.relay_pos.filter(|_| !self.outbox.is_empty())
+    }
 }
 
 #[derive(Debug, Clone)]

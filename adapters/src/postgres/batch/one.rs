@@ -11,7 +11,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgPool, Postgres};
 
-use super::statements::{commands_json, kept_on_event};
+use super::statements::commands_json;
 use crate::postgres::rows::{db, StepOutcome};
 
 /// The relay's row, locked until the step commits when the step has a relay
@@ -177,7 +177,7 @@ fn bind_rest<'q>(query: Written<'q>, step: &'q StepCommit) -> Written<'q> {
     let types: Vec<&str> = step.events.iter().map(|e| e.event_type.as_str()).collect();
     let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
     let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
-    let logged = kept_on_event(step);
+    let logged = step.kept_on_event();
     let commands = (!step.outbox.is_empty()).then(|| commands_json(step));
     let (on_event, to_outbox) = match logged {
         Some(_) => (commands, None),

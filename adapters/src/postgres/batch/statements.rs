@@ -208,7 +208,7 @@ pub(super) async fn append_events(
     let mut commands = Vec::new();
     let mut positions = Vec::new();
     for step in steps {
-        let logged = kept_on_event(step);
+        let logged = step.kept_on_event();
         for (n, event) in step.events.iter().enumerate() {
             let first = n == 0;
             sagas.push(step.saga_id.as_uuid());
@@ -263,11 +263,6 @@ pub(super) async fn append_events(
     Ok(())
 }
 
-/// The step's relay position, when its commands are kept on its first event.
-pub(super) fn kept_on_event(step: &StepCommit) -> Option<u64> {
-    step.relay_pos.filter(|_| !step.outbox.is_empty())
-}
-
 /// A step's commands as its first event keeps them.
 pub(super) fn commands_json(step: &StepCommit) -> serde_json::Value {
     serde_json::to_value(&step.outbox).expect("commands serialise to JSON")
@@ -280,7 +275,7 @@ pub(super) async fn insert_outbox(
 ) -> Result<(), StoreError> {
     let messages: Vec<_> = steps
         .iter()
-        .filter(|s| kept_on_event(s).is_none())
+        .filter(|s| s.kept_on_event().is_none())
         .flat_map(|s| s.outbox.iter())
         .collect();
     if messages.is_empty() {
