@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use crate::helpers::fresh_database_url;
 use crate::server::{
     assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice,
-    assert_settled_as_dictated, cases, restart_port, start_retrying, Case, Server, FAULT_ENV,
+    assert_settled_as_dictated, cases, restart_port, start_retrying, timed_out_steps, Case, Server,
+    FAULT_ENV,
 };
 
 const SAGAS: usize = 300;
@@ -92,13 +93,7 @@ async fn sigkill_under_load_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(sagas, SAGAS as i64, "one saga per business key");
     // The kills landed on work in flight: commands and replies were lost with
     // the process, and the steps' deadlines asked again.
-    let timed_out: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM saga_events \
-         WHERE event_type = 'StepFailed' AND data->>'cause' = 'timed_out'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let timed_out = timed_out_steps(&pool).await;
     eprintln!("{KILLS} kills, {SAGAS} sagas: {timed_out} step attempts timed out and were retried");
     assert!(timed_out > 0, "no kill interrupted a step");
     server.kill();

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::helpers::{fresh_database_url, server_url};
 use crate::server::{
     assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice,
-    assert_settled_as_dictated, cases, start_retrying, Server,
+    assert_settled_as_dictated, cases, start_retrying, timed_out_steps, Server,
 };
 
 const SAGAS: usize = 120;
@@ -174,13 +174,7 @@ async fn a_batch_whose_commit_answer_is_lost_loses_no_command() {
     assert_no_effect_twice(&pool).await;
     assert_effects_as_dictated(&pool, &cases, &ids).await;
     assert_histories_whole(&pool).await;
-    let timed_out: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM saga_events \
-         WHERE event_type = 'StepFailed' AND data->>'cause' = 'timed_out'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let timed_out = timed_out_steps(&pool).await;
     assert_eq!(timed_out, 0, "a command was lost and asked again");
     // The written batches' commands were looked up and published from the
     // outbox (nothing else puts rows there in this run).

@@ -242,6 +242,17 @@ pub fn cases(n: usize) -> Vec<Case> {
         .collect()
 }
 
+/// How many step attempts timed out (and were asked again).
+pub async fn timed_out_steps(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM saga_events \
+         WHERE event_type = 'StepFailed' AND data->>'cause' = 'timed_out'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// Waits (until `deadline`) for each saga of `ids` (case index → saga id) to
 /// settle, and asserts it ended as its case dictates.
 pub async fn assert_settled_as_dictated(

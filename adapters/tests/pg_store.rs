@@ -561,13 +561,23 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
     );
 }
 
+/// Where the test holds a step back.
+enum Hold {
+    /// At its event: the test inserts the same event first, so the step's
+    /// statement has taken its relay's row when it stops.
+    Event,
+    /// At its table, before the statement does anything: it holds no relay
+    /// row yet, and only its running statement tells of it.
+    Table,
+}
+
 /// A step of saga `id` (at version 1) with one command at `position`, and a
-/// transaction of the test's that holds back its event: the step's statement
-/// has taken its relay's row when it stops, waiting for the test's event of
-/// the same number. Rolling `blocker` back lets it commit.
+/// transaction of the test's (`blocker`) that holds it back where `hold`
+/// says. Rolling `blocker` back lets it commit.
 async fn step_in_flight(
     store: &Arc<PgEventStore>,
     position: u64,
+    hold: Hold,
 ) -> (
     tokio::task::JoinHandle<Result<CommitOutcome, StoreError>>,
     sqlx::Transaction<'static, sqlx::Postgres>,
@@ -580,14 +590,15 @@ async fn step_in_flight(
         .await
         .unwrap();
     let mut blocker = store.pool().begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
-         VALUES ($1, 2, 'Blocking', '{}', now())",
-    )
-    .bind(id.as_uuid())
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
+    let held = match hold {
+        Hold::Event => sqlx::query(
+            "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at) \
+             VALUES ($1, 2, 'Blocking', '{}', now())",
+        )
+        .bind(id.as_uuid()),
+        Hold::Table => sqlx::query("LOCK TABLE sagas IN SHARE MODE"),
+    };
+    held.execute(&mut *blocker).await.unwrap();
     let mut s = step(id, 1, 1, None);
     s.outbox = vec![command(id, 1)];
     s.relay_pos = Some(position);
@@ -596,22 +607,57 @@ async fn step_in_flight(
         let store = store.clone();
         async move { store.commit(Arc::new(s)).await }
     });
-    // Until the step waits on the test's event, holding its relay's row.
-    let waiting = "SELECT count(*) FROM pg_locks \
-                   WHERE relation = 'relays'::regclass AND mode = 'RowShareLock' AND granted";
-    for _ in 0..500 {
-        if scalar(store, waiting).await > 0 && scalar(store, BLOCKED).await > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // Until the step waits on the test, holding its relay's row if it is
+    // held at its event.
+    let holding_row = "SELECT count(*) FROM pg_locks \
+                       WHERE relation = 'relays'::regclass AND mode = 'RowShareLock' AND granted";
+    match hold {
+        Hold::Event => wait_until(store, &[holding_row, BLOCKED]).await,
+        Hold::Table => wait_until(store, &[BLOCKED]).await,
     }
-    assert!(scalar(store, BLOCKED).await > 0, "the step waits");
     (committing, blocker, sent)
 }
 
 /// Sessions of this database waiting for a lock.
 const BLOCKED: &str = "SELECT count(*) FROM pg_stat_activity \
                        WHERE datname = current_database() AND wait_event_type = 'Lock'";
+
+/// Waits (up to 5 s) until each count is above 0; the step must be waiting.
+async fn wait_until(store: &PgEventStore, counts: &[&str]) {
+    for _ in 0..500 {
+        let mut all = true;
+        for sql in counts {
+            all &= scalar(store, sql).await > 0;
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(scalar(store, BLOCKED).await > 0, "the step waits");
+}
+
+/// Runs the lookup of `position` while `blocker` holds the step back: it must
+/// wait, and find the step's command once the step has committed.
+async fn lookup_waits_for(
+    store: &Arc<PgEventStore>,
+    position: u64,
+    committing: tokio::task::JoinHandle<Result<CommitOutcome, StoreError>>,
+    blocker: sqlx::Transaction<'static, sqlx::Postgres>,
+    sent: &OutboxMessage,
+) {
+    let lookup = tokio::spawn({
+        let store = store.clone();
+        async move { store.recover_positions(&[position]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!lookup.is_finished(), "the lookup waits for the step");
+    blocker.rollback().await.unwrap();
+
+    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
+    lookup.await.unwrap().unwrap();
+    assert!(outbox_has(store, sent).await, "found once written");
+}
 
 async fn outbox_has(store: &PgEventStore, message: &OutboxMessage) -> bool {
     let sql = format!(
@@ -625,7 +671,7 @@ async fn outbox_has(store: &PgEventStore, message: &OutboxMessage) -> bool {
 async fn a_takeover_waits_for_the_steps_its_relay_is_committing() {
     let store = Arc::new(store().await);
     let epoch = store.open_relay("node-a").await.unwrap();
-    let (committing, blocker, sent) = step_in_flight(&store, epoch << 40).await;
+    let (committing, blocker, sent) = step_in_flight(&store, epoch << 40, Hold::Event).await;
 
     // node-a restarts while its step is still being committed.
     let restarted = store.open_relay("node-a").await.unwrap();
@@ -667,19 +713,9 @@ async fn an_unsure_position_is_looked_up_once_its_commit_is_done() {
     let store = Arc::new(store().await);
     let epoch = store.open_relay("node-a").await.unwrap();
     let position = (epoch << 40) + 3;
-    let (committing, blocker, sent) = step_in_flight(&store, position).await;
+    let (committing, blocker, sent) = step_in_flight(&store, position, Hold::Event).await;
 
-    let lookup = tokio::spawn({
-        let store = store.clone();
-        async move { store.recover_positions(&[position]).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!lookup.is_finished(), "the lookup waits for the commit");
-    blocker.rollback().await.unwrap();
-
-    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
-    lookup.await.unwrap().unwrap();
-    assert!(outbox_has(&store, &sent).await, "found once written");
+    lookup_waits_for(&store, position, committing, blocker, &sent).await;
 }
 
 #[tokio::test]
@@ -730,43 +766,6 @@ async fn an_unsure_position_waits_for_a_step_statement_not_yet_at_its_relay_row(
     let store = Arc::new(store().await);
     let epoch = store.open_relay("node-a").await.unwrap();
     let position = (epoch << 40) + 1;
-    let id = saga();
-    store
-        .commit(Arc::new(step(id, 0, 1, Some(&id.to_string()))))
-        .await
-        .unwrap();
-    // The step's statement waits for the table before it does anything, so it
-    // holds no relay row yet: only its running statement tells of it.
-    let mut blocker = store.pool().begin().await.unwrap();
-    sqlx::query("LOCK TABLE sagas IN SHARE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let mut s = step(id, 1, 1, None);
-    s.outbox = vec![command(id, 1)];
-    s.relay_pos = Some(position);
-    let sent = s.outbox[0].clone();
-    let committing = tokio::spawn({
-        let store = store.clone();
-        async move { store.commit(Arc::new(s)).await }
-    });
-    for _ in 0..500 {
-        if scalar(&store, BLOCKED).await > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(scalar(&store, BLOCKED).await > 0, "the step waits");
-
-    let lookup = tokio::spawn({
-        let store = store.clone();
-        async move { store.recover_positions(&[position]).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!lookup.is_finished(), "the lookup waits for the statement");
-    blocker.rollback().await.unwrap();
-
-    assert_eq!(committing.await.unwrap().unwrap(), CommitOutcome::Committed);
-    lookup.await.unwrap().unwrap();
-    assert!(outbox_has(&store, &sent).await, "found once written");
+    let (committing, blocker, sent) = step_in_flight(&store, position, Hold::Table).await;
+    lookup_waits_for(&store, position, committing, blocker, &sent).await;
 }
