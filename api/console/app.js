@@ -23,28 +23,45 @@ export const session = {
 };
 
 let cleanup = null;
+// Renders overlap: a hash change while a view still awaits the API starts
+// another. Each render draws into its own detached container and only the
+// newest one is swapped into the page, so a slow answer for a route already
+// left never overwrites the route the operator is on.
+let generation = 0;
 
 function route() {
   const raw = location.hash.replace(/^#/, '') || '/';
   const [path, query = ''] = raw.split('?');
-  return { path, params: new URLSearchParams(query) };
+  return { raw, path, params: new URLSearchParams(query) };
 }
 
 async function render() {
+  const mine = ++generation;
   if (cleanup) cleanup();
   cleanup = null;
-  const { path, params } = route();
+  const { raw, path, params } = route();
   renderNav(path);
+  const view = h('div', { class: 'view' });
+  let done = null;
   let m;
   try {
-    if ((m = path.match(/^\/sagas\/([0-9a-fA-F-]{36})$/))) cleanup = await sagaPage(main, m[1], session);
-    else if ((m = path.match(/^\/dead-letters\/(\d+)$/))) cleanup = await deadLetter(main, m[1], session);
-    else if (path === '/dead-letters') cleanup = await deadLetters(main, params, session);
-    else cleanup = await overview(main, params, session);
+    if ((m = path.match(/^\/sagas\/([0-9a-fA-F-]{36})$/))) done = await sagaPage(view, m[1], session);
+    else if ((m = path.match(/^\/dead-letters\/(\d+)$/))) done = await deadLetter(view, m[1], session);
+    else if (path === '/dead-letters') done = await deadLetters(view, params, session);
+    else done = await overview(view, params, session);
   } catch (e) {
+    if (mine !== generation) return;
     if (e instanceof ApiError && e.status === 401) return signIn('The token was refused; sign in again.');
-    fill(main, problem(e));
+    fill(view, problem(e));
   }
+  if (mine !== generation) {
+    if (done) done();
+    return;
+  }
+  cleanup = done;
+  fill(main, view);
+  // Which route the page shows, for anyone (a test) waiting on a navigation.
+  main.dataset.route = raw;
 }
 
 function renderNav(path) {
@@ -67,6 +84,10 @@ function signOut() {
 }
 
 function signIn(message) {
+  generation++;
+  if (cleanup) cleanup();
+  cleanup = null;
+  delete main.dataset.route;
   fill(nav);
   fill(who);
   const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', required: true, spellcheck: 'false' });

@@ -63,6 +63,17 @@ async function page(token, viewport = { width: 1366, height: 900 }, timezoneId =
   return p;
 }
 
+// Goes to a console route once signed in, and returns when the page shows it.
+// A change of the hash alone is a same-document navigation: the page still
+// shows the previous route until the new one has been fetched and drawn.
+async function visit(p, hash) {
+  await p.goto(`${BASE}/console/#${hash}`);
+  await p.waitForFunction(() => {
+    const want = location.hash.replace(/^#/, '') || '/';
+    return document.getElementById('main').dataset.route === want;
+  });
+}
+
 async function shot(p, name) {
   await p.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
@@ -122,7 +133,7 @@ const tests = {
   async 'a stale page gets the 412 explained and shows the saga as it is now'() {
     const id = env('STALE_SAGA');
     const p = await page(env('OPERATOR_TOKEN'));
-    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, `/sagas/${id}`);
     await p.getByRole('button', { name: 'cancel', exact: true }).click();
     await p.getByLabel('Reason').fill('customer gave up');
     await p.getByRole('button', { name: 'Preview' }).click();
@@ -145,7 +156,7 @@ const tests = {
   async 'an operator selects several sagas, previews one action for each, and confirms'() {
     const ids = env('BULK_SAGAS').split(',');
     const p = await page(env('OPERATOR_TOKEN'));
-    await p.goto(`${BASE}/console/#/?status=suspended`);
+    await visit(p, `/?status=suspended`);
     for (const id of ids) await p.locator(`tr[data-id="${id}"] input[type=checkbox]`).check();
     await p.getByRole('heading', { name: 'Act on 2 selected sagas' }).waitFor();
     await p.getByLabel('Action').selectOption('resume');
@@ -170,7 +181,7 @@ const tests = {
     const p = await page(env('VIEWER_TOKEN'));
     assert.equal(await p.locator('table.sagas input[type=checkbox]').count(), 0);
     assert.equal(await p.getByRole('link', { name: 'Dead letters' }).count(), 0);
-    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, `/sagas/${id}`);
     await p.locator('section.why').getByText('waiting for the reply', { exact: false }).waitFor();
     await p.locator('section.timeline').getByText('SagaStarted', { exact: true }).waitFor();
     assert.equal(await p.locator('section.actions button').count(), 0);
@@ -202,7 +213,7 @@ const tests = {
   async 'an admin discards a dead letter with a reason'() {
     const id = env('DISCARD_LETTER');
     const p = await page(env('ADMIN_TOKEN'));
-    await p.goto(`${BASE}/console/#/dead-letters/${id}`);
+    await visit(p, `/dead-letters/${id}`);
     await p.getByRole('heading', { name: `Dead letter #${id}` }).waitFor();
     assert.match(await p.locator('pre.raw').first().textContent(), /"hello"/);
     await p.getByRole('button', { name: 'Discard' }).click();
@@ -221,7 +232,7 @@ const tests = {
     assert.equal(letter.body.resolved_note, 'test traffic from the load generator');
     await shot(p, 'console-dead-letter-discarded');
     // The open list no longer has it.
-    await p.goto(`${BASE}/console/#/dead-letters`);
+    await visit(p, `/dead-letters`);
     await p.getByRole('heading', { name: 'Dead letters' }).waitFor();
     assert.equal(await p.getByRole('link', { name: `#${id}`, exact: true }).count(), 0);
     await p.context().close();
@@ -230,7 +241,7 @@ const tests = {
   async 'an operator skips a step, assuming it failed, and the saga compensates'() {
     const id = env('SKIP_SAGA');
     const p = await page(env('OPERATOR_TOKEN'));
-    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, `/sagas/${id}`);
     await p.locator('section.why').getByText('waiting for the reply', { exact: false }).waitFor();
     await p.getByRole('button', { name: 'skip', exact: true }).click();
     await p.getByLabel('Reason').fill('inventory says the reservation never happened');
@@ -255,7 +266,7 @@ const tests = {
   async 'an operator migrates a saga to version 2 of its definition'() {
     const id = env('MIGRATE_SAGA');
     const p = await page(env('OPERATOR_TOKEN'));
-    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, `/sagas/${id}`);
     const facts = p.locator('section.head dl.facts');
     await facts.getByText('definition version 1').waitFor();
     assert.equal(await p.locator('.row.forward li.step', { hasText: 'notify-customer' }).count(), 0);
@@ -293,7 +304,7 @@ const tests = {
       }
       throw new Error(`Tab never reached ${what}`);
     };
-    await p.goto(`${BASE}/console/#/?status=running&saga_type=order`);
+    await visit(p, `/?status=running&saga_type=order`);
     await p.locator(`tr[data-id="${id}"]`).waitFor();
     await tabTo('the saga\'s link', (f) => f.tag === 'A' && f.row === id);
     // Whatever has the focus is shown to have it.
@@ -323,7 +334,7 @@ const tests = {
     const id = env('VIEW_SAGA');
     const zone = 'Asia/Kolkata';
     const p = await page(env('VIEWER_TOKEN'), undefined, zone);
-    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, `/sagas/${id}`);
     const created = p.locator('section.head dl.facts time').first();
     await created.waitFor();
     const iso = await created.getAttribute('datetime');
@@ -340,7 +351,7 @@ const tests = {
     await created.hover();
     assert.equal(await created.getAttribute('title'), `${at.toISOString()} (UTC)`);
     // The list too.
-    await p.goto(`${BASE}/console/#/`);
+    await visit(p, `/`);
     const listed = p.locator(`tr[data-id="${id}"] td:last-child time`);
     assert.equal(await listed.textContent(), format(zone));
     assert.equal(await listed.getAttribute('title'), `${at.toISOString()} (UTC)`);
@@ -360,7 +371,7 @@ const tests = {
     const inside = expected.body.items.map((s) => s.id);
     assert.ok(inside.includes(sagas[2].id) && !inside.includes(sagas[6].id) && !inside.includes(sagas[1].id));
     const p = await page(env('VIEWER_TOKEN'));
-    await p.goto(`${BASE}/console/#/?${new URLSearchParams(range)}`);
+    await visit(p, `/?${new URLSearchParams(range)}`);
     await p.locator(`tr[data-id="${sagas[2].id}"]`).waitFor();
     const shown = await p.locator('table.sagas tbody tr[data-id]').evaluateAll((rows) => rows.map((r) => r.dataset.id));
     assert.deepEqual(shown, inside);
@@ -372,9 +383,37 @@ const tests = {
     await p.context().close();
   },
 
+  async 'a slow answer for a route already left does not replace the route shown'() {
+    const id = env('VIEW_SAGA');
+    const p = await page(env('VIEWER_TOKEN'));
+    // Hold the saga page's first request until the operator has moved on.
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    let holding = true;
+    await p.route(`${BASE}/v1/sagas/${id}`, async (r) => {
+      if (holding) {
+        holding = false;
+        await held;
+      }
+      await r.continue();
+    });
+    await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await visit(p, '/?status=compensated');
+    // The held answer arrives, the events after it; the saga page they would
+    // draw must not appear.
+    const events = p.waitForResponse((r) => r.url().startsWith(`${BASE}/v1/sagas/${id}/events`));
+    release();
+    await events;
+    await p.waitForTimeout(200);
+    assert.equal(await p.locator('section.why').count(), 0);
+    assert.equal(await p.getByRole('heading', { name: 'Overview' }).count(), 1);
+    assert.equal(await p.evaluate(() => document.getElementById('main').dataset.route), '/?status=compensated');
+    await p.context().close();
+  },
+
   async 'it stays usable at phone width'() {
     const p = await page(env('VIEWER_TOKEN'), { width: 390, height: 844 });
-    await p.goto(`${BASE}/console/#/sagas/${env('VIEW_SAGA')}`);
+    await visit(p, `/sagas/${env('VIEW_SAGA')}`);
     await p.locator('section.why').getByText('must answer', { exact: false }).waitFor();
     // Waiting for its first reply, it has one event, and the heading says so.
     await p.getByRole('heading', { name: 'Timeline (1 event)', exact: true }).waitFor();
