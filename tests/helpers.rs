@@ -20,6 +20,23 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// Panics on the threads of [`Node`]s, by thread name. Most are caught where
+/// they happen (a task's, a saga actor's) and end nothing, so a node's end
+/// asks here whether its thread had any.
+static NODE_PANICS: LazyLock<std::sync::Mutex<Vec<(String, String)>>> = LazyLock::new(|| {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        if let Some(name) = thread.name().filter(|n| n.starts_with("node-")) {
+            if let Ok(mut panics) = NODE_PANICS.try_lock() {
+                panics.push((name.to_owned(), info.to_string()));
+            }
+        }
+        previous(info);
+    }));
+    std::sync::Mutex::new(Vec::new())
+});
+
 /// The PostgreSQL server tests create their databases on.
 pub fn server_url() -> String {
     std::env::var("SAGAPLANE_TEST_DATABASE_URL")
@@ -87,6 +104,7 @@ pub struct Node {
     pub app: TestApp,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<()>,
+    name: String,
 }
 
 pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings)) -> Node {
@@ -94,19 +112,24 @@ pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings
     let (ready, started) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let build = settings.clone();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = match Application::build(build).await {
-                Ok(app) => app,
-                Err(e) => return drop(ready.send(Err(format!("{e:#}")))),
-            };
-            let handles = (app.port(), app.orchestrator(), app.participants());
-            actix_web::rt::spawn(app.run_until_stopped());
-            if ready.send(Ok(handles)).is_ok() {
-                let _ = stopped.await;
-            }
-        });
-    });
+    LazyLock::force(&NODE_PANICS);
+    let name = format!("node-{}", Uuid::new_v4().simple());
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = match Application::build(build).await {
+                    Ok(app) => app,
+                    Err(e) => return drop(ready.send(Err(format!("{e:#}")))),
+                };
+                let handles = (app.port(), app.orchestrator(), app.participants());
+                actix_web::rt::spawn(app.run_until_stopped());
+                if ready.send(Ok(handles)).is_ok() {
+                    let _ = stopped.await;
+                }
+            });
+        })
+        .expect("the node's thread starts");
     let (port, orchestrator, participants) = started
         .await
         .expect("the node's thread answers")
@@ -115,17 +138,27 @@ pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings
         app: TestApp::connect(&settings, port, orchestrator, participants).await,
         stop,
         thread,
+        name,
     }
 }
 
 impl Node {
-    /// Stops the application and waits until its system is gone.
+    /// Stops the application and waits until its system is gone; fails if
+    /// anything on its thread panicked, caught or not.
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join().expect("the node stops cleanly"))
             .await
             .unwrap();
+        let panics: Vec<String> = NODE_PANICS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(thread, _)| *thread == self.name)
+            .map(|(_, panic)| panic.clone())
+            .collect();
+        assert!(panics.is_empty(), "the node's thread panicked: {panics:#?}");
     }
 }
 

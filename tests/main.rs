@@ -40,6 +40,7 @@ mod schemathesis;
 mod server;
 mod servicebus;
 mod servicebus_fake;
+mod shutdown;
 mod simulator;
 mod slow_clients;
 mod three_nodes;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::ports::TimerStore;
+use crate::task::detached;
 
 /// Partitions of the saga space; fixed by the schema.
 pub const PARTITIONS: u32 = 64;
@@ -88,7 +89,7 @@ impl LeaseKeeper {
         let node = self.node.clone();
         let ttl = self.ttl;
         let fut = async move { store.lease_partitions(&node, ttl).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
+        ctx.spawn(detached(fut).into_actor(self).map(|result, act, _ctx| {
             act.busy = false;
             match result {
                 Ok(mask) => {

@@ -5,8 +5,9 @@
 //!
 //! Each module imports only those listed before it:
 //!
-//! - [`clock`], `trace`, `metrics`, `notifier`: leaves — the injectable
-//!   [`Clock`], W3C trace context, Prometheus counters, settled-saga waiters.
+//! - [`clock`], `trace`, `metrics`, `notifier`, `task`: leaves — the injectable
+//!   [`Clock`], W3C trace context, Prometheus counters, settled-saga waiters,
+//!   store calls an actor awaits run as runtime tasks.
 //! - [`ports`]: what the core needs from the outside, split by who uses it —
 //!   [`SagaStore`] (history and steps), [`OutboxStore`] (outbox and dead
 //!   letters), [`TimerStore`] (timers and leases), [`OperatorQueries`], all of
@@ -55,6 +56,7 @@ mod relay;
 mod retention;
 mod step;
 mod supervisor;
+mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;

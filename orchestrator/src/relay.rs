@@ -29,6 +29,7 @@ use crate::ports::{
     DeadLetter, OutboxMessage, OutboxStore, PublishFailure, StoreError, Transport, TransportError,
 };
 use crate::positions::Positions;
+use crate::task::detached;
 
 const BATCH: usize = 256;
 const SWEEP_LIMIT: i64 = 1_000;
@@ -247,15 +248,14 @@ impl OutboxRelay {
             };
             (outcome, marked, recorded, recovered)
         };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(|(outcome, marked, recorded, recovered), act, ctx| {
-                    act.recording = false;
-                    act.recorded(ctx, outcome, marked, recorded, recovered);
-                    act.record(ctx);
-                    act.advance(ctx);
-                }),
-        );
+        ctx.spawn(detached(fut).into_actor(self).map(
+            |(outcome, marked, recorded, recovered), act, ctx| {
+                act.recording = false;
+                act.recorded(ctx, outcome, marked, recorded, recovered);
+                act.record(ctx);
+                act.advance(ctx);
+            },
+        ));
     }
 
     fn recorded(
@@ -378,7 +378,7 @@ impl OutboxRelay {
         let node = self.node.clone();
         let suspended = self.positions.suspensions();
         let fut = async move { store.relay_published(epoch, &node, below).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+        ctx.spawn(detached(fut).into_actor(self).map(move |result, act, ctx| {
             act.advancing = false;
             match result {
                 Ok(()) => {
@@ -409,23 +409,27 @@ impl OutboxRelay {
         let store = self.store.clone();
         let node = self.node.clone();
         let fut = async move { store.open_relay(&node).await };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(epoch) => {
-                act.positions.open(epoch);
-                // Recovery: whatever was committed but not sent before a
-                // restart goes now.
-                act.sweep(ctx, true);
-                ctx.run_interval(act.sweep_interval, |act, ctx| {
-                    act.touch = true;
-                    act.advance(ctx);
-                    act.sweep(ctx, false);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, "outbox relay not opened; trying again");
-                ctx.run_later(RECORD_RETRY, |act, ctx| act.open(ctx));
-            }
-        }));
+        ctx.spawn(
+            detached(fut)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(epoch) => {
+                        act.positions.open(epoch);
+                        // Recovery: whatever was committed but not sent before a
+                        // restart goes now.
+                        act.sweep(ctx, true);
+                        ctx.run_interval(act.sweep_interval, |act, ctx| {
+                            act.touch = true;
+                            act.advance(ctx);
+                            act.sweep(ctx, false);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "outbox relay not opened; trying again");
+                        ctx.run_later(RECORD_RETRY, |act, ctx| act.open(ctx));
+                    }
+                }),
+        );
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>, everything: bool) {
@@ -467,7 +471,8 @@ impl OutboxRelay {
             store.unsent(now, grace, SWEEP_LIMIT, partitions).await
         };
         ctx.spawn(
-            fut.into_actor(self)
+            detached(fut)
+                .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(rows) => {
                         if !rows.is_empty() {

@@ -11,6 +11,7 @@ use crate::config::Retention;
 use crate::leases::Ownership;
 use crate::metrics::Metrics;
 use crate::ports::TimerStore;
+use crate::task::detached;
 
 pub(crate) struct RetentionService {
     store: Arc<dyn TimerStore>,
@@ -62,7 +63,7 @@ impl RetentionService {
             metrics.retention_deleted.inc_by(deleted);
             Ok::<_, crate::ports::StoreError>(deleted)
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
+        ctx.spawn(detached(fut).into_actor(self).map(|result, act, _ctx| {
             act.busy = false;
             match result {
                 Ok(0) => {}

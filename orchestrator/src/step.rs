@@ -20,6 +20,7 @@ use crate::ports::{
     CommitOutcome, NewEvent, NewSaga, OutboxMessage, SagaRecord, SagaStore, StepCommit, StoreError,
 };
 use crate::positions::Positions;
+use crate::task::detached;
 use crate::trace::TraceParent;
 
 /// What every saga actor shares.
@@ -388,7 +389,9 @@ async fn rejected<S: Saga>(
         }
         (Some(message_id), _, rejection) => {
             let detail = rejection.to_string();
-            if deps.store.record_ignored(message_id, id, &detail).await? {
+            let (store, key, reason) = (deps.store.clone(), message_id.clone(), detail.clone());
+            let recorded = detached(async move { store.record_ignored(&key, id, &reason).await });
+            if recorded.await? {
                 tracing::info!(message_id, reason = %detail, "inbound message ignored");
                 deps.metrics.inputs_ignored.inc();
                 Ok(Handled::Ignored(rejection))
@@ -407,7 +410,8 @@ async fn load<S: Saga>(
     kind: &Kind<S>,
     id: SagaId,
 ) -> Result<Option<Loaded<S>>, ActorError> {
-    let Some(history) = deps.store.load(id).await? else {
+    let store = deps.store.clone();
+    let Some(history) = detached(async move { store.load(id).await }).await? else {
         return Ok(None);
     };
     if *history.saga_type != *kind.name {

@@ -15,6 +15,7 @@ use crate::input::{ActorError, Handled};
 use crate::leases::Ownership;
 use crate::metrics::Metrics;
 use crate::ports::{StoreError, TimerStore};
+use crate::task::detached;
 
 const BATCH: i64 = 256;
 
@@ -78,7 +79,7 @@ impl TimerService {
             }
             Ok::<_, StoreError>(fired)
         };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _ctx| {
+        ctx.spawn(detached(fut).into_actor(self).map(|result, act, _ctx| {
             act.busy = false;
             match result {
                 Ok(0) => {}
