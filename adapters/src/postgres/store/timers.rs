@@ -19,6 +19,19 @@ pub(super) async fn due(
     limit: i64,
     partitions: u64,
 ) -> Result<Vec<DueTimer>, StoreError> {
+    // Every step leaves its saga's previous row version behind in the
+    // deadline index, under the deadline it had then; once that deadline has
+    // passed, the poll meets the entry until vacuum removes it. An index scan
+    // in deadline order marks such entries dead as it passes them, so each is
+    // visited once; a bitmap scan, which the planner picks when it expects
+    // few of the due rows to be this node's, visits all of them at every
+    // poll (after a burst of 3,000 sagas: 2.2 ms at every poll, against
+    // 2.2 ms once and then 0.05 ms).
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query("SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, saga_type, wake_at FROM sagas \
          WHERE wake_at <= $1 AND ($3 >> partition) & 1 = 1 ORDER BY wake_at LIMIT $2",
@@ -26,9 +39,10 @@ pub(super) async fn due(
     .bind(now)
     .bind(limit)
     .bind(partitions as i64)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
+    tx.commit().await.map_err(db)?;
     Ok(rows
         .into_iter()
         .map(|(id, saga_type, wake_at)| DueTimer {
