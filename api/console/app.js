@@ -123,6 +123,13 @@ async function start() {
 
 window.addEventListener('hashchange', () => { if (session.me) render(); });
 
+// The skip link moves the focus to the content; followed as a link, it would
+// change the hash, which is the route.
+document.querySelector('a.skip').addEventListener('click', (ev) => {
+  ev.preventDefault();
+  main.focus();
+});
+
 (async () => {
   try {
     await start();

@@ -389,15 +389,19 @@ const tests = {
     // Hold the saga page's first request until the operator has moved on.
     let release;
     const held = new Promise((resolve) => { release = resolve; });
-    let holding = true;
+    let caught;
+    const holding = new Promise((resolve) => { caught = resolve; });
+    let first = true;
     await p.route(`${BASE}/v1/sagas/${id}`, async (r) => {
-      if (holding) {
-        holding = false;
+      if (first) {
+        first = false;
+        caught();
         await held;
       }
       await r.continue();
     });
     await p.goto(`${BASE}/console/#/sagas/${id}`);
+    await holding;
     await visit(p, '/?status=compensated');
     // The held answer arrives, the events after it; the saga page they would
     // draw must not appear.
@@ -408,6 +412,19 @@ const tests = {
     assert.equal(await p.locator('section.why').count(), 0);
     assert.equal(await p.getByRole('heading', { name: 'Overview' }).count(), 1);
     assert.equal(await p.evaluate(() => document.getElementById('main').dataset.route), '/?status=compensated');
+    await p.context().close();
+  },
+
+  async 'the skip link moves the focus to the content and keeps the route'() {
+    const id = env('VIEW_SAGA');
+    const p = await page(env('VIEWER_TOKEN'));
+    await visit(p, `/sagas/${id}`);
+    await p.locator('a.skip').focus();
+    await p.keyboard.press('Enter');
+    await p.waitForFunction(() => document.activeElement && document.activeElement.id === 'main');
+    assert.equal(await p.evaluate(() => location.hash), `#/sagas/${id}`);
+    assert.equal(await p.evaluate(() => document.getElementById('main').dataset.route), `/sagas/${id}`);
+    assert.equal(await p.locator('section.why').count(), 1);
     await p.context().close();
   },
 
