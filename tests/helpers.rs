@@ -20,17 +20,17 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-/// Panics on the threads of [`Node`]s, by thread name. Most are caught where
-/// they happen (a task's, a saga actor's) and end nothing, so a node's end
-/// asks here whether its thread had any.
+/// Panics on the thread of each [`Node`] (its actors, timers and relay; not
+/// its HTTP workers, which have threads of their own), by thread name. Most
+/// are caught where they happen (a task's, a saga actor's) and end nothing, so
+/// a node's end asks here whether its thread had any.
 static NODE_PANICS: LazyLock<std::sync::Mutex<Vec<(String, String)>>> = LazyLock::new(|| {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
         if let Some(name) = thread.name().filter(|n| n.starts_with("node-")) {
-            if let Ok(mut panics) = NODE_PANICS.try_lock() {
-                panics.push((name.to_owned(), info.to_string()));
-            }
+            let mut panics = NODE_PANICS.lock().unwrap_or_else(|e| e.into_inner());
+            panics.push((name.to_owned(), info.to_string()));
         }
         previous(info);
     }));
@@ -153,7 +153,7 @@ impl Node {
             .unwrap();
         let panics: Vec<String> = NODE_PANICS
             .lock()
-            .unwrap()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|(thread, _)| *thread == self.name)
             .map(|(_, panic)| panic.clone())

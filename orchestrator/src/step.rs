@@ -439,7 +439,7 @@ async fn load<S: Saga>(
 
 async fn reloaded(deps: &Deps) -> bool {
     match &deps.reload {
-        Some(reload) => reload().await,
+        Some(reload) => detached(reload()).await,
         None => false,
     }
 }

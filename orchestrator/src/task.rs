@@ -10,18 +10,20 @@
 
 use std::future::Future;
 
-/// Runs `fut` as a runtime task and waits for it. A panic in it is resumed
-/// here, so a caller that catches panics still sees it.
+use tracing::Instrument;
+
+/// Runs `fut` as a runtime task, in the caller's span, and waits for it. A
+/// panic in it is resumed here, so a caller that catches panics still sees it.
 pub(crate) async fn detached<F>(fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match tokio::spawn(fut).await {
+    match tokio::spawn(fut.in_current_span()).await {
         Ok(output) => output,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Cancelled, which only the runtime's shutdown does: that ends the
-        // caller too, before it could use an answer.
-        Err(_) => std::future::pending().await,
+        // Cancelled: only the runtime's shutdown does that, and an arbiter's
+        // local tasks (the caller among them) are dropped before it.
+        Err(_) => unreachable!("a runtime task cancelled while its caller still waits"),
     }
 }

@@ -28,10 +28,14 @@ pub(super) async fn due(
     // poll (after a burst of 3,000 sagas: 2.2 ms at every poll, against
     // 2.2 ms once and then 0.05 ms).
     let mut tx = pool.begin().await.map_err(db)?;
-    sqlx::query("SET LOCAL enable_bitmapscan = off")
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+    // Nor a scan of the whole table and a sort: the index gives the order.
+    sqlx::query(
+        "SELECT set_config('enable_bitmapscan', 'off', true), \
+                set_config('enable_seqscan', 'off', true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, saga_type, wake_at FROM sagas \
          WHERE wake_at <= $1 AND ($3 >> partition) & 1 = 1 ORDER BY wake_at LIMIT $2",
