@@ -6,11 +6,14 @@
 //! nothing survives the process.
 //!
 //! Faults are switched on from the test: [`MemoryStore::fail_leases`] makes
-//! every lease renewal fail, [`MemoryStore::fail_commits`] every step.
+//! every lease renewal fail, [`MemoryStore::fail_commits`] every step, and
+//! [`MemoryStore::slow_sweeps`] answers the outbox sweep late, as a slow
+//! database would.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -103,6 +106,8 @@ pub struct MemoryStore {
     clock: SharedClock,
     fail_leases: Arc<AtomicBool>,
     fail_commits: Arc<AtomicBool>,
+    /// Milliseconds between reading the unsent rows and answering with them.
+    sweep_lag_ms: Arc<AtomicU64>,
     definitions: Arc<Mutex<BTreeMap<(String, u32), StoredDefinition>>>,
 }
 
@@ -118,6 +123,7 @@ impl MemoryStore {
             clock,
             fail_leases: Arc::default(),
             fail_commits: Arc::default(),
+            sweep_lag_ms: Arc::default(),
             definitions: Arc::default(),
         }
     }
@@ -134,6 +140,13 @@ impl MemoryStore {
     /// While on, every step's commit fails.
     pub fn fail_commits(&self, on: bool) {
         self.fail_commits.store(on, Ordering::Release);
+    }
+
+    /// The outbox sweep reads the unsent rows, then answers `lag` later:
+    /// what it answers may have been sent meanwhile.
+    pub fn slow_sweeps(&self, lag: Duration) {
+        let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+        self.sweep_lag_ms.store(ms, Ordering::Release);
     }
 
     /// Steps committed so far.
@@ -446,6 +459,10 @@ impl OutboxStore for MemoryStore {
             .collect();
         rows.sort_by_key(|m| m.message_id);
         rows.truncate(limit.max(0) as usize);
+        let lag = self.sweep_lag_ms.load(Ordering::Acquire);
+        if lag > 0 {
+            tokio::time::sleep(Duration::from_millis(lag)).await;
+        }
         Ok(rows)
     }
 

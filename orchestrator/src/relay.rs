@@ -78,6 +78,13 @@ pub(crate) struct OutboxRelay {
     /// Rows found unsent at start-up and not yet published; `None` until the
     /// start-up sweep has run.
     awaiting_recovery: Option<HashSet<Uuid>>,
+    /// A sweep is reading the outbox; one more is due after it (`Some`, and
+    /// whether it is the start-up sweep).
+    sweeping: bool,
+    sweep_again: Option<bool>,
+    /// Rows let go of while a sweep was reading: what it answers about them
+    /// may predate their sent mark, so they are left to the next sweep.
+    let_go_while_sweeping: HashSet<Uuid>,
     sweep_interval: Duration,
     /// Rows younger than this are left to the live path by the periodic sweep.
     grace: chrono::Duration,
@@ -139,6 +146,9 @@ impl OutboxRelay {
             touch: false,
             last_advanced: None,
             awaiting_recovery: None,
+            sweeping: false,
+            sweep_again: None,
+            let_go_while_sweeping: HashSet::new(),
             sweep_interval,
             grace: chrono::Duration::from_std(sweep_interval.max(SETTLE_EVERY * 10))
                 .unwrap_or(chrono::Duration::MAX),
@@ -153,6 +163,14 @@ impl OutboxRelay {
             if self.queued.insert(message.message_id) {
                 self.queue.push_back(Queued { message, position });
             }
+        }
+    }
+
+    /// No longer on its way: a later sweep may queue it again.
+    fn let_go(&mut self, id: &Uuid) {
+        self.queued.remove(id);
+        if self.sweeping {
+            self.let_go_while_sweeping.insert(*id);
         }
     }
 
@@ -277,7 +295,7 @@ impl OutboxRelay {
             tracing::warn!(error.message = %e, count = delivered.len(), "sent marks not written");
         }
         for id in &delivered {
-            self.queued.remove(id);
+            self.let_go(id);
         }
         match recorded {
             Ok(()) => {
@@ -294,7 +312,7 @@ impl OutboxRelay {
                     }
                 }
                 for (q, _) in &failed {
-                    self.queued.remove(&q.message.message_id);
+                    self.let_go(&q.message.message_id);
                     if let Some(position) = q.position {
                         // In the outbox now: the sweep retries it.
                         self.positions.release_one(position);
@@ -314,9 +332,7 @@ impl OutboxRelay {
                 for (q, _) in failed {
                     match q.position {
                         Some(_) => again.push(q),
-                        None => {
-                            self.queued.remove(&q.message.message_id);
-                        }
+                        None => self.let_go(&q.message.message_id),
                     }
                 }
                 if !again.is_empty() {
@@ -441,6 +457,12 @@ impl OutboxRelay {
         let Some(epoch) = self.positions.epoch() else {
             return;
         };
+        if self.sweeping {
+            // One read at a time: on a slow database, sweeps do not pile up.
+            self.sweep_again = Some(everything || self.sweep_again == Some(true));
+            return;
+        }
+        self.sweeping = true;
         // The start-up sweep takes what was committed before this relay
         // started; a row committed since is on the live path already, and
         // taking it here too could publish it twice (the sweep may read it
@@ -470,31 +492,43 @@ impl OutboxRelay {
             }
             store.unsent(now, grace, SWEEP_LIMIT, partitions).await
         };
-        ctx.spawn(
-            detached(fut)
-                .into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(rows) => {
-                        if !rows.is_empty() {
-                            tracing::info!(count = rows.len(), "unsent outbox rows found");
-                        }
-                        if everything {
-                            act.awaiting_recovery =
-                                Some(rows.iter().map(|m| m.message_id).collect());
-                            act.check_recovered();
-                        }
-                        act.enqueue(rows, None);
-                        act.flush(ctx);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error.message = %e, "outbox sweep failed");
-                        if everything {
-                            // Recovery is not finished until this sweep succeeds.
-                            ctx.run_later(RECORD_RETRY, |act, ctx| act.sweep(ctx, true));
-                        }
-                    }
-                }),
-        );
+        ctx.spawn(detached(fut).into_actor(self).map(move |result, act, ctx| {
+            act.swept(ctx, everything, result);
+            if let Some(everything) = act.sweep_again.take() {
+                act.sweep(ctx, everything);
+            }
+        }));
+    }
+
+    fn swept(
+        &mut self,
+        ctx: &mut Context<Self>,
+        everything: bool,
+        result: Result<Vec<OutboxMessage>, StoreError>,
+    ) {
+        self.sweeping = false;
+        let let_go = std::mem::take(&mut self.let_go_while_sweeping);
+        match result {
+            Ok(mut rows) => {
+                rows.retain(|m| !let_go.contains(&m.message_id));
+                if !rows.is_empty() {
+                    tracing::info!(count = rows.len(), "unsent outbox rows found");
+                }
+                if everything {
+                    self.awaiting_recovery = Some(rows.iter().map(|m| m.message_id).collect());
+                    self.check_recovered();
+                }
+                self.enqueue(rows, None);
+                self.flush(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "outbox sweep failed");
+                if everything {
+                    // Recovery is not finished until this sweep succeeds.
+                    ctx.run_later(RECORD_RETRY, |act, ctx| act.sweep(ctx, true));
+                }
+            }
+        }
     }
 }
 

@@ -476,3 +476,40 @@ async fn a_relay_taken_over_while_alive_records_itself_anew_and_its_steps_go_on(
     let started = events.iter().filter(|e| e.seq == 1).count();
     assert_eq!(started, 1, "started once: {events:?}");
 }
+
+#[actix::test]
+async fn a_sweep_answered_after_its_rows_were_sent_publishes_none_of_them_again() {
+    tokio::time::pause();
+    let core = core(OrchestratorConfig {
+        publish: retry(100, 50),
+        outbox_sweep_interval: Duration::from_millis(100),
+        ..OrchestratorConfig::default()
+    });
+    // A slow database: each sweep answers with what was unsent 250 ms ago,
+    // so sweeps overlap, and most answer after the rows they found were sent.
+    core.store.slow_sweeps(Duration::from_millis(250));
+    core.transport.refuse(true);
+    start_order(&core, "k-slow-1").await;
+    start_order(&core, "k-slow-2").await;
+    // Refused twice each: both are outbox rows the sweeps retry.
+    run_until(Duration::from_secs(5), || {
+        core.transport.attempts().len() >= 4
+    })
+    .await;
+
+    core.transport.refuse(false);
+    run_until(Duration::from_secs(10), || {
+        core.store.outbox().iter().all(|(_, sent, _)| *sent)
+    })
+    .await;
+    // Every sweep in flight now has answered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let taken: Vec<_> = core
+        .transport
+        .taken()
+        .into_iter()
+        .map(|(_, m)| m.message_id)
+        .collect();
+    assert_eq!(taken.len(), 2, "each command taken once: {taken:?}");
+    assert_ne!(taken[0], taken[1]);
+}
