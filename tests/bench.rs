@@ -69,6 +69,10 @@ async fn bench_runs_the_workload_and_reports_its_figures() {
             cost["index_entries_per_saga"].as_f64().unwrap() >= rows,
             "{report}"
         );
+        // A step that keeps its deadline's slot and status rewrites the saga's
+        // row in place: no index changes.
+        let sagas = &cost["rows_by_table"]["sagas"];
+        assert!(sagas["hot_updated"].as_f64().unwrap() > 0.0, "{report}");
         assert!(
             cost["wal_bytes_per_saga"].as_f64().unwrap() > 1_000.0,
             "{report}"

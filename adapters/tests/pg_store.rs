@@ -769,3 +769,51 @@ async fn an_unsure_position_waits_for_a_step_statement_not_yet_at_its_relay_row(
     let (committing, blocker, sent) = step_in_flight(&store, position, Hold::Table).await;
     lookup_waits_for(&store, position, committing, blocker, &sent).await;
 }
+
+#[tokio::test]
+async fn timers_come_due_by_their_own_deadline_within_a_ten_second_slot_in_deadline_order() {
+    let store = store().await;
+    // A slot boundary a minute ago, and four timers around the next one.
+    let base = Utc::now().duration_trunc(Duration::seconds(10)).unwrap() - Duration::seconds(60);
+    let mut ids = Vec::new();
+    for (n, offset_ms) in [7_000, 2_000, 9_999, 10_000].into_iter().enumerate() {
+        let id = saga();
+        let mut first = step(id, 0, 1, Some(&format!("slot-{n}")));
+        first.view.wake_at = Some(base + Duration::milliseconds(offset_ms));
+        store.commit(Arc::new(first)).await.unwrap();
+        ids.push(id);
+    }
+    let due = |at_ms: i64, limit: i64| {
+        let store = &store;
+        async move {
+            let at = base + Duration::milliseconds(at_ms);
+            let due = store.due(at, limit, ALL).await.unwrap();
+            due.iter().map(|t| t.saga_id).collect::<Vec<_>>()
+        }
+    };
+    // Half-way through the first slot: only what is due, earliest first.
+    assert_eq!(due(8_000, 10).await, [ids[1], ids[0]]);
+    assert_eq!(due(9_999, 10).await, [ids[1], ids[0], ids[2]]);
+    assert_eq!(due(10_000, 10).await, [ids[1], ids[0], ids[2], ids[3]]);
+    assert_eq!(due(10_000, 2).await, [ids[1], ids[0]]);
+    assert!(due(1_999, 10).await.is_empty());
+
+    // A step that moves a deadline within its slot leaves the slot as it was
+    // (so the update need not touch the index); a move past it changes it.
+    let slot = |id: SagaId| {
+        sqlx::query_scalar::<_, chrono::DateTime<Utc>>("SELECT wake_slot FROM sagas WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(store.pool())
+    };
+    assert_eq!(slot(ids[0]).await.unwrap(), base);
+    let mut next = step(ids[0], 1, 1, None);
+    next.view.wake_at = Some(base + Duration::milliseconds(9_000));
+    store.commit(Arc::new(next)).await.unwrap();
+    assert_eq!(slot(ids[0]).await.unwrap(), base);
+    let mut later = step(ids[0], 2, 1, None);
+    later.view.wake_at = Some(base + Duration::milliseconds(25_000));
+    store.commit(Arc::new(later)).await.unwrap();
+    assert_eq!(slot(ids[0]).await.unwrap(), base + Duration::seconds(20));
+    assert_eq!(due(10_000, 10).await, [ids[1], ids[2], ids[3]]);
+    assert_eq!(due(25_000, 10).await, [ids[1], ids[2], ids[3], ids[0]]);
+}

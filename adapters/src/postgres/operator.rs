@@ -111,7 +111,9 @@ impl OperatorQueries for PgEventStore {
             q.push(" AND created_at < ").push_bind(to);
         }
         if let Some(since) = f.stuck_since {
-            // The same predicate as the partial index `sagas_unsettled_updated`.
+            // The same predicate as the partial index `sagas_unsettled_created`,
+            // read newest first; `updated_at` is checked on the rows (a step
+            // changes it, so it is not indexed: see that index's migration).
             q.push(" AND status IN ('running', 'compensating', 'suspended') AND updated_at < ")
                 .push_bind(since);
         }
@@ -133,7 +135,7 @@ impl OperatorQueries for PgEventStore {
     }
 
     async fn stats(&self) -> Result<SagaStats, StoreError> {
-        // Through the partial index `sagas_unsettled_updated`: as small as
+        // Through the partial index `sagas_unsettled_created`: as small as
         // the live work, however many sagas have ended.
         let mut counts: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT saga_type, status, count(*) FROM sagas \

@@ -19,14 +19,17 @@ pub(super) async fn due(
     limit: i64,
     partitions: u64,
 ) -> Result<Vec<DueTimer>, StoreError> {
-    // Every step leaves its saga's previous row version behind in the
-    // deadline index, under the deadline it had then; once that deadline has
-    // passed, the poll meets the entry until vacuum removes it. An index scan
-    // in deadline order marks such entries dead as it passes them, so each is
-    // visited once; a bitmap scan, which the planner picks when it expects
-    // few of the due rows to be this node's, visits all of them at every
-    // poll (after a burst of 3,000 sagas: 2.2 ms at every poll, against
-    // 2.2 ms once and then 0.05 ms).
+    // Timers are indexed by their 10-second slot (`wake_slot`, which a
+    // step leaves unchanged, so its update stays heap-only): the scan reads
+    // the due slots in order and checks `wake_at` itself, and the sort within
+    // a slot is incremental, so the limit stops it early. A slot is never
+    // later than its deadline, so every due timer is in a due slot.
+    //
+    // A step that moves a deadline to another slot leaves its row's earlier
+    // version behind in the index until vacuum. An index scan in slot order
+    // marks such entries dead as it passes them, so each is visited once; a
+    // bitmap scan, which the planner picks when it expects few of the due rows
+    // to be this node's, would visit all of them at every poll.
     let mut tx = pool.begin().await.map_err(db)?;
     // Nor a scan of the whole table and a sort: the index gives the order.
     sqlx::query(
@@ -38,7 +41,8 @@ pub(super) async fn due(
     .map_err(db)?;
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, saga_type, wake_at FROM sagas \
-         WHERE wake_at <= $1 AND ($3 >> partition) & 1 = 1 ORDER BY wake_at LIMIT $2",
+         WHERE wake_slot <= $1 AND wake_at <= $1 AND ($3 >> partition) & 1 = 1 \
+         ORDER BY wake_slot, wake_at LIMIT $2",
     )
     .bind(now)
     .bind(limit)
