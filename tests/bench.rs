@@ -93,6 +93,14 @@ async fn bench_runs_the_workload_and_reports_its_figures() {
             .await
             .unwrap();
         let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool);
+        assert_eq!(report["analyzed"], true);
+        let analyzed = count(
+            "SELECT count(*) FROM pg_stat_user_tables \
+             WHERE relname IN ('sagas', 'saga_events') AND last_analyze IS NOT NULL",
+        )
+        .await
+        .unwrap();
+        assert_eq!(analyzed, 2, "analyzed after the warm-up: {report}");
         let copies = count("SELECT count(*) FROM sagas WHERE business_key LIKE 'preload-%'")
             .await
             .unwrap();

@@ -135,6 +135,13 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
     if args.warmup > 0 {
         drive(client, base, &run_id, "warmup", args.warmup, args, None).await;
     }
+    if !args.no_analyze {
+        // Also invalidates the plans the server's connections have cached.
+        sqlx::query("ANALYZE")
+            .execute(&stats_pool)
+            .await
+            .context("Failed to analyze the database")?;
+    }
     // A backend publishes what it did at the end of a transaction at most once
     // a second, and else after 10 s idle (PostgreSQL 15's intervals): wait so
     // that neither the work before the run nor the run's own is left out.
@@ -167,6 +174,7 @@ async fn workload(target: &Target, database_url: &str, args: &BenchArgs) -> anyh
         concurrency: args.concurrency,
         fail_pct: args.fail_pct,
         requests_per_saga: if args.two_requests { 2 } else { 1 },
+        analyzed: !args.no_analyze,
         seconds,
         sagas_per_second: args.sagas as f64 / seconds,
         latency_ms: Percentiles {

@@ -11,6 +11,8 @@ pub(super) struct Report {
     pub(super) fail_pct: u8,
     /// 1: a `Prefer: wait` start; 2: a start, then a long poll.
     pub(super) requests_per_saga: u8,
+    /// Whether the database was analyzed after the warm-up.
+    pub(super) analyzed: bool,
     pub(super) seconds: f64,
     pub(super) sagas_per_second: f64,
     pub(super) latency_ms: Percentiles,
@@ -128,8 +130,16 @@ impl std::fmt::Display for Report {
         };
         writeln!(
             f,
-            "{} order sagas, {} clients, {} % declined, {how}, in {:.2} s",
-            self.sagas, self.concurrency, self.fail_pct, self.seconds
+            "{} order sagas, {} clients, {} % declined, {how}, in {:.2} s{}",
+            self.sagas,
+            self.concurrency,
+            self.fail_pct,
+            self.seconds,
+            if self.analyzed {
+                ""
+            } else {
+                " (tables not analyzed)"
+            }
         )?;
         writeln!(f, "  throughput   {:.0} sagas/s", self.sagas_per_second)?;
         writeln!(
