@@ -22,10 +22,11 @@ pub struct BenchArgs {
     /// Sagas run first and left out of the figures.
     #[arg(long, default_value_t = 200)]
     pub(super) warmup: usize,
-    /// Measure without first running ANALYZE on the database. By default the
-    /// tables are analyzed after the warm-up, as autovacuum would soon do on a
-    /// running server: otherwise the server's connections keep the plans they
-    /// made while the tables were empty (sequential scans of growing tables).
+    /// Do not run ANALYZE on the database after the warm-up (`--preload`
+    /// analyzes what it wrote either way). By default the tables are analyzed
+    /// then, as autovacuum would soon do on a running server: otherwise the
+    /// server's connections keep the plans they made while the tables were
+    /// empty (sequential scans of growing tables).
     #[arg(long)]
     pub(super) no_analyze: bool,
     /// Instead of the workload: start this many sagas whose payment never answers
