@@ -68,8 +68,10 @@ async fn generated_requests_get_no_5xx_and_fit_the_document() {
                     "60",
                     "--request-timeout",
                     "10",
+                    // One worker: hypothesis parses source with `ast`, which is
+                    // not thread-safe before Python 3.11.8 (CPython gh-106905).
                     "--workers",
-                    "2",
+                    "1",
                 ])
                 .env("NO_COLOR", "1")
                 .output()
@@ -78,13 +80,17 @@ async fn generated_requests_get_no_5xx_and_fit_the_document() {
     };
     let mut output = run().await.unwrap();
     let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    // Python before 3.11.8 sometimes fails to parse source inside hypothesis
-    // (CPython gh-106905): an error of the tool, not a finding. Run once more.
-    if !output.status.success()
-        && stdout.contains("AST constructor recursion depth mismatch")
-        && !stdout.contains("FAILURES")
-    {
-        eprintln!("schemathesis hit CPython's AST recursion bug; running it again");
+    // Python before 3.11.8 can still fail to parse source inside hypothesis
+    // (CPython gh-106905): an error of the tool, not a finding. Run again, at
+    // most twice; a real finding ("FAILURES") is never retried.
+    for attempt in 2..=3 {
+        if output.status.success()
+            || !stdout.contains("AST constructor recursion depth mismatch")
+            || stdout.contains("FAILURES")
+        {
+            break;
+        }
+        eprintln!("schemathesis hit CPython's AST recursion bug; attempt {attempt}");
         output = run().await.unwrap();
         stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     }
