@@ -242,6 +242,19 @@ pub fn cases(n: usize) -> Vec<Case> {
         .collect()
 }
 
+/// How many commands the simulated participants received more than once
+/// (`simulator.durable_memory`): published again after a restart, or asked
+/// again after a timeout.
+pub async fn redelivered_commands(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM simulator_deliveries \
+         GROUP BY idempotency_key HAVING count(*) > 1) AS redelivered",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// How many step attempts timed out (and were asked again).
 pub async fn timed_out_steps(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(

@@ -66,7 +66,11 @@ impl SimulatedParticipants {
              -- One row per application of an effect: the audit a test reads.
              CREATE TABLE IF NOT EXISTS simulator_applications (
                  idempotency_key text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now());",
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             -- One row per command received, applied or not: redeliveries show.
+             CREATE TABLE IF NOT EXISTS simulator_deliveries (
+                 idempotency_key text NOT NULL,
+                 received_at timestamptz NOT NULL DEFAULT now());",
         )
         .execute(&pool)
         .await?;
@@ -115,6 +119,16 @@ impl SimulatedParticipants {
     }
 
     async fn handle(&self, command: OutboxMessage, orchestrator: &Orchestrator) {
+        if let Some(pool) = &self.durable {
+            let received =
+                sqlx::query("INSERT INTO simulator_deliveries (idempotency_key) VALUES ($1)")
+                    .bind(command.idempotency_key.as_str())
+                    .execute(pool)
+                    .await;
+            if let Err(e) = received {
+                tracing::warn!(error.message = %e, "simulated participant cannot record a delivery");
+            }
+        }
         if self.settings.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
         }

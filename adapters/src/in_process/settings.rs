@@ -21,8 +21,9 @@ pub struct SimulatorSettings {
     /// Whether the shipped rules (`default_rules.toml`, which drive every path
     /// of the shipped sagas) apply after `rules`.
     pub default_rules: bool,
-    /// Keep what was applied in PostgreSQL (tables `simulator_effects` and
-    /// `simulator_applications` in the orchestrator's database), as a real
+    /// Keep what was applied in PostgreSQL (tables `simulator_effects`,
+    /// `simulator_applications`, and `simulator_deliveries`, a row per command
+    /// received, in the orchestrator's database), as a real
     /// participant keeps its own state, so it survives a restart; otherwise in
     /// memory.
     pub durable_memory: bool,
