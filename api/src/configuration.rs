@@ -470,7 +470,8 @@ pub struct HttpSettings {
     pub body_timeout_ms: u64,
     /// Longest `?wait=` a client may ask for.
     pub max_wait_seconds: u64,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads; 0 means half the cores, at least one (the
+    /// actors and the committer have threads of their own).
     pub workers: usize,
 }
 
