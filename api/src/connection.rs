@@ -30,6 +30,10 @@ pub(crate) fn remember(connection: &dyn Any, data: &mut Extensions) {
     }
 }
 
+/// How long a wait runs before its client is watched: a client that goes
+/// away sooner is noticed this much later.
+const WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Resolves once the client of `req` has closed its connection or reset
 /// it. Never resolves while it is open, for a connection with no handle, or
 /// once the client has sent more (a pipelined request: it is still there).
@@ -37,6 +41,8 @@ pub(crate) async fn gone(req: &HttpRequest) {
     let Some(Socket(socket)) = req.conn_data::<Socket>() else {
         return pending().await;
     };
+    // Most waits end sooner; watching costs a handle and its registration.
+    tokio::time::sleep(WATCH_AFTER).await;
     // A handle of this wait's own, registered with the event loop only for
     // as long as the wait lasts.
     let stream = socket

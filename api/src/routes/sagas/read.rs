@@ -80,8 +80,8 @@ pub(crate) async fn get(
 }
 
 /// The saga once it is terminal or suspended, or as it is after `seconds`, or
-/// as it is when the client goes away (one that only closed its sending side
-/// still gets an answer at once).
+/// as it is when the client goes away (noticed once the wait has run 0.2 s;
+/// one that only closed its sending side then gets its answer).
 pub(crate) async fn settled(
     state: &AppState,
     http: &HttpRequest,
