@@ -235,7 +235,7 @@ impl Application {
 /// for 0 half the cores, at least one. A worker only parses, hands over and
 /// waits; the actors and the committer have threads of their own, and on a
 /// small machine PostgreSQL shares the cores: with one worker instead of two,
-/// a 2-core machine did 6 % more sagas at 50 clients (BENCHMARKS.md).
+/// a 2-core machine did 5 % more sagas at 50 clients (BENCHMARKS.md).
 fn http_workers(configured: usize) -> usize {
     if configured > 0 {
         return configured;
