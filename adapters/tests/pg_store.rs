@@ -589,6 +589,24 @@ async fn step_in_flight(
         .commit(Arc::new(step(id, 0, 1, Some(&key))))
         .await
         .unwrap();
+    if let Hold::Table = hold {
+        // sqlx prepares a statement the first time a connection runs it, in a
+        // round trip of its own, and the table lock holds back that prepare:
+        // once it is let go the connection is idle until the statement is
+        // executed, which a step whose connection broke never is. So the
+        // step's statement is prepared first (on the committer's one
+        // connection, see the caller), and the lock holds back its execution.
+        let other = saga();
+        let key = other.to_string();
+        store
+            .commit(Arc::new(step(other, 0, 1, Some(&key))))
+            .await
+            .unwrap();
+        store
+            .commit(Arc::new(step(other, 1, 1, None)))
+            .await
+            .unwrap();
+    }
     let mut blocker = store.pool().begin().await.unwrap();
     let held = match hold {
         Hold::Event => sqlx::query(
@@ -763,7 +781,15 @@ async fn steps_in_a_batch_whose_relay_was_taken_over_write_nothing() {
 
 #[tokio::test]
 async fn an_unsure_position_waits_for_a_step_statement_not_yet_at_its_relay_row() {
-    let store = Arc::new(store().await);
+    // One committer connection, so the statement `step_in_flight` prepares
+    // is prepared where the step runs.
+    let store = Arc::new(
+        store_with(GroupCommit {
+            concurrency: 1,
+            ..GroupCommit::default()
+        })
+        .await,
+    );
     let epoch = store.open_relay("node-a").await.unwrap();
     let position = (epoch << 40) + 1;
     let (committing, blocker, sent) = step_in_flight(&store, position, Hold::Table).await;
