@@ -363,14 +363,7 @@ async fn a_saga_whose_payment_is_on_azure_completes_or_compensates_over_service_
         .count("SELECT count(*) FROM received_messages WHERE message_id LIKE 'reply-to-%'")
         .await;
     assert_eq!(inbox, 2);
-    // Completed beside the saga's next steps: perhaps after it settled.
-    assert!(
-        until(Duration::from_secs(10), || fake.completed(REPLIES).len()
-            == 2)
-        .await,
-        "{:?}",
-        fake.stats()
-    );
+    assert_completed(&fake, 2).await;
     assert!(fake.active(REPLIES).is_empty());
 }
 
@@ -500,15 +493,8 @@ async fn unusable_messages_are_dead_lettered_with_their_bytes_and_the_receiver_g
         assert_eq!(channel, "servicebus");
         assert!(reason.contains(why), "{reason} should say {why}");
     }
-    // The poison was completed (ours to keep now), the good reply twice;
-    // completions go beside the saga's next steps.
-    assert!(
-        until(Duration::from_secs(10), || fake.completed(REPLIES).len()
-            == 6)
-        .await,
-        "{:?}",
-        fake.stats()
-    );
+    // The poison was completed (ours to keep now), the good reply twice.
+    assert_completed(&fake, 6).await;
     let dead = &fake.dead_lettered(REPLIES)[0];
     assert_eq!(dead.body, [0xff, 0xfe, 0x00, 0x80]);
     assert_eq!(
@@ -575,15 +561,7 @@ async fn a_reply_that_cannot_be_applied_now_is_abandoned_then_dead_lettered_by_t
         .await
         .unwrap();
     assert_eq!(app.settled(&second).await["status"], "completed");
-    // The reply is completed at the broker beside the saga's next steps, not
-    // before them: under load the saga can settle first.
-    assert!(
-        until(Duration::from_secs(10), || fake.completed(REPLIES).len()
-            == 1)
-        .await,
-        "{:?}",
-        fake.stats()
-    );
+    assert_completed(&fake, 1).await;
     let completed = fake.completed(REPLIES);
     assert!(completed[0].delivery_count >= 2, "{completed:?}");
     assert_eq!(app.saga(&first).await["current_step"], "charge-payment");
@@ -958,4 +936,17 @@ async fn with_the_simulator_off_every_command_must_be_routed() {
     let saga = app.saga(&id).await;
     assert_eq!(saga["current_step"], "reserve-inventory", "{saga}");
     assert_eq!(saga["version"], 1, "nothing answered: {saga}");
+}
+
+/// Waits (up to 10 s) until `n` replies are completed at the broker: a handled
+/// reply is completed by a task of its own after its step commits, beside the
+/// saga's next steps, so perhaps after the saga has settled.
+async fn assert_completed(fake: &FakeServiceBus, n: usize) {
+    assert!(
+        until(Duration::from_secs(10), || fake.completed(REPLIES).len()
+            == n)
+        .await,
+        "{n} replies completed: {:?}",
+        fake.stats()
+    );
 }
