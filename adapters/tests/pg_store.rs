@@ -561,6 +561,117 @@ async fn commands_kept_on_events_are_published_below_the_watermark_and_recovered
     );
 }
 
+#[tokio::test]
+async fn a_kept_command_leaves_out_what_its_event_holds_and_is_read_back_whole() {
+    let store = store().await;
+    let epoch = store.open_relay("node-a").await.unwrap();
+    let id = saga();
+    let at = Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap();
+    let mut s = step(id, 0, 1, Some("kept-shape"));
+    s.at = at;
+    s.events[0].at = at;
+    // As a step decides it: its key is `<saga>:<step>`, its time the step's.
+    let usual = OutboxMessage {
+        idempotency_key: format!("{id}:charge-payment"),
+        created_at: at,
+        ..command(id, 1)
+    };
+    // Neither, so both are kept.
+    let other = OutboxMessage {
+        traceparent: None,
+        ..command(id, 2)
+    };
+    s.outbox = vec![usual.clone(), other.clone()];
+    s.relay_pos = Some(epoch << 40);
+    store.commit(Arc::new(s)).await.unwrap();
+
+    let kept: serde_json::Value = sqlx::query_scalar(
+        "SELECT commands FROM saga_events WHERE saga_id = $1 AND commands IS NOT NULL",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let keys = |n: usize| -> Vec<&str> {
+        let mut keys: Vec<&str> = kept[n]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys
+    };
+    let always = [
+        "attempt",
+        "command_type",
+        "data",
+        "message_id",
+        "participant",
+        "step",
+    ];
+    let mut usual_keys = always.to_vec();
+    usual_keys.push("traceparent");
+    usual_keys.sort_unstable();
+    assert_eq!(keys(0), usual_keys);
+    let mut other_keys = always.to_vec();
+    other_keys.extend(["created_at", "idempotency_key"]);
+    other_keys.sort_unstable();
+    assert_eq!(keys(1), other_keys);
+
+    // An event written before kept every field of its commands.
+    let old = command(id, 3);
+    sqlx::query(
+        "INSERT INTO saga_events (saga_id, seq, event_type, data, recorded_at, commands, relay_pos) \
+         VALUES ($1, 2, 'Tested', '{}', now(), $2, $3)",
+    )
+    .bind(id.as_uuid())
+    .bind(json!([old]))
+    .bind(((epoch << 40) + 1) as i64)
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let listed: Vec<(Uuid, String, String, chrono::DateTime<Utc>)> = sqlx::query_as(
+        "SELECT message_id, saga_type, idempotency_key, created_at FROM commands \
+         WHERE saga_id = $1 ORDER BY message_id",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected: Vec<_> = [&usual, &other, &old]
+        .iter()
+        .map(|c| {
+            (
+                c.message_id,
+                c.saga_type.clone(),
+                c.idempotency_key.clone(),
+                c.created_at,
+            )
+        })
+        .collect();
+    assert_eq!(listed, expected, "the operators' view fills them in");
+    assert_eq!(
+        store.backlog().await.unwrap().oldest_unsent_at,
+        Some(usual.created_at.min(other.created_at).min(old.created_at))
+    );
+
+    // Taken over, the relay's commands go to the outbox whole, in either shape.
+    let restarted = store.open_relay("node-a").await.unwrap();
+    let minute = std::time::Duration::from_secs(60);
+    let copied = store
+        .recover_relays(restarted, "node-a", minute)
+        .await
+        .unwrap();
+    assert_eq!(copied, 3);
+    let far = Utc::now() + Duration::days(1);
+    let unsent = store.unsent(far, Duration::zero(), 10, ALL).await.unwrap();
+    assert_eq!(unsent, [usual, other, old]);
+}
+
 /// Where the test holds a step back.
 enum Hold {
     /// At its event: the test inserts the same event first, so the step's

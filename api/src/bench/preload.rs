@@ -100,11 +100,14 @@ async fn copies_statement(pool: &PgPool) -> anyhow::Result<String> {
             Some("CASE WHEN t.message_id IS NOT NULL THEN gen_random_uuid()::text END".into())
         }
         "recorded_at" => Some(format!("t.recorded_at - {shift}")),
-        // The commands kept on an event, each under an id of its own; a copy
-        // has no relay position, so its commands count as published.
+        // The commands kept on an event, each under an id of its own, and its
+        // saga and time where the command has them (see `event_commands`); a
+        // copy has no relay position, so its commands count as published.
         "commands" => Some(format!(
-            "(SELECT jsonb_agg(x || jsonb_build_object('message_id', gen_random_uuid(), \
-                     'saga_id', c.id, 'created_at', (x->>'created_at')::timestamptz - {shift})) \
+            "(SELECT jsonb_agg(x || jsonb_build_object('message_id', gen_random_uuid()) \
+                     || jsonb_strip_nulls(jsonb_build_object( \
+                          'saga_id', CASE WHEN x ? 'saga_id' THEN c.id END, \
+                          'created_at', (x->>'created_at')::timestamptz - {shift}))) \
               FROM jsonb_array_elements(t.commands) x)"
         )),
         "relay_pos" => Some("NULL".into()),

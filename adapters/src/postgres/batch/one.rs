@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
+use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
 use super::statements::commands_json;
@@ -178,10 +179,12 @@ fn bind_rest<'q>(query: Written<'q>, step: &'q StepCommit) -> Written<'q> {
     let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
     let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
     let logged = step.kept_on_event();
-    let commands = (!step.outbox.is_empty()).then(|| commands_json(step));
     let (on_event, to_outbox) = match logged {
-        Some(_) => (commands, None),
-        None => (None, commands),
+        Some(_) => (Some(commands_json(step)), None),
+        None => (
+            None,
+            (!step.outbox.is_empty()).then_some(Json(&step.outbox)),
+        ),
     };
     query
         .bind(seqs)

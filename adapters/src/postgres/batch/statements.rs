@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::{StepCommit, StoreError, EPOCH_SHIFT};
+use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -263,9 +265,61 @@ pub(super) async fn append_events(
     Ok(())
 }
 
+/// A command as its step's first event keeps it: without what that event's
+/// row holds or leads to (its saga, hence the saga's type; its time) and
+/// without an idempotency key that is `<saga id>:<step>`. Each is written
+/// only where the command's differs; `event_commands` (SQL) fills them in.
+#[derive(Serialize)]
+pub(super) struct KeptCommand<'a> {
+    message_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saga_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saga_type: Option<&'a str>,
+    step: &'a str,
+    attempt: u32,
+    participant: &'a str,
+    command_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
+    data: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_zero")]
+    publish_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A step's commands as its first event keeps them.
-pub(super) fn commands_json(step: &StepCommit) -> serde_json::Value {
-    serde_json::to_value(&step.outbox).expect("commands serialise to JSON")
+pub(super) fn commands_json(step: &StepCommit) -> Json<Vec<KeptCommand<'_>>> {
+    let at = step.events.first().map(|e| e.at);
+    Json(
+        step.outbox
+            .iter()
+            .map(|c| {
+                let derived_key = c.idempotency_key == format!("{}:{}", step.saga_id, c.step);
+                KeptCommand {
+                    message_id: c.message_id,
+                    saga_id: (c.saga_id != step.saga_id).then(|| c.saga_id.as_uuid()),
+                    saga_type: (c.saga_type != step.saga_type).then_some(c.saga_type.as_str()),
+                    step: &c.step,
+                    attempt: c.attempt,
+                    participant: &c.participant,
+                    command_type: &c.command_type,
+                    idempotency_key: (!derived_key).then_some(c.idempotency_key.as_str()),
+                    data: &c.data,
+                    created_at: (Some(c.created_at) != at).then_some(c.created_at),
+                    traceparent: c.traceparent.as_deref(),
+                    publish_attempts: c.publish_attempts,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The outbox rows of the steps whose commands are not kept on their events.

@@ -51,7 +51,7 @@ pub(super) async fn mark_sent(pool: &PgPool, ids: &[Uuid]) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The outbox columns a command's JSON (as a step keeps it) fills.
+/// The outbox columns of a command kept on its event (`event_commands`).
 const COMMAND_COLUMNS: &str = "message_id, saga_id, saga_type, step, attempt, participant, \
      command_type, idempotency_key, data, created_at, traceparent";
 
@@ -61,7 +61,7 @@ fn copy_commands(from: &str, condition: &str) -> String {
     format!(
         "INSERT INTO outbox ({COMMAND_COLUMNS}) \
          SELECT {c} FROM {from} \
-         CROSS JOIN LATERAL jsonb_populate_recordset(NULL::outbox, e.commands) AS c \
+         CROSS JOIN LATERAL event_commands(e) AS c \
          WHERE {condition} \
          ON CONFLICT (message_id) DO NOTHING",
         c = COMMAND_COLUMNS
@@ -299,7 +299,7 @@ pub(super) async fn backlog(pool: &PgPool) -> Result<Backlog, StoreError> {
              SELECT c.created_at FROM relays r \
              JOIN saga_events e ON e.relay_pos >= r.published_below \
                                AND e.relay_pos < (r.epoch + 1) << 40 \
-             CROSS JOIN LATERAL jsonb_populate_recordset(NULL::outbox, e.commands) AS c \
+             CROSS JOIN LATERAL event_commands(e) AS c \
              WHERE e.commands IS NOT NULL \
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = c.message_id) \
          ) \
