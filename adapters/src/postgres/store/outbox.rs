@@ -290,18 +290,23 @@ pub(super) async fn dead_letter(pool: &PgPool, letter: &DeadLetter) -> Result<()
 
 pub(super) async fn backlog(pool: &PgPool) -> Result<Backlog, StoreError> {
     // Unsent: outbox rows neither sent nor dead-lettered, and the commands on
-    // events at or above their live relay's watermark that have no outbox row
-    // (each relay's range read through the `relay_pos` index).
+    // events at or above their live relay's watermark that have no outbox row.
+    // Each relay's range is read through the `relay_pos` index: `OFFSET 0`
+    // keeps the planner, which knows nothing of `relays` on a fresh server,
+    // from reading every event with commands instead (0.4 s at 20,000 sagas,
+    // at every scrape of `/metrics`).
     let (outbox_unsent, oldest_unsent_at, dead_letters) = sqlx::query_as(
         "WITH unsent AS ( \
              SELECT created_at FROM outbox WHERE sent_at IS NULL AND dead_lettered_at IS NULL \
              UNION ALL \
              SELECT c.created_at FROM relays r \
-             JOIN saga_events e ON e.relay_pos >= r.published_below \
-                               AND e.relay_pos < (r.epoch + 1) << 40 \
-             CROSS JOIN LATERAL event_commands(e) AS c \
-             WHERE e.commands IS NOT NULL \
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = c.message_id) \
+             CROSS JOIN LATERAL ( \
+                 SELECT e FROM saga_events e \
+                 WHERE e.relay_pos >= r.published_below AND e.relay_pos < (r.epoch + 1) << 40 \
+                   AND e.commands IS NOT NULL OFFSET 0 \
+             ) AS kept \
+             CROSS JOIN LATERAL event_commands(kept.e) AS c \
+             WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = c.message_id) \
          ) \
          SELECT (SELECT count(*) FROM unsent), (SELECT min(created_at) FROM unsent), \
                 (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)",
