@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
+use sagaplane_orchestrator::ports::{CommitOutcome, OutboxMessage, StepCommit, StoreError};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::types::Json;
@@ -28,9 +28,15 @@ const RELAY_HELD: &str = "($18::bigint IS NULL OR EXISTS (SELECT 1 FROM relay))"
 /// Events, appended only when `$step` (the saga row's CTE) wrote a row;
 /// `message` is what the first event's `message_id` is. The first event keeps
 /// the step's commands and relay position (`$17`, `$18`) when it has them;
-/// otherwise the commands (`$19`) become outbox rows. Returns whether the step
-/// was written, and whether its relay (if it has one) was still there.
-fn append(message: &str) -> String {
+/// otherwise, `with_outbox`, the commands (`$19`) become outbox rows. Returns
+/// whether the step was written, and whether its relay (if it has one) was
+/// still there.
+///
+/// A step without outbox rows (the usual one) gets a statement without the
+/// outbox's insert: even inserting nothing, that part opens and locks the
+/// table and its three indexes at every execution (BENCHMARKS.md).
+fn append(message: &str, with_outbox: bool) -> String {
+    let outbox = if with_outbox { OUTBOX } else { "" };
     format!(
         "
 ev AS (
@@ -40,22 +46,30 @@ ev AS (
            CASE WHEN x.q = $13[1] THEN $17::jsonb END,
            CASE WHEN x.q = $13[1] THEN $18::bigint END
     FROM step, UNNEST($13::bigint[], $14::text[], $15::jsonb[], $16::timestamptz[]) AS x(q, ty, d, t)
-),
+)\
+{outbox}
+SELECT (SELECT count(*) FROM step), {RELAY_HELD}"
+    )
+}
+
+/// The outbox rows of a step whose commands are not kept on its event.
+const OUTBOX: &str = ",
 ob AS (
     INSERT INTO outbox (message_id, saga_id, saga_type, step, attempt, participant,
                         command_type, idempotency_key, data, created_at, traceparent)
     SELECT c.message_id, c.saga_id, c.saga_type, c.step, c.attempt, c.participant,
            c.command_type, c.idempotency_key, c.data, c.created_at, c.traceparent
     FROM step, jsonb_populate_recordset(NULL::outbox, $19::jsonb) AS c
-)
-SELECT (SELECT count(*) FROM step), {RELAY_HELD}"
-    )
-}
+)";
+
+/// A step's statements without outbox rows (`[0]`) and with (`[1]`).
+type Pair = LazyLock<[String; 2]>;
 
 // $12 is the message the step consumed, kept on its first event.
-static UPDATE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {RELAY},
+static UPDATE: Pair = LazyLock::new(|| {
+    [false, true].map(|with_outbox| {
+        format!(
+            "WITH {RELAY},
         step AS (
             UPDATE sagas SET status = $4, current_step = $5, attempt = $6, version = $7,
                    last_error = $8, wake_at = $9, updated_at = $10, step_since = $11,
@@ -67,14 +81,16 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
             RETURNING id
         ),
         {}",
-        append("$12::text")
-    )
+            append("$12::text", with_outbox)
+        )
+    })
 });
 
 // $3 is the business key, $12 the input and $20 the saga's trace context.
-static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {RELAY},
+static INSERT: Pair = LazyLock::new(|| {
+    [false, true].map(|with_outbox| {
+        format!(
+            "WITH {RELAY},
         step AS (
             INSERT INTO sagas (id, saga_type, business_key, status, current_step, attempt,
                                version, last_error, wake_at, created_at, updated_at, input,
@@ -85,8 +101,9 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
             RETURNING id
         ),
         {}",
-        append("NULL")
-    )
+            append("NULL", with_outbox)
+        )
+    })
 });
 
 /// The unique index that keeps a message from being applied twice.
@@ -96,12 +113,13 @@ const MESSAGE_INDEX: &str = "saga_events_message";
 /// own, except that a step creating its saga has its `inbox` ignored: such a
 /// step is a start, which consumes no message.
 pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) -> StepOutcome {
+    let with_outbox = usize::from(to_outbox(step).is_some());
     let query = match &step.new_saga {
-        Some(new) => sqlx::query_as(INSERT.as_str())
+        Some(new) => sqlx::query_as(INSERT[with_outbox].as_str())
             .bind(step.saga_id.as_uuid())
             .bind(&step.saga_type)
             .bind(&new.business_key),
-        None => sqlx::query_as(UPDATE.as_str())
+        None => sqlx::query_as(UPDATE[with_outbox].as_str())
             .bind(step.saga_id.as_uuid())
             .bind(&step.saga_type)
             .bind(step.expected_version as i64),
@@ -179,19 +197,17 @@ fn bind_rest<'q>(query: Written<'q>, step: &'q StepCommit) -> Written<'q> {
     let data: Vec<&serde_json::Value> = step.events.iter().map(|e| &e.data).collect();
     let times: Vec<DateTime<Utc>> = step.events.iter().map(|e| e.at).collect();
     let logged = step.kept_on_event();
-    let (on_event, to_outbox) = match logged {
-        Some(_) => (Some(commands_json(step)), None),
-        None => (
-            None,
-            (!step.outbox.is_empty()).then_some(Json(&step.outbox)),
-        ),
-    };
     query
         .bind(seqs)
         .bind(types)
         .bind(data)
         .bind(times)
-        .bind(on_event)
+        .bind(logged.map(|_| commands_json(step)))
         .bind(logged.map(|pos| pos as i64))
-        .bind(to_outbox)
+        .bind(to_outbox(step))
+}
+
+/// The step's commands as outbox rows, if it has commands not kept on its event.
+fn to_outbox(step: &StepCommit) -> Option<Json<&[OutboxMessage]>> {
+    (step.kept_on_event().is_none() && !step.outbox.is_empty()).then_some(Json(&step.outbox[..]))
 }
