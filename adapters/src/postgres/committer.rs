@@ -1,7 +1,9 @@
 //! Group commit: steps waiting to be written are gathered into batches, and a
-//! few batches are written at once, each in its own transaction.
+//! few batches are written at once, each in its own transaction. A step that
+//! finds the committer idle is written at once by the caller's own runtime.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sagaplane_orchestrator::ports::{StepCommit, StoreError};
@@ -16,6 +18,14 @@ use super::rows::StepOutcome;
 /// The way to the committer's thread; the thread ends when this is dropped.
 pub(super) struct Committer {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Steps handed to the thread and not yet answered.
+    queued: AtomicUsize,
+    /// One connection for a step that finds the committer idle.
+    alone: PgPool,
+    /// Whether a step is being written on `alone`.
+    alone_busy: AtomicBool,
+    /// Told of every step written alone, as a batch of one.
+    on_batch: Option<BatchObserver>,
 }
 
 struct Job {
@@ -33,6 +43,11 @@ impl Committer {
             options.get_application_name().unwrap_or(APPLICATION_NAME)
         );
         let options = options.application_name(&name);
+        let alone = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_lazy_with(options.clone());
+        let on_batch = config.on_batch.clone();
         let (jobs, queue) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sagaplane-commit".into())
@@ -50,15 +65,86 @@ impl Committer {
                 });
             })
             .expect("the committer's thread starts");
-        Self { jobs }
+        Self {
+            jobs,
+            queued: AtomicUsize::new(0),
+            alone,
+            alone_busy: AtomicBool::new(false),
+            on_batch,
+        }
     }
 
-    /// Hands `step` to the committer and waits for its outcome.
+    /// Writes `step` and returns its outcome: at once, on the caller's
+    /// runtime, when nothing else is being written; else handed to the
+    /// committer's thread, to join a batch.
+    ///
+    /// Alone, a step handed to the thread would cross from the caller's thread
+    /// to it and back, two wake-ups that cost as much as a fifth of the step on
+    /// a virtual machine (BENCHMARKS.md); under load the thread is always busy
+    /// and every step joins a batch, as before.
     pub(super) async fn commit(&self, step: Arc<StepCommit>) -> StepOutcome {
-        let (done, outcome) = oneshot::channel();
         let closed = || StoreError::Database("the store's committer has stopped".into());
+        if let Some(_alone) = self.alone() {
+            // A task of the runtime, not of the caller (an actor's arbiter),
+            // holds the connection: see `sagaplane_orchestrator`'s `task`.
+            if let Some(observe) = &self.on_batch {
+                observe(1);
+            }
+            let pool = self.alone.clone();
+            let written = tokio::spawn(async move {
+                let outcome = commit_one(&pool, &step).await;
+                // The caller takes its step back out of the `Arc`.
+                drop(step);
+                outcome
+            });
+            return match written.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(closed()),
+            };
+        }
+        let _queued = Held::new(&self.queued);
+        let (done, outcome) = oneshot::channel();
         self.jobs.send(Job { step, done }).map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
+    }
+
+    /// The connection for a step alone, if the thread has nothing queued or
+    /// being written and the connection is free.
+    fn alone(&self) -> Option<Busy<'_>> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.alone_busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Busy(&self.alone_busy))
+    }
+}
+
+/// Counts a step handed to the thread until its caller has the outcome (or
+/// stops waiting).
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The connection for a step alone taken, until dropped.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
