@@ -174,7 +174,11 @@ pub(super) async fn recover_positions(pool: &PgPool, positions: &[u64]) -> Resul
     // A broken connection does not stop the statement its server received:
     // wait for the step writers' statements that began before this lookup
     // (those of this process's committer are named after this pool's
-    // connections, with `/commit`), at most `IN_FLIGHT_WAIT`.
+    // connections, with `/commit`), at most `IN_FLIGHT_WAIT`. Began: their
+    // transaction did, at the statement's bind. `query_start` would not do:
+    // PostgreSQL sets it again at the execute that follows, so a statement
+    // whose bind waited for a lock (planning it takes the table's locks) looks
+    // newer than the lookup just when it goes on to write.
     let since: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(pool)
         .await
@@ -183,7 +187,7 @@ pub(super) async fn recover_positions(pool: &PgPool, positions: &[u64]) -> Resul
     loop {
         let running: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND state = 'active' AND query_start < $1 \
+             WHERE datname = current_database() AND state = 'active' AND xact_start < $1 \
                AND application_name = current_setting('application_name') || '/commit'",
         )
         .bind(since)
