@@ -705,8 +705,8 @@ async fn step_in_flight(
         // round trip of its own, and the table lock holds back that prepare:
         // once it is let go the connection is idle until the statement is
         // executed, which a step whose connection broke never is. So the
-        // step's statement is prepared first (on the committer's one
-        // connection, see the caller), and the lock holds back its execution.
+        // step's statement is prepared first (on the connection that writes
+        // the step, see the caller), and the lock holds back its execution.
         let other = saga();
         let key = other.to_string();
         store
@@ -892,8 +892,9 @@ async fn steps_in_a_batch_whose_relay_was_taken_over_write_nothing() {
 
 #[tokio::test]
 async fn an_unsure_position_waits_for_a_step_statement_not_yet_at_its_relay_row() {
-    // One committer connection, so the statement `step_in_flight` prepares
-    // is prepared where the step runs.
+    // Steps one at a time find the committer idle and are all written on its
+    // one connection for steps alone, so the statement `step_in_flight`
+    // prepares is prepared where the step runs.
     let store = Arc::new(
         store_with(GroupCommit {
             concurrency: 1,

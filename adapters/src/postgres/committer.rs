@@ -79,8 +79,8 @@ impl Committer {
     /// committer's thread, to join a batch.
     ///
     /// Alone, a step handed to the thread would cross from the caller's thread
-    /// to it and back, two wake-ups that cost as much as a fifth of the step on
-    /// a virtual machine (BENCHMARKS.md); under load the thread is always busy
+    /// to it and back, two wake-ups that cost a quarter of a saga's time at one
+    /// client on a small virtual machine (BENCHMARKS.md); under load the thread is always busy
     /// and every step joins a batch, as before.
     pub(super) async fn commit(&self, step: Arc<StepCommit>) -> StepOutcome {
         let closed = || StoreError::Database("the store's committer has stopped".into());
