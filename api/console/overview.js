@@ -41,7 +41,10 @@ export async function overview(main, params, session) {
 function summary(stats, dead) {
   const types = [...new Set(stats.counts.map((c) => c.saga_type))];
   const count = (t, s) => (stats.counts.find((c) => c.saga_type === t && c.status === s) || {}).count || 0;
+  // No count of the finished sagas yet: the server is making the first.
+  const uncounted = !stats.terminal_counted_at;
   const cell = (t, s) => {
+    if (uncounted && TERMINAL.includes(s)) return h('td', { class: 'num muted', title: 'being counted' }, '…');
     const n = count(t, s);
     return h('td', { class: 'num' }, n ? h('a', { href: `#/?${new URLSearchParams({ saga_type: t, status: s })}` }, n.toLocaleString()) : '0');
   };
@@ -53,7 +56,7 @@ function summary(stats, dead) {
         oldest ? [h('a', { href: `#/sagas/${oldest.id}` }, shortId(oldest.id)), ', started ', time(oldest.created_at), ` (${span(oldest.created_at)} ago)`] : 'none'),
       dead ? h('a', { class: 'card', href: '#/dead-letters' }, h('span', { class: 'big' }, `${dead.items.length}${dead.next_after ? '+' : ''}`), ' open dead letters') : null),
     h('div', { class: 'scroll' }, h('table', { class: 'counts' },
-      h('caption', {}, 'Sagas by type and status'),
+      h('caption', {}, 'Sagas by type and status', uncounted ? ' (finished sagas still being counted: reload in a moment)' : null),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'type'), STATUSES.map((s) => h('th', { scope: 'col' }, s)))),
       h('tbody', {}, types.length ? types.map((t) => h('tr', {}, h('th', { scope: 'row' }, t), STATUSES.map((s) => cell(t, s))))
         : h('tr', {}, h('td', { colspan: STATUSES.length + 1, class: 'muted' }, 'No sagas yet.'))))));

@@ -499,6 +499,9 @@ fn print_stats(stats: &Value) {
             text_of(oldest, "created_at")
         );
     }
+    if stats["terminal_counted_at"].is_null() {
+        println!("finished sagas: still being counted, not listed (ask again in a moment)");
+    }
 }
 
 fn print_action(r: &Value) {

@@ -1,32 +1,52 @@
 //! The finished sagas, counted by type and status for `GET /v1/stats`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sagaplane_orchestrator::ports::StoreError;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 
 use super::rows::db;
 
 type Counts = Vec<(String, String, i64)>;
 
 /// Terminal sagas by type and status. Counting them reads every one, and
-/// they only grow in number (until retention removes them), so a count is
-/// kept for a hundred times as long as it took (a minute at most), and counted again in the
-/// background meanwhile answering with the one kept. A count of fewer than
-/// 100,000 sagas is not kept: a smaller store is counted on every call,
-/// exactly. (How long a count took depends on the machine's load, so it does
-/// not do as the rule: a loaded machine kept an empty store's count while
+/// they only grow in number (until retention removes them), so:
+///
+/// * a count of 100,000 or more is kept for a hundred times as long as it
+///   took (a minute at most), then counted again in the background while the
+///   kept one answers;
+/// * with no count kept, a store whose `sagas` table the planner estimates
+///   at fewer than 100,000 rows is counted on the call, exactly;
+/// * a larger one is counted in the background, and the call waits for that
+///   count at most [`Self::WAIT`]: then it answers with the newest count
+///   there is (`None` if there is none yet). A caller is never held for a
+///   whole count of a large store (a third of a second at a million), be it
+///   the first call after a restart or after the store grew behind the
+///   server's back.
+///
+/// (How long a count took depends on the machine's load, so it does not
+/// decide what is kept: a loaded machine kept an empty store's count while
 /// its first sagas finished.)
 #[derive(Default)]
-pub(crate) struct TerminalCounts(Arc<Mutex<Option<Kept>>>);
+pub(crate) struct TerminalCounts {
+    state: Arc<Mutex<State>>,
+    counted: Arc<Notify>,
+}
 
-struct Kept {
+#[derive(Default)]
+struct State {
+    newest: Option<Count>,
+    counting: bool,
+}
+
+struct Count {
     counts: Counts,
     at: DateTime<Utc>,
-    fresh_until: Instant,
-    recounting: bool,
+    /// `None`: too small a count to keep.
+    kept_until: Option<Instant>,
 }
 
 impl TerminalCounts {
@@ -35,63 +55,241 @@ impl TerminalCounts {
     /// A count that was slow for another reason (a lock, a cold cache) is
     /// not kept for hours.
     const KEPT_AT_MOST: Duration = Duration::from_secs(60);
+    /// How long a call waits for a count of a large store.
+    const WAIT: Duration = Duration::from_millis(20);
 
-    pub(crate) async fn read(&self, pool: &PgPool) -> Result<(Counts, DateTime<Utc>), StoreError> {
-        let kept = {
-            let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                None => None,
-                Some(k) => {
-                    let stale = Instant::now() >= k.fresh_until;
-                    let recount = stale && !k.recounting;
-                    k.recounting |= recount;
-                    Some((k.counts.clone(), k.at, recount))
-                }
-            }
+    /// The counts and when they were taken; `None` while the first count of
+    /// a large store is still being made.
+    pub(crate) async fn read(
+        &self,
+        pool: &PgPool,
+    ) -> Result<Option<(Counts, DateTime<Utc>)>, StoreError> {
+        if let Some(kept) = self.kept(pool) {
+            return Ok(Some(kept));
+        }
+        if estimated_sagas(pool).await? < Self::WORTH_KEEPING {
+            return count(pool, &self.state).await.map(Some);
+        }
+        let counted = self.counted.notified();
+        tokio::pin!(counted);
+        counted.as_mut().enable();
+        self.count_in_background(pool);
+        let _ = tokio::time::timeout(Self::WAIT, counted).await;
+        Ok(lock(&self.state)
+            .newest
+            .as_ref()
+            .map(|c| (c.counts.clone(), c.at)))
+    }
+
+    /// The count kept, if there is one; once stale, counted again in the
+    /// background.
+    fn kept(&self, pool: &PgPool) -> Option<(Counts, DateTime<Utc>)> {
+        let (counts, at, stale) = {
+            let state = lock(&self.state);
+            let c = state.newest.as_ref()?;
+            (c.counts.clone(), c.at, Instant::now() >= c.kept_until?)
         };
-        match kept {
-            None => Self::count(pool, &self.0).await,
-            Some((counts, at, recount)) => {
-                if recount {
-                    let (pool, kept) = (pool.clone(), self.0.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = Self::count(&pool, &kept).await {
-                            tracing::warn!(error = %e, "counting the terminal sagas failed");
-                            if let Some(k) = kept.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-                            {
-                                k.recounting = false;
-                            }
-                        }
-                    });
-                }
-                Ok((counts, at))
+        if stale {
+            self.count_in_background(pool);
+        }
+        Some((counts, at))
+    }
+
+    /// Starts a count unless one is under way.
+    fn count_in_background(&self, pool: &PgPool) {
+        if std::mem::replace(&mut lock(&self.state).counting, true) {
+            return;
+        }
+        let (pool, state, counted) = (pool.clone(), self.state.clone(), self.counted.clone());
+        tokio::spawn(async move {
+            if let Err(e) = count(&pool, &state).await {
+                tracing::warn!(error = %e, "counting the terminal sagas failed");
             }
+            lock(&state).counting = false;
+            counted.notify_waiters();
+        });
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The planner's estimate of the rows in `sagas` (kept by `ANALYZE` and
+/// autovacuum; 0 before the first).
+async fn estimated_sagas(pool: &PgPool) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = 'sagas'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db)
+}
+
+async fn count(pool: &PgPool, state: &Mutex<State>) -> Result<(Counts, DateTime<Utc>), StoreError> {
+    let (at, started) = (Utc::now(), Instant::now());
+    let counts: Counts = sqlx::query_as(
+        "SELECT saga_type, status, count(*) FROM sagas \
+         WHERE status NOT IN ('running', 'compensating', 'suspended') \
+         GROUP BY saga_type, status",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let took = started.elapsed();
+    let counted: i64 = counts.iter().map(|(_, _, n)| n).sum();
+    let mut state = lock(state);
+    // Two counts may overlap (one on a call, one in the background): the
+    // one begun last is kept.
+    if state.newest.as_ref().is_none_or(|c| c.at <= at) {
+        state.newest = Some(Count {
+            counts: counts.clone(),
+            at,
+            kept_until: (counted >= TerminalCounts::WORTH_KEEPING).then(|| {
+                Instant::now()
+                    + (took * TerminalCounts::KEPT_FOR_TIMES_TAKEN)
+                        .min(TerminalCounts::KEPT_AT_MOST)
+            }),
+        });
+    }
+    Ok((counts, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn database() -> PgPool {
+        let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!("{server}/sagaplane_test_{}", uuid::Uuid::new_v4().simple());
+        super::super::connect::pool(&url, 4)
+            .await
+            .expect("the database opens")
+    }
+
+    async fn finish(pool: &PgPool, n: i64, status: &str) {
+        sqlx::query(
+            "INSERT INTO sagas (id, saga_type, business_key, status, version, input, \
+                                created_at, updated_at) \
+             SELECT gen_random_uuid(), 'order', gen_random_uuid()::text, $2, 3, '{}', now(), now() \
+             FROM generate_series(1, $1)",
+        )
+        .bind(n)
+        .bind(status)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// The counts, sorted (a count comes in no order).
+    fn of(read: Option<(Counts, DateTime<Utc>)>) -> Option<Counts> {
+        read.map(|(mut counts, _)| {
+            counts.sort();
+            counts
+        })
+    }
+
+    fn order(status: &str, n: i64) -> (String, String, i64) {
+        ("order".into(), status.into(), n)
+    }
+
+    #[tokio::test]
+    async fn a_small_store_is_counted_exactly_on_every_call() {
+        let pool = database().await;
+        let counts = TerminalCounts::default();
+        finish(&pool, 2, "completed").await;
+        finish(&pool, 1, "running").await;
+        assert_eq!(
+            of(counts.read(&pool).await.unwrap()),
+            Some(vec![order("completed", 2)])
+        );
+        finish(&pool, 1, "compensated").await;
+        assert_eq!(
+            of(counts.read(&pool).await.unwrap()),
+            Some(vec![order("compensated", 1), order("completed", 2)])
+        );
+    }
+
+    /// A large store (by the planner's estimate, set here as `ANALYZE`
+    /// would) whose count cannot finish: a lock on the table holds it.
+    #[tokio::test]
+    async fn a_call_on_a_large_store_waits_for_its_count_only_a_moment() {
+        let pool = database().await;
+        let counts = TerminalCounts::default();
+        finish(&pool, 2, "completed").await;
+        let counted_small = counts.read(&pool).await.unwrap().unwrap();
+        sqlx::query("UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'sagas'::regclass")
+            .execute(&pool)
+            .await
+            .unwrap();
+        finish(&pool, 1, "cancelled").await;
+
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(2), counts.read(&pool))
+            .await
+            .expect("the call is not held for the count")
+            .unwrap();
+        assert_eq!(
+            read,
+            Some(counted_small.clone()),
+            "the newest count there is, with when it was taken"
+        );
+        // A second call does not start a second count.
+        counts.read(&pool).await.unwrap();
+        let waiting = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while waiting().await == 0 {
+            assert!(Instant::now() < deadline, "no count waits for the lock");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(waiting().await, 1, "one count waits for the lock");
+        holder.rollback().await.unwrap();
+
+        // Once the count is made, the calls have it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = counts.read(&pool).await.unwrap();
+            if of(read.clone()) == Some(vec![order("cancelled", 1), order("completed", 2)]) {
+                assert!(read.unwrap().1 > counted_small.1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "never counted: {read:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    async fn count(
-        pool: &PgPool,
-        kept: &Mutex<Option<Kept>>,
-    ) -> Result<(Counts, DateTime<Utc>), StoreError> {
-        let (at, started) = (Utc::now(), Instant::now());
-        let counts: Counts = sqlx::query_as(
-            "SELECT saga_type, status, count(*) FROM sagas \
-             WHERE status NOT IN ('running', 'compensating', 'suspended') \
-             GROUP BY saga_type, status",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
-        let took = started.elapsed();
-        let counted: i64 = counts.iter().map(|(_, _, n)| n).sum();
-        *kept.lock().unwrap_or_else(|e| e.into_inner()) =
-            (counted >= Self::WORTH_KEEPING).then(|| Kept {
-                counts: counts.clone(),
-                at,
-                fresh_until: Instant::now()
-                    + (took * Self::KEPT_FOR_TIMES_TAKEN).min(Self::KEPT_AT_MOST),
-                recounting: false,
-            });
-        Ok((counts, at))
+    #[tokio::test]
+    async fn the_first_call_on_a_large_store_may_have_no_count_yet() {
+        let pool = database().await;
+        let counts = TerminalCounts::default();
+        finish(&pool, 1, "completed").await;
+        sqlx::query("UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'sagas'::regclass")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(2), counts.read(&pool))
+            .await
+            .expect("the call is not held for the count");
+        assert_eq!(read.unwrap(), None);
+        holder.rollback().await.unwrap();
     }
 }

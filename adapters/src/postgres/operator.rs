@@ -158,14 +158,17 @@ impl OperatorQueries for PgEventStore {
             .filter(|(_, status, _)| status == "suspended")
             .map(|(_, _, n)| n)
             .sum();
-        let (terminal, counted_at) = self.terminal_counts().read(self.pool()).await?;
-        counts.extend(terminal);
+        let terminal = self.terminal_counts().read(self.pool()).await?;
+        let terminal_counted_at = terminal.map(|(terminal, at)| {
+            counts.extend(terminal);
+            at
+        });
         counts.sort();
         Ok(SagaStats {
             counts,
             oldest_unsettled: oldest.map(|(id, at)| (SagaId::from_uuid(id), at)),
             suspended,
-            terminal_counted_at: Some(counted_at),
+            terminal_counted_at,
         })
     }
 

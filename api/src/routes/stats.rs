@@ -20,6 +20,9 @@ pub(crate) struct StatsDto {
     /// counted. From 100,000 of them on, that count is kept for a while (a
     /// hundred times as long as it took; at one million sagas, about 30 s);
     /// the running, compensating and suspended ones are counted on every call.
+    /// A call does not wait for a whole count of a large store: `null` means
+    /// the terminal sagas are being counted for the first time since the
+    /// server started and are not in `counts` yet; ask again in a second.
     terminal_counted_at: Option<DateTime<Utc>>,
 }
 

@@ -36,8 +36,9 @@ pub struct SagaStats {
     pub oldest_unsettled: Option<(SagaId, DateTime<Utc>)>,
     pub suspended: i64,
     /// When the terminal sagas were counted: a store may keep that count a
-    /// while, since counting them means reading them all. Unsettled sagas
-    /// are counted on every call.
+    /// while, since counting them means reading them all. `None`: they are
+    /// being counted and are not in `counts` yet. Unsettled sagas are
+    /// counted on every call.
     pub terminal_counted_at: Option<DateTime<Utc>>,
 }
 
