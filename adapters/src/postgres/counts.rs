@@ -23,7 +23,7 @@ type Counts = Vec<(String, String, i64)>;
 /// * a larger one is counted in the background, and the call waits for that
 ///   count at most [`Self::WAIT`]: then it answers with the newest count
 ///   there is (`None` if there is none yet). A caller is never held for a
-///   whole count of a large store (a third of a second at a million), be it
+///   whole count of a large store (half a second at a million), be it
 ///   the first call after a restart or after the store grew behind the
 ///   server's back.
 ///
@@ -182,6 +182,33 @@ mod tests {
         .unwrap();
     }
 
+    /// Makes `sagas` look large to the planner, as `ANALYZE` would after a
+    /// million rows.
+    async fn seem_large(pool: &PgPool) {
+        sqlx::query("UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'sagas'::regclass")
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    /// A transaction holding a lock on `sagas` that no count can pass.
+    async fn hold_the_table(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        holder
+    }
+
+    /// A call, which must not wait for the whole count.
+    async fn read_soon(counts: &TerminalCounts, pool: &PgPool) -> Option<(Counts, DateTime<Utc>)> {
+        tokio::time::timeout(Duration::from_secs(2), counts.read(pool))
+            .await
+            .expect("the call is not held for the count")
+            .unwrap()
+    }
+
     /// The counts, sorted (a count comes in no order).
     fn of(read: Option<(Counts, DateTime<Utc>)>) -> Option<Counts> {
         read.map(|(mut counts, _)| {
@@ -219,28 +246,17 @@ mod tests {
         let counts = TerminalCounts::default();
         finish(&pool, 2, "completed").await;
         let counted_small = counts.read(&pool).await.unwrap().unwrap();
-        sqlx::query("UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'sagas'::regclass")
-            .execute(&pool)
-            .await
-            .unwrap();
+        seem_large(&pool).await;
         finish(&pool, 1, "cancelled").await;
 
-        let mut holder = pool.begin().await.unwrap();
-        sqlx::query("LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-        let read = tokio::time::timeout(Duration::from_secs(2), counts.read(&pool))
-            .await
-            .expect("the call is not held for the count")
-            .unwrap();
+        let holder = hold_the_table(&pool).await;
         assert_eq!(
-            read,
+            read_soon(&counts, &pool).await,
             Some(counted_small.clone()),
             "the newest count there is, with when it was taken"
         );
         // A second call does not start a second count.
-        counts.read(&pool).await.unwrap();
+        read_soon(&counts, &pool).await;
         let waiting = || async {
             sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_stat_activity \
@@ -277,19 +293,9 @@ mod tests {
         let pool = database().await;
         let counts = TerminalCounts::default();
         finish(&pool, 1, "completed").await;
-        sqlx::query("UPDATE pg_class SET reltuples = 1000000 WHERE oid = 'sagas'::regclass")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let mut holder = pool.begin().await.unwrap();
-        sqlx::query("LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-        let read = tokio::time::timeout(Duration::from_secs(2), counts.read(&pool))
-            .await
-            .expect("the call is not held for the count");
-        assert_eq!(read.unwrap(), None);
+        seem_large(&pool).await;
+        let holder = hold_the_table(&pool).await;
+        assert_eq!(read_soon(&counts, &pool).await, None);
         holder.rollback().await.unwrap();
     }
 }
