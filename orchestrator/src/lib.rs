@@ -56,7 +56,7 @@ mod relay;
 mod retention;
 mod step;
 mod supervisor;
-mod task;
+pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;

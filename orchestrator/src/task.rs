@@ -1,5 +1,7 @@
 //! Work an actor awaits that holds a database connection runs as a task of
-//! the tokio runtime, not of the actor's arbiter.
+//! the tokio runtime, not of the actor's arbiter. A store whose own calls
+//! take a connection for their caller (the PostgreSQL committer's step
+//! written alone) uses it too, whoever the caller is.
 //!
 //! Both end when the system does, but they are dropped differently: the
 //! runtime drops its tasks inside itself, where a pooled connection a task
@@ -14,7 +16,7 @@ use tracing::Instrument;
 
 /// Runs `fut` as a runtime task, in the caller's span, and waits for it. A
 /// panic in it is resumed here, so a caller that catches panics still sees it.
-pub(crate) async fn detached<F>(fut: F) -> F::Output
+pub async fn detached<F>(fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

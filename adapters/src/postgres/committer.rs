@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sagaplane_orchestrator::ports::{StepCommit, StoreError};
+use sagaplane_orchestrator::task::detached;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -83,26 +84,22 @@ impl Committer {
     /// client on a small virtual machine (BENCHMARKS.md); under load the thread is always busy
     /// and every step joins a batch, as before.
     pub(super) async fn commit(&self, step: Arc<StepCommit>) -> StepOutcome {
-        let closed = || StoreError::Database("the store's committer has stopped".into());
         if let Some(_alone) = self.alone() {
-            // A task of the runtime, not of the caller (an actor's arbiter),
-            // holds the connection: see `sagaplane_orchestrator`'s `task`.
             if let Some(observe) = &self.on_batch {
                 observe(1);
             }
+            // A task of the runtime, not of the caller (an actor's arbiter),
+            // holds the connection.
             let pool = self.alone.clone();
-            let written = tokio::spawn(async move {
+            return detached(async move {
                 let outcome = commit_one(&pool, &step).await;
                 // The caller takes its step back out of the `Arc`.
                 drop(step);
                 outcome
-            });
-            return match written.await {
-                Ok(outcome) => outcome,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => Err(closed()),
-            };
+            })
+            .await;
         }
+        let closed = || StoreError::Database("the store's committer has stopped".into());
         let _queued = Held::new(&self.queued);
         let (done, outcome) = oneshot::channel();
         self.jobs.send(Job { step, done }).map_err(|_| closed())?;
