@@ -1,7 +1,7 @@
 //! `spawn_app()` and a client with one method per endpoint.
 
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sagaplane_adapters::{SimulatedParticipants, SimulatorRule};
@@ -143,14 +143,27 @@ pub async fn start_node(database_url: &str, configure: impl FnOnce(&mut Settings
 }
 
 impl Node {
-    /// Stops the application and waits until its system is gone; fails if
-    /// anything on its thread panicked, caught or not.
+    /// Stops the application and waits until its system is gone and it
+    /// answers no request, even on a connection the test's client keeps open;
+    /// fails if anything on its thread panicked, caught or not.
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join().expect("the node stops cleanly"))
             .await
             .unwrap();
+        // The HTTP workers are threads of their own that notice the end of
+        // the system a moment later; until then one may still serve a kept
+        // connection.
+        let healthz = format!("{}/healthz", self.app.address);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.app.client.get(&healthz).send().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the node still answers 5 s after it stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let panics: Vec<String> = NODE_PANICS
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -3,19 +3,22 @@
 //! right after forwarding a COMMIT (the server has written the batch; the
 //! committer cannot know). Every saga must still finish as its input
 //! dictates, each command published once, and none waiting for a step's
-//! timeout to be asked again.
+//! timeout to be asked again. And connections PostgreSQL ends between steps
+//! fail no step.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
+use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::helpers::{fresh_database_url, server_url};
+use crate::helpers::{fresh_database_url, order, order_request, server_url, spawn_app};
 use crate::server::{
     assert_effects_as_dictated, assert_histories_whole, assert_no_effect_twice,
     assert_settled_as_dictated, cases, start_retrying, timed_out_steps, Server,
@@ -191,4 +194,68 @@ async fn a_batch_whose_commit_answer_is_lost_loses_no_command() {
     assert!(recovered > 0, "no written batch was looked up");
     assert_eq!(unsent, 0);
     server.kill();
+}
+
+/// PostgreSQL ends every connection of the committer between steps (an
+/// administrator's `pg_terminate_backend`, a failover): every step, alone or
+/// in a batch, is written on a new connection, and none fails for it.
+#[actix_web::test]
+async fn steps_after_the_committers_connections_end_are_written_on_new_ones() {
+    let app = spawn_app().await;
+    // Twenty clients at once: the committer writes batches as well as steps
+    // alone, so it has connections of both kinds.
+    let burst = |round: &'static str| {
+        let app = &app;
+        async move {
+            let starts = (0..20).map(|n| {
+                let key = format!("{round}-{n}");
+                async move {
+                    let body = order_request(&key, order(&key, "c-1", "SKU-1", 500));
+                    app.post_saga(&body).await
+                }
+            });
+            let mut created = Vec::new();
+            let mut failed = Vec::new();
+            for response in join_all(starts).await {
+                match response.status() {
+                    StatusCode::CREATED => {
+                        let body: serde_json::Value = response.json().await.unwrap();
+                        created.push(body["id"].as_str().unwrap().to_owned());
+                    }
+                    status => failed.push((status, response.text().await.unwrap())),
+                }
+            }
+            (created, failed)
+        }
+    };
+    let (before, failed) = burst("before").await;
+    assert_eq!((before.len(), failed.len()), (20, 0), "{failed:?}");
+    for id in &before {
+        assert_eq!(app.settled(id).await["status"], "completed");
+    }
+
+    let ended = app
+        .count(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name LIKE '%/commit'",
+        )
+        .await;
+    assert!(ended >= 1, "the committer has connections to end");
+
+    // A step or batch that fails on an ended connection is written again on
+    // a new one: no start fails.
+    let (after, failed) = burst("after").await;
+    assert_eq!(
+        (after.len(), failed.len()),
+        (20, 0),
+        "{ended} ended: {failed:?}"
+    );
+    for id in &after {
+        assert_eq!(app.settled(id).await["status"], "completed");
+    }
+    // And the committer carries on: one client, one saga.
+    let last = app
+        .start_order("last", order("last", "c-1", "SKU-1", 500))
+        .await;
+    assert_eq!(app.settled(&last).await["status"], "completed");
 }

@@ -3,28 +3,35 @@
 //! finds the committer idle is written at once by the caller's own runtime.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sagaplane_orchestrator::ports::{StepCommit, StoreError};
 use sagaplane_orchestrator::task::detached;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, Semaphore};
 
 use super::batch::{commit_batch, commit_one};
 use super::connect::APPLICATION_NAME;
-use super::rows::StepOutcome;
+use super::rows::{db, StepOutcome};
 
 /// The way to the committer's thread; the thread ends when this is dropped.
 pub(super) struct Committer {
     jobs: mpsc::UnboundedSender<Job>,
     /// Steps handed to the thread and not yet answered.
     queued: AtomicUsize,
-    /// One connection for a step that finds the committer idle.
-    alone: PgPool,
-    /// Whether a step is being written on `alone`.
-    alone_busy: AtomicBool,
+    /// The connection for a step that finds the committer idle, held while
+    /// such a step is written; made when first needed, and again after a
+    /// step failed on it.
+    ///
+    /// It is not in a pool: a pool tests every connection given back with a
+    /// round trip of its own to PostgreSQL, which at one client doubled the
+    /// messages of a step and kept the connection from the saga's next step
+    /// until answered (BENCHMARKS.md).
+    alone: Arc<Mutex<Option<PgConnection>>>,
+    /// How `alone` is made.
+    alone_options: Arc<PgConnectOptions>,
     /// Told of every step written alone, as a batch of one.
     on_batch: Option<BatchObserver>,
 }
@@ -44,10 +51,7 @@ impl Committer {
             options.get_application_name().unwrap_or(APPLICATION_NAME)
         );
         let options = options.application_name(&name);
-        let alone = PgPoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_lazy_with(options.clone());
+        let alone_options = Arc::new(options.clone());
         let on_batch = config.on_batch.clone();
         let (jobs, queue) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -57,20 +61,14 @@ impl Committer {
                     .enable_all()
                     .build()
                     .expect("the committer's runtime starts");
-                runtime.block_on(async move {
-                    let pool = PgPoolOptions::new()
-                        .max_connections(config.concurrency.max(1) as u32)
-                        .test_before_acquire(false)
-                        .connect_lazy_with(options);
-                    run(pool, queue, config).await;
-                });
+                runtime.block_on(run(options, queue, config));
             })
             .expect("the committer's thread starts");
         Self {
             jobs,
             queued: AtomicUsize::new(0),
-            alone,
-            alone_busy: AtomicBool::new(false),
+            alone: Arc::default(),
+            alone_options,
             on_batch,
         }
     }
@@ -84,15 +82,16 @@ impl Committer {
     /// client on a small virtual machine (BENCHMARKS.md); under load the thread is always busy
     /// and every step joins a batch, as before.
     pub(super) async fn commit(&self, step: Arc<StepCommit>) -> StepOutcome {
-        if let Some(_alone) = self.alone() {
+        if let Some(mut alone) = self.alone() {
             if let Some(observe) = &self.on_batch {
                 observe(1);
             }
             // A task of the runtime, not of the caller (an actor's arbiter),
-            // holds the connection.
-            let pool = self.alone.clone();
+            // holds the connection, and finishes the step even if the caller
+            // stops waiting.
+            let options = self.alone_options.clone();
             return detached(async move {
-                let outcome = commit_one(&pool, &step).await;
+                let outcome = write_one(&mut alone, &options, &step).await;
                 // The caller takes its step back out of the `Arc`.
                 drop(step);
                 outcome
@@ -108,14 +107,11 @@ impl Committer {
 
     /// The connection for a step alone, if the thread has nothing queued or
     /// being written and the connection is free.
-    fn alone(&self) -> Option<Busy<'_>> {
+    fn alone(&self) -> Option<OwnedMutexGuard<Option<PgConnection>>> {
         if self.queued.load(Ordering::Acquire) != 0 {
             return None;
         }
-        self.alone_busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Busy(&self.alone_busy))
+        self.alone.clone().try_lock_owned().ok()
     }
 }
 
@@ -133,15 +129,6 @@ impl<'a> Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The connection for a step alone taken, until dropped.
-struct Busy<'a>(&'a AtomicBool);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -175,8 +162,18 @@ impl Default for GroupCommit {
 /// Runs until every sender is gone. Under load, steps queue while all
 /// `concurrency` batches are in flight, so batches grow with the load; alone, a
 /// step is written at once in a batch of one.
-async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, config: GroupCommit) {
+///
+/// Each batch in flight has a connection of its own, kept for the next batch
+/// unless the batch failed on it; made with `options` when none is kept. Not
+/// a pool, for the reason given at [`Committer::alone`].
+async fn run(
+    options: PgConnectOptions,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    config: GroupCommit,
+) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let kept: Kept = Arc::default();
+    let options = Arc::new(options);
     let mut held_back: Option<Job> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -203,21 +200,34 @@ async fn run(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>, config: Group
         if let Some(observe) = &config.on_batch {
             observe(batch.len());
         }
-        let pool = pool.clone();
+        let (kept, options) = (kept.clone(), options.clone());
         tokio::spawn(async move {
-            write(&pool, batch).await;
+            let mut conn = kept.lock().expect("kept connections").pop();
+            write(&mut conn, &options, batch).await;
+            if let Some(conn) = conn {
+                kept.lock().expect("kept connections").push(conn);
+            }
             drop(slot);
         });
     }
 }
 
-async fn write(pool: &PgPool, batch: Vec<Job>) {
+/// The connections of batches not in flight.
+type Kept = Arc<std::sync::Mutex<Vec<PgConnection>>>;
+
+/// Writes `batch` and answers its steps, on `conn` or, if it has none, on a
+/// connection made with `options`; leaves `conn` empty if the database
+/// failed a step on it, so that the next write connects anew.
+async fn write(conn: &mut Option<PgConnection>, options: &PgConnectOptions, batch: Vec<Job>) {
     let outcomes = if let [job] = &batch[..] {
         // Alone: one statement, one round trip.
-        vec![commit_one(pool, &job.step).await]
+        vec![write_one(conn, options, &job.step).await]
     } else {
         let steps: Vec<Arc<StepCommit>> = batch.iter().map(|j| j.step.clone()).collect();
-        let outcomes = commit_batch(pool, &steps).await;
+        let outcomes = match connected(conn, options).await {
+            Ok(c) => commit_batch(c, &steps).await,
+            Err(e) => Err(e),
+        };
         drop(steps);
         match outcomes {
             Ok(outcomes) => outcomes,
@@ -226,7 +236,7 @@ async fn write(pool: &PgPool, batch: Vec<Job>) {
                 tracing::warn!(error.message = %e, size = batch.len(), "batch failed; writing its steps one by one");
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for job in &batch {
-                    outcomes.push(commit_one(pool, &job.step).await);
+                    outcomes.push(write_one(conn, options, &job.step).await);
                 }
                 outcomes
             }
@@ -238,4 +248,42 @@ async fn write(pool: &PgPool, batch: Vec<Job>) {
         drop(step);
         let _ = done.send(outcome);
     }
+}
+
+/// Writes `step` alone, as [`write`] writes a batch. A step the database
+/// fails on a connection kept from before is written once more on a new
+/// one: PostgreSQL may have ended the kept one since (a restart, a failover,
+/// `pg_terminate_backend`). If the first try was written after all (its
+/// answer lost), the second reads as a duplicate or a conflict, as in a
+/// batch written again step by step.
+async fn write_one(
+    conn: &mut Option<PgConnection>,
+    options: &PgConnectOptions,
+    step: &StepCommit,
+) -> StepOutcome {
+    let mut again = conn.is_some();
+    loop {
+        let outcome = match connected(conn, options).await {
+            Ok(c) => commit_one(c, step).await,
+            Err(e) => Err(e),
+        };
+        if !matches!(outcome, Err(StoreError::Database(_))) {
+            return outcome;
+        }
+        *conn = None;
+        if !std::mem::take(&mut again) {
+            return outcome;
+        }
+    }
+}
+
+/// The connection in `conn`, made with `options` if there is none.
+async fn connected<'c>(
+    conn: &'c mut Option<PgConnection>,
+    options: &PgConnectOptions,
+) -> Result<&'c mut PgConnection, StoreError> {
+    if conn.is_none() {
+        *conn = Some(options.connect().await.map_err(db)?);
+    }
+    Ok(conn.as_mut().expect("just made"))
 }

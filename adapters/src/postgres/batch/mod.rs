@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sagaplane_orchestrator::ports::{CommitOutcome, StepCommit, StoreError};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 
 use super::rows::{db, StepOutcome};
 
@@ -30,11 +30,11 @@ use statements::{append_events, insert_outbox, insert_sagas, received_before, up
 /// then try the steps one by one; a step written already then reads as a
 /// conflict or a duplicate.
 pub(super) async fn commit_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     steps: &[Arc<StepCommit>],
 ) -> Result<Vec<StepOutcome>, StoreError> {
     let mut outcomes: Vec<Option<StepOutcome>> = steps.iter().map(|_| None).collect();
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = conn.begin().await.map_err(db)?;
 
     // 1. Inbox: a message received before (or twice in this batch) is a duplicate.
     let mut seen = HashSet::new();

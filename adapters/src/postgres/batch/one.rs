@@ -10,7 +10,7 @@ use sagaplane_orchestrator::ports::{CommitOutcome, OutboxMessage, StepCommit, St
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, Postgres};
 
 use super::statements::commands_json;
 use crate::postgres::rows::{db, StepOutcome};
@@ -112,7 +112,10 @@ const MESSAGE_INDEX: &str = "saga_events_message";
 /// Writes one step, with the outcome and rows it would have in a batch of its
 /// own, except that a step creating its saga has its `inbox` ignored: such a
 /// step is a start, which consumes no message.
-pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) -> StepOutcome {
+pub(in crate::postgres) async fn commit_one(
+    conn: &mut PgConnection,
+    step: &StepCommit,
+) -> StepOutcome {
     let with_outbox = usize::from(to_outbox(step).is_some());
     let query = match &step.new_saga {
         Some(new) => sqlx::query_as(INSERT[with_outbox].as_str())
@@ -133,7 +136,7 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
     let query = query
         .bind(step.view.participant.as_deref())
         .bind(step.view.max_attempts.map(|a| a as i32));
-    let (written, relay_held): (i64, bool) = match query.fetch_one(pool).await {
+    let (written, relay_held): (i64, bool) = match query.fetch_one(&mut *conn).await {
         Ok(row) => row,
         // Recorded by another node since the check in the statement itself.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some(MESSAGE_INDEX) => {
@@ -156,7 +159,7 @@ pub(in crate::postgres) async fn commit_one(pool: &PgPool, step: &StepCommit) ->
             "SELECT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $1)",
         )
         .bind(id)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?,
         None => false,

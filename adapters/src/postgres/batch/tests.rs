@@ -4,6 +4,7 @@ use chrono::Utc;
 use sagaplane_orchestrator::ports::{NewEvent, NewSaga, OutboxMessage};
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::*;
@@ -66,8 +67,11 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
         step(e, 0, Some("e"), None),
         step(d, 1, None, Some("m-seen")),
     ];
+    let mut conn = pool.acquire().await.unwrap();
     for s in &setup {
-        let outcome = commit_batch(&pool, std::slice::from_ref(s)).await.unwrap();
+        let outcome = commit_batch(&mut conn, std::slice::from_ref(s))
+            .await
+            .unwrap();
         assert!(
             matches!(outcome[..], [Ok(CommitOutcome::Committed)]),
             "{outcome:?}"
@@ -82,7 +86,7 @@ async fn each_step_of_a_batch_gets_its_own_outcome_and_losers_leave_nothing() {
         step(e, 1, None, Some("m-new")),   // committed
         step(e, 1, None, Some("m-new")),   // same message twice in the batch
     ];
-    let outcomes = commit_batch(&pool, &batch).await.unwrap();
+    let outcomes = commit_batch(&mut conn, &batch).await.unwrap();
     assert!(matches!(outcomes[0], Ok(CommitOutcome::Committed)));
     assert!(matches!(outcomes[1], Ok(CommitOutcome::BusinessKeyTaken)));
     assert!(matches!(outcomes[2], Err(StoreError::Conflict)));
@@ -222,9 +226,13 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         .await
         .unwrap();
     }
+    // One connection each, kept throughout, as the committer keeps its own:
+    // a step failed by the database leaves it fit for the next.
+    let mut one = alone.acquire().await.unwrap();
+    let mut many = batched.acquire().await.unwrap();
     for (n, (step, expected)) in cases.iter().enumerate() {
-        let one = commit_one(&alone, step).await;
-        let batch = match commit_batch(&batched, std::slice::from_ref(step)).await {
+        let one = commit_one(&mut one, step).await;
+        let batch = match commit_batch(&mut many, std::slice::from_ref(step)).await {
             Ok(mut outcomes) => outcomes.pop().expect("one outcome"),
             Err(e) => Err(e),
         };
@@ -246,21 +254,25 @@ async fn a_message_raced_by_concurrent_writers_is_applied_once() {
         let sagas = [(); 4].map(|_| SagaId::from_uuid(Uuid::now_v7()));
         for (n, saga) in sagas.iter().enumerate() {
             let key = format!("race-{round}-{n}");
-            let created = commit_one(&pool, &step(*saga, 0, Some(&key), None)).await;
+            let mut conn = pool.acquire().await.unwrap();
+            let created = commit_one(&mut conn, &step(*saga, 0, Some(&key), None)).await;
             assert!(matches!(created, Ok(CommitOutcome::Committed)));
         }
         let message = format!("m-race-{round}");
         let steps = sagas.map(|s| step(s, 1, None, Some(&message)));
         let pool = &pool;
-        let alone = |s: Arc<StepCommit>| async move { commit_one(pool, &s).await };
+        let alone = |s: Arc<StepCommit>| async move {
+            commit_one(&mut pool.acquire().await.unwrap(), &s).await
+        };
         // As the committer does: a failed batch is written again step by step.
         let batched = |s: Arc<StepCommit>| async move {
             let other = SagaId::from_uuid(Uuid::now_v7());
             let key = other.to_string();
             let batch = [s.clone(), step(other, 0, Some(&key), None)];
-            match commit_batch(pool, &batch).await {
+            let mut conn = pool.acquire().await.unwrap();
+            match commit_batch(&mut conn, &batch).await {
                 Ok(mut outcomes) => outcomes.swap_remove(0),
-                Err(_) => commit_one(pool, &s).await,
+                Err(_) => commit_one(&mut conn, &s).await,
             }
         };
         let [s0, s1, s2, s3] = steps;
