@@ -65,7 +65,10 @@ ob AS (
 /// A step's statements without outbox rows (`[0]`) and with (`[1]`).
 type Pair = LazyLock<[String; 2]>;
 
-// $12 is the message the step consumed, kept on its first event.
+// $12 is the message the step consumed, kept on its first event. Only the
+// inbox (the replies a saga ignored) is read for it: a message applied before
+// is on an event, whose unique index fails the statement (`MESSAGE_INDEX`),
+// and reading `saga_events` as well cost every reply's step another index.
 static UPDATE: Pair = LazyLock::new(|| {
     [false, true].map(|with_outbox| {
         format!(
@@ -76,7 +79,7 @@ static UPDATE: Pair = LazyLock::new(|| {
                    participant = $20, max_attempts = $21
             WHERE id = $1 AND saga_type = $2 AND version = $3
               AND ($12::text IS NULL
-                   OR NOT EXISTS (SELECT 1 FROM received_messages WHERE message_id = $12))
+                   OR NOT EXISTS (SELECT 1 FROM inbox WHERE message_id = $12))
               AND {RELAY_HELD}
             RETURNING id
         ),
@@ -138,7 +141,7 @@ pub(in crate::postgres) async fn commit_one(
         .bind(step.view.max_attempts.map(|a| a as i32));
     let (written, relay_held): (i64, bool) = match query.fetch_one(&mut *conn).await {
         Ok(row) => row,
-        // Recorded by another node since the check in the statement itself.
+        // Applied before, here or by another node.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some(MESSAGE_INDEX) => {
             return Ok(CommitOutcome::DuplicateInbox)
         }
