@@ -164,8 +164,8 @@ impl Default for GroupCommit {
 /// step is written at once in a batch of one.
 ///
 /// Each batch in flight has a connection of its own, kept for the next batch
-/// unless the batch failed on it; made with `options` when none is kept. Not
-/// a pool, for the reason given at [`Committer::alone`].
+/// unless the database failed a step on it; made with `options` when none is
+/// kept. Not a pool, for the reason given at [`Committer::alone`].
 async fn run(
     options: PgConnectOptions,
     mut jobs: mpsc::UnboundedReceiver<Job>,
