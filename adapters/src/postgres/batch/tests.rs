@@ -226,8 +226,8 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
         .await
         .unwrap();
     }
-    // One connection each, kept throughout, as the committer keeps its own:
-    // a step failed by the database leaves it fit for the next.
+    // One connection each, kept throughout: a step the database failed (the
+    // NUL byte) leaves it fit for the next.
     let mut one = alone.acquire().await.unwrap();
     let mut many = batched.acquire().await.unwrap();
     for (n, (step, expected)) in cases.iter().enumerate() {
