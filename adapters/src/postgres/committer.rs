@@ -30,8 +30,8 @@ pub(super) struct Committer {
     /// messages of a step and kept the connection from the saga's next step
     /// until answered (BENCHMARKS.md).
     alone: Arc<Mutex<Option<PgConnection>>>,
-    /// How `alone` is made.
-    alone_options: Arc<PgConnectOptions>,
+    /// How `alone` and the thread's connections are made.
+    options: Arc<PgConnectOptions>,
     /// Told of every step written alone, as a batch of one.
     on_batch: Option<BatchObserver>,
 }
@@ -50,10 +50,10 @@ impl Committer {
             "{}/commit",
             options.get_application_name().unwrap_or(APPLICATION_NAME)
         );
-        let options = options.application_name(&name);
-        let alone_options = Arc::new(options.clone());
+        let options = Arc::new(options.application_name(&name));
         let on_batch = config.on_batch.clone();
         let (jobs, queue) = mpsc::unbounded_channel();
+        let thread_options = options.clone();
         std::thread::Builder::new()
             .name("sagaplane-commit".into())
             .spawn(move || {
@@ -61,14 +61,14 @@ impl Committer {
                     .enable_all()
                     .build()
                     .expect("the committer's runtime starts");
-                runtime.block_on(run(options, queue, config));
+                runtime.block_on(run(thread_options, queue, config));
             })
             .expect("the committer's thread starts");
         Self {
             jobs,
             queued: AtomicUsize::new(0),
             alone: Arc::default(),
-            alone_options,
+            options,
             on_batch,
         }
     }
@@ -89,7 +89,7 @@ impl Committer {
             // A task of the runtime, not of the caller (an actor's arbiter),
             // holds the connection, and finishes the step even if the caller
             // stops waiting.
-            let options = self.alone_options.clone();
+            let options = self.options.clone();
             return detached(async move {
                 let outcome = write_one(&mut alone, &options, &step).await;
                 // The caller takes its step back out of the `Arc`.
@@ -167,13 +167,12 @@ impl Default for GroupCommit {
 /// unless the database failed a step on it; made with `options` when none is
 /// kept. Not a pool, for the reason given at [`Committer::alone`].
 async fn run(
-    options: PgConnectOptions,
+    options: Arc<PgConnectOptions>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     config: GroupCommit,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let kept: Kept = Arc::default();
-    let options = Arc::new(options);
     let mut held_back: Option<Job> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
