@@ -64,6 +64,18 @@ pub(super) async fn pool(url: &str, max_connections: u32) -> Result<PgPool, Conn
     Ok(pool)
 }
 
+/// A fresh database for one test, created and migrated, on the server
+/// `SAGAPLANE_TEST_DATABASE_URL` names (else the local one).
+#[cfg(test)]
+pub(super) async fn test_pool(max_connections: u32) -> PgPool {
+    let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let url = format!("{server}/sagaplane_test_{}", uuid::Uuid::new_v4().simple());
+    pool(&url, max_connections)
+        .await
+        .expect("the test database opens")
+}
+
 /// The connections' `application_name`, unless the URL gives one.
 pub(super) const APPLICATION_NAME: &str = "sagaplane";
 

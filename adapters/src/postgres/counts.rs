@@ -157,16 +157,8 @@ async fn count(pool: &PgPool, state: &Mutex<State>) -> Result<(Counts, DateTime<
 
 #[cfg(test)]
 mod tests {
+    use super::super::connect::test_pool;
     use super::*;
-
-    async fn database() -> PgPool {
-        let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!("{server}/sagaplane_test_{}", uuid::Uuid::new_v4().simple());
-        super::super::connect::pool(&url, 4)
-            .await
-            .expect("the database opens")
-    }
 
     async fn finish(pool: &PgPool, n: i64, status: &str) {
         sqlx::query(
@@ -223,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_store_is_counted_exactly_on_every_call() {
-        let pool = database().await;
+        let pool = test_pool(4).await;
         let counts = TerminalCounts::default();
         finish(&pool, 2, "completed").await;
         finish(&pool, 1, "running").await;
@@ -242,7 +234,7 @@ mod tests {
     /// would) whose count cannot finish: a lock on the table holds it.
     #[tokio::test]
     async fn a_call_on_a_large_store_waits_for_its_count_only_a_moment() {
-        let pool = database().await;
+        let pool = test_pool(4).await;
         let counts = TerminalCounts::default();
         finish(&pool, 2, "completed").await;
         let counted_small = counts.read(&pool).await.unwrap().unwrap();
@@ -290,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_call_on_a_large_store_may_have_no_count_yet() {
-        let pool = database().await;
+        let pool = test_pool(4).await;
         let counts = TerminalCounts::default();
         finish(&pool, 1, "completed").await;
         seem_large(&pool).await;

@@ -11,14 +11,7 @@ use super::*;
 use crate::postgres::connect;
 
 async fn pool() -> PgPool {
-    pool_of(2).await
-}
-
-async fn pool_of(connections: u32) -> PgPool {
-    let server = std::env::var("SAGAPLANE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let url = format!("{server}/sagaplane_test_{}", Uuid::new_v4().simple());
-    connect::pool(&url, connections).await.unwrap()
+    connect::test_pool(2).await
 }
 
 fn step(saga: SagaId, expected: u64, key: Option<&str>, inbox: Option<&str>) -> Arc<StepCommit> {
@@ -249,7 +242,7 @@ async fn a_step_written_alone_ends_as_in_a_batch_of_one() {
 /// and every other writer is told it is a duplicate.
 #[tokio::test]
 async fn a_message_raced_by_concurrent_writers_is_applied_once() {
-    let pool = pool_of(4).await;
+    let pool = connect::test_pool(4).await;
     for round in 0..10 {
         let sagas = [(); 4].map(|_| SagaId::from_uuid(Uuid::now_v7()));
         for (n, saga) in sagas.iter().enumerate() {
