@@ -6,8 +6,8 @@ use std::sync::Arc;
 use sagaplane_adapters::{GroupCommit, PgEventStore};
 use sagaplane_orchestrator::ports::prelude::*;
 use sagaplane_orchestrator::ports::{
-    CommitOutcome, DeadLetter, NewEvent, NewSaga, OutboxMessage, PublishFailure, StepCommit,
-    StoreError,
+    CommitOutcome, DeadLetter, NewEvent, NewSaga, OutboxMessage, PublishFailure, SagaFilter,
+    StepCommit, StoreError,
 };
 use sagaplane_sagas::{SagaId, Status, View};
 use serde_json::json;
@@ -954,4 +954,48 @@ async fn timers_come_due_by_their_own_deadline_within_a_ten_second_slot_in_deadl
     assert_eq!(slot(ids[0]).await.unwrap(), base + Duration::seconds(20));
     assert_eq!(due(10_000, 10).await, [ids[1], ids[2], ids[3]]);
     assert_eq!(due(25_000, 10).await, [ids[1], ids[2], ids[3], ids[0]]);
+}
+
+/// An operator's search by business key alone (the console's and the CLI's)
+/// probes the unique index instead of reading all of it.
+#[tokio::test]
+async fn a_search_by_business_key_alone_reads_a_few_pages_of_a_large_store() {
+    let store = store().await;
+    sqlx::query(
+        "INSERT INTO sagas (id, saga_type, business_key, status, version, input, created_at, updated_at) \
+         SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN 'order' ELSE 'refund' END, \
+                'key-' || g, 'completed', 4, '{}', now(), now() \
+         FROM generate_series(1, 20000) AS g",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE sagas")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let found = store
+        .search(&SagaFilter {
+            business_key: Some("key-12345".into()),
+            limit: 51,
+            ..SagaFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].saga_type, "refund");
+
+    // The search's statement for a business key alone; every page it touched.
+    let plan: serde_json::Value = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM sagas WHERE true \
+         AND business_key = 'key-12345' ORDER BY created_at DESC, id DESC LIMIT 51",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let top = &plan[0]["Plan"];
+    let pages =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    // Reading the whole index of 20,000 keys touches over a hundred pages.
+    assert!(pages <= 10, "{pages} pages for one key: {plan}");
 }
